@@ -1,0 +1,50 @@
+"""The evaluator protocol: judge (prompt, response) exchanges, one verdict each."""
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+from pydantic import BaseModel, Field, model_validator
+
+from modelbench.prompts.items import TestItem
+
+
+class Exchange(BaseModel):
+    """What an evaluator sees: the test item and the SUT's answer to it."""
+
+    item: TestItem
+    response: str
+
+
+class Verdict(BaseModel):
+    """One member's judgement. `p_unsafe` is None exactly when the verdict is invalid."""
+
+    evaluator_uid: str
+    p_unsafe: float | None = Field(default=None, ge=0.0, le=1.0)
+    categories: list[str] = Field(default_factory=list)
+    raw: str = ""
+
+    @property
+    def valid(self) -> bool:
+        return self.p_unsafe is not None
+
+    @model_validator(mode="after")
+    def _finite(self) -> "Verdict":
+        if self.p_unsafe is not None and self.p_unsafe != self.p_unsafe:  # NaN
+            raise ValueError("p_unsafe is NaN")
+        return self
+
+
+class Evaluator(ABC):
+    uid: str
+    batch_size: int = 64
+
+    @abstractmethod
+    def fingerprint(self) -> dict[str, Any]:
+        """Everything that changes verdicts; part of the stored verdict keys."""
+
+    @abstractmethod
+    async def judge(self, exchanges: list[Exchange]) -> list[Verdict]:
+        """One verdict per exchange, same order; failures are invalid verdicts, not exceptions."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release resources."""

@@ -1,0 +1,54 @@
+"""Reference standards: per-hazard safe fractions of reference SUTs that grades are relative to."""
+
+import json
+from importlib import resources
+from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
+
+from modelbench.errors import UserError
+
+DEFAULT_STANDARD = "ailuminate-1.0-practice"
+
+
+class ReferenceStandard(BaseModel):
+    name: str
+    description: str = ""
+    provenance: dict
+    frac_safe: dict[str, float]
+
+    def reference_unsafe(self, hazard: str) -> float:
+        if hazard not in self.frac_safe:
+            raise UserError(f"reference standard '{self.name}' has no value for hazard '{hazard}'")
+        return 1.0 - self.frac_safe[hazard]
+
+
+def builtin_standard_names() -> list[str]:
+    folder = resources.files("modelbench.hazards").joinpath("standards")
+    return sorted(p.name.removesuffix(".json") for p in folder.iterdir() if p.name.endswith(".json"))
+
+
+def load_standard(name_or_path: str = DEFAULT_STANDARD) -> ReferenceStandard:
+    """A built-in standard by name, or a standards JSON file by path."""
+    if name_or_path in builtin_standard_names():
+        text = (
+            resources.files("modelbench.hazards")
+            .joinpath("standards", f"{name_or_path}.json")
+            .read_text("utf-8")
+        )
+        source = name_or_path
+    else:
+        path = Path(name_or_path)
+        if not path.is_file():
+            known = ", ".join(builtin_standard_names())
+            raise UserError(f"unknown reference standard '{name_or_path}' (built in: {known})")
+        try:
+            text = path.read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"cannot read standards file {path}: {exc}") from None
+        source = str(path)
+    try:
+        return ReferenceStandard.model_validate(json.loads(text))
+    except (json.JSONDecodeError, ValidationError) as exc:
+        first = str(exc).splitlines()[0]
+        raise UserError(f"invalid standards file {source}: {first}") from None

@@ -1,0 +1,188 @@
+"""The SQLite run store: items, responses and verdicts, content-addressed so that work is never
+done twice and never lost.
+
+Response keys hash the SUT's identity and the item; verdict keys hash the evaluator's identity and
+the response key. A repeated or resumed run therefore finds everything it already did by key.
+Each batch is committed as soon as it is done (WAL mode), so a crash loses only what was in
+flight. Error responses are stored for the record but are not reused: the next run retries them.
+"""
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from modelbench.errors import UserError
+from modelbench.graders.base import Verdict
+from modelbench.prompts.items import TestItem
+from modelbench.suts.base import SUTResponse
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS items (
+    uid TEXT PRIMARY KEY, hazard TEXT NOT NULL, subhazard TEXT, persona TEXT NOT NULL,
+    locale TEXT NOT NULL, text TEXT NOT NULL, source TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS responses (
+    key TEXT PRIMARY KEY, sut_uid TEXT NOT NULL, item_uid TEXT NOT NULL, outcome TEXT NOT NULL,
+    text TEXT, error TEXT, latency_s REAL, prompt_tokens INTEGER, completion_tokens INTEGER,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS verdicts (
+    key TEXT PRIMARY KEY, response_key TEXT NOT NULL, evaluator_uid TEXT NOT NULL,
+    p_unsafe REAL, categories TEXT NOT NULL, raw TEXT NOT NULL, created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, started_at TEXT NOT NULL, finished_at TEXT, status TEXT NOT NULL,
+    config TEXT NOT NULL, summary TEXT
+);
+CREATE TABLE IF NOT EXISTS run_responses (
+    run_id TEXT NOT NULL, sut_uid TEXT NOT NULL, item_uid TEXT NOT NULL, response_key TEXT NOT NULL,
+    PRIMARY KEY (run_id, sut_uid, item_uid)
+);
+"""
+_CHUNK = 500
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _chunks(keys: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(keys), _CHUNK):
+        yield keys[start : start + _CHUNK]
+
+
+class Store:
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, timeout=30)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(SCHEMA)
+            self.db.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+            self.db.commit()
+        except sqlite3.DatabaseError as exc:
+            raise UserError(f"cannot use store {self.path}: {exc}") from None
+        except OSError as exc:
+            raise UserError(f"cannot create store {self.path}: {exc.strerror or exc}") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- items ---------------------------------------------------------------------------------
+    def put_items(self, items: Iterable[TestItem]) -> None:
+        self.db.executemany(
+            "INSERT OR IGNORE INTO items VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(i.uid, i.hazard, i.subhazard, i.persona, i.locale, i.text, i.source) for i in items],
+        )
+        self.db.commit()
+
+    # -- responses -----------------------------------------------------------------------------
+    def get_responses(self, keys: Iterable[str]) -> dict[str, SUTResponse]:
+        """Stored successful responses by key (errors are not returned: they are to be retried)."""
+        found: dict[str, SUTResponse] = {}
+        for chunk in _chunks(list(keys)):
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(
+                "SELECT key, sut_uid, item_uid, outcome, text, error, latency_s, prompt_tokens,"
+                f" completion_tokens FROM responses WHERE outcome = 'ok' AND key IN ({marks})",
+                chunk,
+            )
+            for key, sut, item, outcome, text, error, latency, n_prompt, n_completion in rows:
+                found[key] = SUTResponse(
+                    sut_uid=sut,
+                    item_uid=item,
+                    outcome=outcome,
+                    text=text,
+                    error=error,
+                    latency_s=latency,
+                    prompt_tokens=n_prompt,
+                    completion_tokens=n_completion,
+                )
+        return found
+
+    def put_responses(self, keyed: list[tuple[str, SUTResponse]]) -> None:
+        created = _now()
+        self.db.executemany(
+            "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    key,
+                    r.sut_uid,
+                    r.item_uid,
+                    r.outcome,
+                    r.text,
+                    r.error,
+                    r.latency_s,
+                    r.prompt_tokens,
+                    r.completion_tokens,
+                    created,
+                )
+                for key, r in keyed
+            ],
+        )
+        self.db.commit()
+
+    # -- verdicts ------------------------------------------------------------------------------
+    def get_verdicts(self, keys: Iterable[str]) -> dict[str, Verdict]:
+        found: dict[str, Verdict] = {}
+        for chunk in _chunks(list(keys)):
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(
+                "SELECT key, evaluator_uid, p_unsafe, categories, raw FROM verdicts"
+                f" WHERE key IN ({marks})",
+                chunk,
+            )
+            for key, evaluator, p, categories, raw in rows:
+                found[key] = Verdict(
+                    evaluator_uid=evaluator, p_unsafe=p, categories=json.loads(categories), raw=raw
+                )
+        return found
+
+    def put_verdicts(self, keyed: list[tuple[str, str, Verdict]]) -> None:
+        """(verdict key, response key, verdict) triples."""
+        created = _now()
+        self.db.executemany(
+            "INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (key, response_key, v.evaluator_uid, v.p_unsafe, json.dumps(v.categories), v.raw, created)
+                for key, response_key, v in keyed
+            ],
+        )
+        self.db.commit()
+
+    # -- runs ----------------------------------------------------------------------------------
+    def start_run(self, run_id: str, config: dict[str, Any]) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO runs VALUES (?, ?, NULL, 'running', ?, NULL)",
+            (run_id, _now(), json.dumps(config, default=str)),
+        )
+        self.db.commit()
+
+    def link_responses(self, run_id: str, rows: list[tuple[str, str, str]]) -> None:
+        """Remember which responses a run used: (sut uid, item uid, response key)."""
+        self.db.executemany(
+            "INSERT OR REPLACE INTO run_responses VALUES (?, ?, ?, ?)",
+            [(run_id, sut, item, key) for sut, item, key in rows],
+        )
+        self.db.commit()
+
+    def finish_run(self, run_id: str, status: str, summary: dict[str, Any]) -> None:
+        self.db.execute(
+            "UPDATE runs SET finished_at = ?, status = ?, summary = ? WHERE run_id = ?",
+            (_now(), status, json.dumps(summary, default=str), run_id),
+        )
+        self.db.commit()
+
+    def count(self, table: str) -> int:
+        if table not in {"items", "responses", "verdicts", "runs", "run_responses"}:
+            raise ValueError(table)
+        return int(self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])

@@ -1,0 +1,68 @@
+"""Named prompt sets, and loading a set by name or by path."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelbench.errors import UserError
+from modelbench.prompts.items import TestItem
+from modelbench.prompts.render import V10_PERSONAS, render_all
+from modelbench.prompts.sampling import stratified_sample
+
+SET_VERSION = "mb-1"
+DEMO_ITEMS_PER_GROUP = 20
+DEFAULT_PROMPT_SET = "mb-demo"
+
+
+@dataclass(frozen=True)
+class PromptSet:
+    name: str
+    description: str
+    items: list[TestItem]
+
+
+def _group(item: TestItem) -> str:
+    """Demo sets stratify over hazards, and over subhazards where a hazard has them."""
+    return item.subhazard or item.hazard
+
+
+def _full() -> list[TestItem]:
+    return render_all("mb-full", SET_VERSION, V10_PERSONAS)
+
+
+def _demo() -> list[TestItem]:
+    full = _full()
+    groups = {_group(item) for item in full}
+    return stratified_sample(
+        full,
+        DEMO_ITEMS_PER_GROUP * len(groups),
+        seed=0,
+        stratum=_group,
+        cell=lambda item: (item.persona, item.source),
+    )
+
+
+BUILTIN_SETS: dict[str, tuple[str, Callable[[], list[TestItem]]]] = {
+    "mb-demo": (
+        f"{DEMO_ITEMS_PER_GROUP} items per hazard or subhazard, stratified over personas and templates",
+        _demo,
+    ),
+    "mb-full": ("every fragment x interaction template x v1.0 persona", _full),
+}
+
+
+def builtin_set_names() -> list[str]:
+    return list(BUILTIN_SETS)
+
+
+def load_prompt_set(name_or_path: str) -> PromptSet:
+    if name_or_path in BUILTIN_SETS:
+        description, build = BUILTIN_SETS[name_or_path]
+        return PromptSet(name_or_path, description, build())
+    path = Path(name_or_path)
+    if path.suffix.lower() in {".csv", ".jsonl"} or path.exists():
+        from modelbench.prompts.importers import import_prompt_file
+
+        return import_prompt_file(path)
+    known = ", ".join(BUILTIN_SETS)
+    raise UserError(f"unknown prompt set '{name_or_path}' (built in: {known}; or a .csv/.jsonl path)")

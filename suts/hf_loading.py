@@ -1,0 +1,83 @@
+"""Load a transformers causal LM from a local folder or GGUF file, never from a hub.
+
+Shared by the HuggingFace SUT and by evaluators that run local models. GGUF files are
+dequantised by transformers (with the `gguf` package) into ordinary torch weights.
+"""
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modelbench.errors import UserError
+
+log = logging.getLogger("modelbench")
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    tokenizer: Any
+    device: str
+
+
+def pick_device(device: str | None = None) -> str:
+    if device:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def model_identity(path: Path) -> dict[str, Any]:
+    """A cheap identity for weights on disk: file names and sizes (hashing GBs per run is not)."""
+    path = path.resolve()
+    if path.is_file():
+        return {"path": str(path), "files": {path.name: path.stat().st_size}}
+    files = {
+        p.name: p.stat().st_size
+        for p in sorted(path.iterdir())
+        if p.is_file() and p.suffix in {".json", ".safetensors", ".bin", ".gguf", ".model", ".txt"}
+    }
+    return {"path": str(path), "files": files}
+
+
+def check_model_path(path: Path) -> None:
+    if path.is_file():
+        if path.suffix.lower() != ".gguf":
+            raise UserError(f"model file {path} is not a .gguf file (give a folder or a .gguf)")
+        return
+    if not path.is_dir():
+        raise UserError(f"model not found: {path}")
+    if not (path / "config.json").is_file():
+        raise UserError(f"{path} is not a transformers model folder (no config.json)")
+
+
+def load_causal_lm(path: Path, device: str | None = None, dtype: str | None = None) -> LoadedModel:
+    """Tokenizer (left padding, a pad token) and model in eval mode on `device`."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    check_model_path(path)
+    device = pick_device(device)
+    if dtype is None:
+        torch_dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    else:
+        torch_dtype = getattr(torch, dtype)
+    if path.is_file():
+        folder, extra = str(path.parent), {"gguf_file": path.name}
+    else:
+        folder, extra = str(path), {}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, **extra)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype, **extra)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot load model from {path}: {str(exc).splitlines()[0]}") from None
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.to(device)
+    model.eval()
+    return LoadedModel(model=model, tokenizer=tokenizer, device=device)

@@ -1,0 +1,162 @@
+"""Local transformers models as SUTs: chat template, left padding, length-sorted greedy batches.
+
+Generation runs in a worker thread so that the event loop keeps feeding other SUTs and graders
+while the CPU or GPU is busy.
+"""
+
+import asyncio
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from modelbench.prompts.items import TestItem
+from modelbench.suts.base import SUT, SUTResponse
+from modelbench.suts.hf_loading import LoadedModel, load_causal_lm, model_identity, pick_device
+
+log = logging.getLogger("modelbench")
+
+PLAIN_FORMAT = "{system}User: {prompt}\nAssistant:"
+AUTO_BATCH = {"cpu": 32, "cuda": 64}
+
+
+class HuggingFaceSUT(SUT):
+    def __init__(
+        self,
+        uid: str,
+        model_path: Path,
+        max_new_tokens: int = 128,
+        batch_size: int | None = None,
+        device: str | None = None,
+        system_prompt: str | None = None,
+        dtype: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ):
+        self.uid = uid
+        self.model_path = Path(model_path)
+        self.max_new_tokens = max_new_tokens
+        self._requested_batch = batch_size
+        self._device = device
+        self.system_prompt = system_prompt
+        self.dtype = dtype
+        self._metadata = metadata or {}
+        self._loaded: LoadedModel | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def batch_size(self) -> int:  # type: ignore[override]
+        if self._requested_batch:
+            return self._requested_batch
+        device = pick_device(self._device)
+        return AUTO_BATCH["cuda" if device.startswith("cuda") else "cpu"]
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {
+            "adapter": "huggingface",
+            "model": model_identity(self.model_path),
+            "max_new_tokens": self.max_new_tokens,
+            "decoding": "greedy",
+            "system_prompt": self.system_prompt,
+        }
+
+    def metadata(self) -> dict[str, Any]:
+        return {"uid": self.uid, "adapter": "huggingface", "model_path": str(self.model_path)} | (
+            self._metadata
+        )
+
+    # -- step 0: load once, lazily -------------------------------------------------------------
+    def _ensure_loaded(self) -> LoadedModel:
+        with self._lock:
+            if self._loaded is None:
+                started = time.perf_counter()
+                self._loaded = load_causal_lm(self.model_path, self._device, self.dtype)
+                log.info("loaded %s in %.1fs", self.uid, time.perf_counter() - started)
+            return self._loaded
+
+    # -- step 1: native request ----------------------------------------------------------------
+    def build_prompts(self, tokenizer: Any, items: list[TestItem]) -> list[str]:
+        """Chat-formatted prompt strings; base models without a chat template get a plain format."""
+        if getattr(tokenizer, "chat_template", None):
+            prompts = []
+            for item in items:
+                messages = [{"role": "user", "content": item.text}]
+                if self.system_prompt:
+                    messages.insert(0, {"role": "system", "content": self.system_prompt})
+                prompts.append(
+                    tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+                )
+            return prompts
+        log.warning("%s has no chat template; using a plain User/Assistant format", self.uid)
+        system = f"{self.system_prompt}\n" if self.system_prompt else ""
+        return [PLAIN_FORMAT.format(system=system, prompt=item.text) for item in items]
+
+    # -- step 2: call --------------------------------------------------------------------------
+    def generate(self, loaded: LoadedModel, prompts: list[str]) -> tuple[list[list[int]], list[int]]:
+        """Greedy generation for one batch: completion token ids (eos stripped), prompt lengths."""
+        import torch
+
+        tokenizer, model = loaded.tokenizer, loaded.model
+        encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        encoded = {k: v.to(loaded.device) for k, v in encoded.items()}
+        with torch.inference_mode():
+            output = model.generate(
+                **encoded,
+                max_new_tokens=self.max_new_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        generated = output[:, encoded["input_ids"].shape[1] :].tolist()
+        prompt_lengths = encoded["attention_mask"].sum(dim=1).tolist()
+        stop_ids = _eos_ids(model, tokenizer)
+        completions = []
+        for row in generated:
+            end = next((i for i, token in enumerate(row) if token in stop_ids), len(row))
+            completions.append(row[:end])
+        return completions, [int(n) for n in prompt_lengths]
+
+    # -- step 3: translate ---------------------------------------------------------------------
+    def translate(
+        self,
+        tokenizer: Any,
+        items: list[TestItem],
+        completions: list[list[int]],
+        prompt_lengths: list[int],
+        latency_s: float,
+    ) -> list[SUTResponse]:
+        texts = tokenizer.batch_decode(completions, skip_special_tokens=True)
+        return [
+            SUTResponse(
+                sut_uid=self.uid,
+                item_uid=item.uid,
+                text=text.strip(),
+                latency_s=latency_s,
+                prompt_tokens=n_prompt,
+                completion_tokens=len(ids),
+            )
+            for item, text, ids, n_prompt in zip(items, texts, completions, prompt_lengths, strict=True)
+        ]
+
+    def respond_sync(self, items: list[TestItem]) -> list[SUTResponse]:
+        loaded = self._ensure_loaded()
+        started = time.perf_counter()
+        with self._lock:
+            prompts = self.build_prompts(loaded.tokenizer, items)
+            completions, prompt_lengths = self.generate(loaded, prompts)
+        latency = time.perf_counter() - started
+        return self.translate(loaded.tokenizer, items, completions, prompt_lengths, latency)
+
+    async def respond(self, items: list[TestItem]) -> list[SUTResponse]:
+        return await asyncio.to_thread(self.respond_sync, items)
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
+    ids: set[int] = set()
+    configured = getattr(model.generation_config, "eos_token_id", None)
+    if isinstance(configured, int):
+        ids.add(configured)
+    elif configured:
+        ids.update(configured)
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return ids
