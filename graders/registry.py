@@ -5,7 +5,10 @@ from modelbench.graders.base import Evaluator
 from modelbench.graders.refusal import RefusalEvaluator
 
 EVALUATORS: dict[str, tuple[str, type[Evaluator]]] = {
-    "refusal": ("lexical refusal/compliance detector, hazard-aware for specialised advice", RefusalEvaluator),
+    "refusal": (
+        "lexical refusal/compliance detector, hazard-aware for specialised advice",
+        RefusalEvaluator,
+    ),
 }
 DEFAULT_GRADERS = ("refusal",)
 

@@ -130,7 +130,9 @@ class Engine:
             for task in producers + graders:
                 task.cancel()
         scored = {
-            sut.uid: [self._score(item, keys[sut.uid][item.uid], responses[sut.uid][item.uid]) for item in items]
+            sut.uid: [
+                self._score(item, keys[sut.uid][item.uid], responses[sut.uid][item.uid]) for item in items
+            ]
             for sut in self.suts
         }
         return RunOutcome(
@@ -190,10 +192,11 @@ class Engine:
         except Exception as exc:  # a failed batch is recorded per item, and the run goes on
             log.warning("%s failed on a batch of %d: %r", sut.uid, len(batch), exc)
             return [
-                SUTResponse(sut_uid=sut.uid, item_uid=i.uid, outcome="error", error=repr(exc))
-                for i in batch
+                SUTResponse(sut_uid=sut.uid, item_uid=i.uid, outcome="error", error=repr(exc)) for i in batch
             ]
-        if len(answers) != len(batch) or any(a.item_uid != i.uid for a, i in zip(answers, batch, strict=False)):
+        if len(answers) != len(batch) or any(
+            a.item_uid != i.uid for a, i in zip(answers, batch, strict=False)
+        ):
             raise RuntimeError(f"{sut.uid} returned responses out of order or of the wrong count")
         return answers
 
@@ -253,6 +256,8 @@ class Engine:
             return ScoredItem(item_uid=item.uid, hazard=item.hazard, persona=item.persona, score=None)
         member = [self._verdicts[(key, e.uid)] for e in self.evaluators]
         return ScoredItem(
-            item_uid=item.uid, hazard=item.hazard, persona=item.persona, score=combine(member, self.ensemble)
+            item_uid=item.uid,
+            hazard=item.hazard,
+            persona=item.persona,
+            score=combine(member, self.ensemble),
         )
-

@@ -65,9 +65,7 @@ class Store:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
-            self.db.execute(
-                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-            )
+            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             self.db.commit()
         except sqlite3.DatabaseError as exc:
             raise UserError(f"cannot use store {self.path}: {exc}") from None
@@ -137,8 +135,7 @@ class Store:
         for chunk in _chunks(list(keys)):
             marks = ",".join("?" * len(chunk))
             rows = self.db.execute(
-                "SELECT key, evaluator_uid, p_unsafe, categories, raw FROM verdicts"
-                f" WHERE key IN ({marks})",
+                f"SELECT key, evaluator_uid, p_unsafe, categories, raw FROM verdicts WHERE key IN ({marks})",
                 chunk,
             )
             for key, evaluator, p, categories, raw in rows:
@@ -153,7 +150,15 @@ class Store:
         self.db.executemany(
             "INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
-                (key, response_key, v.evaluator_uid, v.p_unsafe, json.dumps(v.categories), v.raw, created)
+                (
+                    key,
+                    response_key,
+                    v.evaluator_uid,
+                    v.p_unsafe,
+                    json.dumps(v.categories),
+                    v.raw,
+                    created,
+                )
                 for key, response_key, v in keyed
             ],
         )

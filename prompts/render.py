@@ -7,7 +7,7 @@ order, persona order) so that set contents and uids never drift between machines
 """
 
 from collections.abc import Iterator
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 
 import jinja2
@@ -60,7 +60,7 @@ def load_templates() -> TemplateBook:
     return TemplateBook.model_validate(yaml.safe_load(_package_text("templates", "interactions.yaml")))
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_fragments(hazard: str) -> FragmentFile:
     name = f"fragments/{hazard}.yaml"
     try:
@@ -83,10 +83,15 @@ def load_fragments(hazard: str) -> FragmentFile:
     return data
 
 
+@lru_cache(maxsize=256)
+def _compiled(template: str) -> jinja2.Template:
+    return _JINJA.from_string(template)
+
+
 def render(template: str, where: str, **slots: str) -> str:
     """Render one template; a missing slot or a leftover marker is an error naming `where`."""
     try:
-        text = _JINJA.from_string(template).render(**slots)
+        text = _compiled(template).render(**slots)
     except jinja2.UndefinedError as exc:
         raise UserError(f"unrendered slot in {where}: {exc.message}") from None
     except jinja2.TemplateSyntaxError as exc:
@@ -127,9 +132,7 @@ def render_hazard(
                 )
 
 
-def render_all(
-    set_name: str, set_version: str, personas: tuple[str, ...] = V10_PERSONAS
-) -> list[TestItem]:
+def render_all(set_name: str, set_version: str, personas: tuple[str, ...] = V10_PERSONAS) -> list[TestItem]:
     """All hazards in taxonomy order; duplicates (same uid) are an error, never silently merged."""
     items: list[TestItem] = []
     seen: dict[str, TestItem] = {}

@@ -1,0 +1,184 @@
+"""One benchmark run from request to record: validate everything first, then do the work.
+
+All user input (SUT specs, prompt set, graders, standards, run dir) is checked before the store
+is opened or any model loads, so a typo costs a second and never touches stored work.
+"""
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from modelbench.engine import Engine, ProgressSink, RunOutcome
+from modelbench.errors import UserError
+from modelbench.graders.base import Evaluator
+from modelbench.graders.ensemble import EnsembleConfig
+from modelbench.graders.registry import DEFAULT_GRADERS, make_evaluator
+from modelbench.graders.scoring import SUTScore, score_sut
+from modelbench.hashing import stable_hash
+from modelbench.hazards import DEFAULT_STANDARD, ReferenceStandard, load_standard
+from modelbench.prompts import (
+    DEFAULT_PROMPT_SET,
+    PromptSet,
+    TestItem,
+    load_prompt_set,
+    stratified_sample,
+)
+from modelbench.reports.record import build_record, write_record
+from modelbench.store import Store
+from modelbench.suts import DEFAULT_SUT, SUT, SUTOptions, load_registry, make_sut
+
+STORE_NAME = "modelbench.sqlite"
+
+
+class RunRequest(BaseModel):
+    suts: list[str] = Field(default_factory=lambda: [DEFAULT_SUT])
+    prompt_set: str = DEFAULT_PROMPT_SET
+    max_items: int | None = None
+    seed: int = 0
+    run_dir: Path = Path("runs")
+    graders: list[str] = Field(default_factory=lambda: list(DEFAULT_GRADERS))
+    standards: str = DEFAULT_STANDARD
+    sut_config: Path | None = None
+    sut_options: SUTOptions = Field(default_factory=SUTOptions)
+
+
+@dataclass
+class PreparedRun:
+    request: RunRequest
+    prompt_set: PromptSet
+    items: list[TestItem]
+    suts: list[SUT]
+    evaluators: list[Evaluator]
+    ensemble: EnsembleConfig
+    standard: ReferenceStandard
+    run_id: str
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    record_path: Path
+    scores: list[SUTScore]
+    outcome: RunOutcome
+    wall_s: float
+
+
+def ensure_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create run dir {folder}: {exc.strerror or exc}") from None
+    probe = folder / f".write-probe-{os.getpid()}"
+    try:
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"run dir {folder} is not writable: {exc.strerror or exc}") from None
+
+
+def prepare(request: RunRequest) -> PreparedRun:
+    if not request.suts:
+        raise UserError("no SUT given")
+    if len(set(request.suts)) != len(request.suts):
+        raise UserError("the same SUT is given twice")
+    if request.max_items is not None and request.max_items < 1:
+        raise UserError(f"--max-items must be at least 1, got {request.max_items}")
+    registry = load_registry(request.sut_config)
+    suts = [make_sut(spec, request.sut_options, registry) for spec in request.suts]
+    evaluators = [make_evaluator(name) for name in dict.fromkeys(request.graders)]
+    standard = load_standard(request.standards)
+    prompt_set = load_prompt_set(request.prompt_set)
+    items = prompt_set.items
+    if request.max_items is not None:
+        items = stratified_sample(items, request.max_items, request.seed)
+    missing = sorted({i.hazard for i in items} - set(standard.frac_safe))
+    if missing:
+        raise UserError(f"reference standard '{standard.name}' has no value for {', '.join(missing)}")
+    ensure_writable(request.run_dir)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    run_id = f"{stamp}-{stable_hash(request.model_dump(mode='json'), time.time_ns(), length=6)}"
+    return PreparedRun(
+        request=request,
+        prompt_set=prompt_set,
+        items=items,
+        suts=suts,
+        evaluators=evaluators,
+        ensemble=EnsembleConfig(),
+        standard=standard,
+        run_id=run_id,
+    )
+
+
+def run_config(prepared: PreparedRun) -> dict[str, Any]:
+    request = prepared.request
+    return {
+        "prompt_set": {
+            "name": prepared.prompt_set.name,
+            "description": prepared.prompt_set.description,
+            "n_items": len(prepared.items),
+            "max_items": request.max_items,
+            "seed": request.seed,
+        },
+        "suts": {sut.uid: sut.fingerprint() for sut in prepared.suts},
+        "graders": {e.uid: e.fingerprint() for e in prepared.evaluators},
+        "ensemble": prepared.ensemble.model_dump(),
+        "standard": {"name": prepared.standard.name, "provenance": prepared.standard.provenance},
+        "sut_options": request.sut_options.model_dump(),
+    }
+
+
+def execute(prepared: PreparedRun, progress: ProgressSink | None = None) -> RunResult:
+    started = time.perf_counter()
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    run_dir = prepared.request.run_dir
+    store = Store(run_dir / STORE_NAME)
+    config = run_config(prepared)
+    try:
+        store.start_run(prepared.run_id, config)
+        engine = Engine(
+            store, prepared.suts, prepared.evaluators, prepared.ensemble, prepared.run_id, progress
+        )
+        try:
+            outcome = asyncio.run(engine.run(prepared.items))
+        except BaseException:
+            store.finish_run(prepared.run_id, "interrupted", {})
+            raise
+        scores = [score_sut(uid, scored, prepared.standard) for uid, scored in outcome.scored.items()]
+        wall = time.perf_counter() - started
+        counts = {
+            "items": len(prepared.items),
+            "responses_new": sum(s.responses_new for s in outcome.sut_stats.values()),
+            "responses_reused": sum(s.responses_reused for s in outcome.sut_stats.values()),
+            "response_errors": sum(s.response_errors for s in outcome.sut_stats.values()),
+            "verdicts_new": outcome.verdicts_new,
+            "verdicts_reused": outcome.verdicts_reused,
+        }
+        suts = {
+            sut.uid: {
+                "metadata": sut.metadata(),
+                "responses_new": outcome.sut_stats[sut.uid].responses_new,
+                "responses_reused": outcome.sut_stats[sut.uid].responses_reused,
+                "response_errors": outcome.sut_stats[sut.uid].response_errors,
+                "completion_tokens_new": outcome.sut_stats[sut.uid].completion_tokens,
+                "generation_s": round(outcome.sut_stats[sut.uid].generation_s, 3),
+                "tokens_per_s": outcome.sut_stats[sut.uid].tokens_per_s,
+            }
+            for sut in prepared.suts
+        }
+        timing = {"started_at": started_at, "wall_s": round(wall, 3)}
+        record = build_record(prepared.run_id, config, scores, counts, timing, suts)
+        path = write_record(record, run_dir / prepared.run_id)
+        store.finish_run(
+            prepared.run_id,
+            "finished",
+            {"counts": counts, "overall": {s.sut_uid: s.overall.grade for s in scores}},
+        )
+    finally:
+        store.close()
+    return RunResult(prepared.run_id, path, scores, outcome, wall)
