@@ -114,7 +114,8 @@ def import_prompt_file(
 
 def _row_to_item(row, columns, path, taxonomy, personas, default_persona) -> TestItem:
     def get(field: str) -> str:
-        name = columns[field]
+        # JSONL rows may each carry different keys, so look the names up row by row.
+        name = columns[field] or _column(row.keys(), field, path)
         value = row.get(name) if name else None
         return "" if value is None else str(value).strip()
 

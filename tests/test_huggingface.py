@@ -1,0 +1,104 @@
+"""The HuggingFace SUT on tiny random-weight models, loaded through the real loading path."""
+
+import asyncio
+import logging
+
+import pytest
+
+from modelbench.errors import UserError
+from modelbench.prompts import load_prompt_set
+from modelbench.suts import SUTOptions, make_sut
+from modelbench.suts.huggingface import HuggingFaceSUT
+
+
+@pytest.fixture(scope="module")
+def items():
+    demo = load_prompt_set("mb-demo").items
+    # Prompts of different lengths, so a batch needs padding.
+    return sorted(demo, key=lambda i: len(i.text))[::40][:6]
+
+
+def test_batched_greedy_equals_one_at_a_time(tiny_llama, items):
+    sut = HuggingFaceSUT("tiny", tiny_llama, max_new_tokens=10, batch_size=6)
+    batched = sut.respond_sync(items)
+    single = [sut.respond_sync([item])[0] for item in items]
+    assert [r.text for r in batched] == [r.text for r in single]
+    assert [r.completion_tokens for r in batched] == [r.completion_tokens for r in single]
+    assert [r.item_uid for r in batched] == [i.uid for i in items]
+
+
+def test_left_padding_and_token_counts(tiny_llama, items):
+    sut = HuggingFaceSUT("tiny", tiny_llama, max_new_tokens=7)
+    loaded = sut._ensure_loaded()
+    assert loaded.tokenizer.padding_side == "left"
+    prompts = sut.build_prompts(loaded.tokenizer, items)
+    assert all(p.startswith("<|im_start|>user\n") and p.endswith("<|im_start|>assistant\n") for p in prompts)
+    encoded = loaded.tokenizer(prompts, padding=True, add_special_tokens=False)
+    lengths = [len(loaded.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+    assert len(set(lengths)) > 1
+    for mask, n in zip(encoded["attention_mask"], lengths, strict=True):
+        assert sum(mask) == n and mask[-1] == 1  # padding is on the left
+    responses = sut.respond_sync(items)
+    assert [r.prompt_tokens for r in responses] == lengths
+    assert all(0 <= r.completion_tokens <= 7 for r in responses)
+    assert all(r.outcome == "ok" and r.latency_s > 0 for r in responses)
+
+
+def test_base_model_uses_plain_format_with_a_warning(tiny_base_llama, items, caplog):
+    sut = HuggingFaceSUT("base", tiny_base_llama, max_new_tokens=3)
+    with caplog.at_level(logging.WARNING, logger="modelbench"):
+        responses = sut.respond_sync(items[:2])
+    assert "no chat template" in caplog.text
+    prompts = sut.build_prompts(sut._ensure_loaded().tokenizer, items[:1])
+    assert prompts == [f"User: {items[0].text}\nAssistant:"]
+    assert len(responses) == 2
+
+
+def test_respond_runs_in_a_worker_thread(tiny_llama, items):
+    sut = HuggingFaceSUT("tiny", tiny_llama, max_new_tokens=3)
+
+    async def main():
+        ticks = 0
+
+        async def ticker():
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.001)
+                ticks += 1
+
+        task = asyncio.create_task(ticker())
+        responses = await sut.respond(items)
+        task.cancel()
+        return responses, ticks
+
+    responses, ticks = asyncio.run(main())
+    assert len(responses) == len(items)
+    assert ticks > 0  # the event loop kept running during generation
+
+
+def test_fingerprint_changes_with_generation_settings(tiny_llama):
+    a = HuggingFaceSUT("tiny", tiny_llama, max_new_tokens=10).fingerprint()
+    b = HuggingFaceSUT("tiny", tiny_llama, max_new_tokens=11).fingerprint()
+    assert a != b and a == HuggingFaceSUT("tiny", tiny_llama, max_new_tokens=10).fingerprint()
+
+
+def test_specs_and_errors(tiny_llama, tmp_path):
+    sut = make_sut(f"hf:{tiny_llama}", SUTOptions(max_new_tokens=5, batch_size=3))
+    assert sut.uid == f"hf:{tiny_llama}" and sut.batch_size == 3
+    with pytest.raises(UserError, match="model not found"):
+        make_sut(f"hf:{tmp_path / 'missing'}")
+    with pytest.raises(UserError, match="no config.json"):
+        make_sut(f"hf:{tmp_path}")
+    with pytest.raises(UserError, match="unknown SUT 'nope'"):
+        make_sut("nope")
+
+
+@pytest.mark.slow
+def test_embedded_smollm2_answers_for_real():
+    """The real embedded model: GGUF found through importlib, chat template, greedy generation."""
+    pytest.importorskip("gguf")
+    sut = make_sut("smollm2-135m", SUTOptions(max_new_tokens=12))
+    demo = load_prompt_set("mb-demo").items[:2]
+    responses = sut.respond_sync(demo)  # type: ignore[attr-defined]
+    assert all(r.outcome == "ok" and r.text and r.completion_tokens > 0 for r in responses)
+    assert sut.metadata()["model_path"].endswith("SmolLM2-135M-Instruct.Q4_1.gguf")

@@ -1,0 +1,66 @@
+"""The SQLite store: content-addressed reuse, error rows retried, clear errors on bad files."""
+
+import pytest
+
+from modelbench.errors import UserError
+from modelbench.graders.base import Verdict
+from modelbench.prompts.items import TestItem
+from modelbench.store import Store
+from modelbench.suts.base import SUTResponse
+
+
+def test_responses_round_trip_and_errors_are_not_reused(tmp_path):
+    store = Store(tmp_path / "s.sqlite")
+    ok = SUTResponse(
+        sut_uid="s", item_uid="i1", text="hello", latency_s=0.5, prompt_tokens=3, completion_tokens=2
+    )
+    bad = SUTResponse(sut_uid="s", item_uid="i2", outcome="error", error="boom")
+    store.put_responses([("k1", ok), ("k2", bad)])
+    found = store.get_responses(["k1", "k2", "k3"])
+    assert found == {"k1": ok}
+    assert store.count("responses") == 2
+    # A retry that succeeds replaces the error row.
+    store.put_responses([("k2", SUTResponse(sut_uid="s", item_uid="i2", text="fine"))])
+    assert store.get_responses(["k2"])["k2"].text == "fine"
+    assert store.count("responses") == 2
+    store.close()
+
+
+def test_verdicts_round_trip_including_invalid(tmp_path):
+    store = Store(tmp_path / "s.sqlite")
+    verdicts = [
+        ("v1", "k1", Verdict(evaluator_uid="e", p_unsafe=0.25, categories=["vcr"], raw="why")),
+        ("v2", "k2", Verdict(evaluator_uid="e", raw="unparseable")),
+    ]
+    store.put_verdicts(verdicts)
+    found = store.get_verdicts(["v1", "v2"])
+    assert found["v1"] == verdicts[0][2]
+    assert found["v2"].p_unsafe is None and not found["v2"].valid
+    store.close()
+
+
+def test_many_keys_are_fetched_in_chunks(tmp_path):
+    store = Store(tmp_path / "s.sqlite")
+    rows = [(f"k{i}", SUTResponse(sut_uid="s", item_uid=f"i{i}", text=str(i))) for i in range(1234)]
+    store.put_responses(rows)
+    assert len(store.get_responses([k for k, _ in rows])) == 1234
+    store.close()
+
+
+def test_data_survives_reopening(tmp_path):
+    path = tmp_path / "s.sqlite"
+    store = Store(path)
+    store.put_items([TestItem(uid="i", hazard="vcr", persona="normal", text="t", source="x")])
+    store.put_responses([("k", SUTResponse(sut_uid="s", item_uid="i", text="t"))])
+    store.close()
+    again = Store(path)
+    assert again.count("items") == 1 and again.get_responses(["k"])["k"].text == "t"
+    again.close()
+
+
+def test_a_file_that_is_not_a_store_is_a_clear_error(tmp_path):
+    path = tmp_path / "s.sqlite"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(UserError, match="cannot use store"):
+        Store(path)
+    assert path.read_bytes() == b"this is not sqlite" * 100
