@@ -104,7 +104,9 @@ def run(
     if standards:
         request.standards = standards
     prepared = prepare(request)
-    console = Console(stderr=False)
+    console = Console()
+    if not console.is_terminal:
+        console.width = 110  # logs and CI: wide enough that hazard names do not wrap
     console.print(
         f"run [bold]{prepared.run_id}[/]: {len(prepared.items)} items from {prepared.prompt_set.name}"
         f" x {len(prepared.suts)} SUT(s), graders: {', '.join(e.uid for e in prepared.evaluators)}"

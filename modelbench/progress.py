@@ -1,5 +1,7 @@
 """Progress bars with rate and ETA, for the engine's ProgressSink protocol."""
 
+import time
+
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -22,7 +24,12 @@ class RateColumn(ProgressColumn):
 
 
 class RichProgress:
-    def __init__(self, console: Console):
+    """Live bars on a terminal; on a pipe or in CI, a plain line per task every `every_s` seconds."""
+
+    def __init__(self, console: Console, every_s: float = 15.0):
+        self.console = console
+        self.every_s = every_s
+        self._last_line: dict[str, float] = {}
         self.progress = Progress(
             TextColumn("{task.description:<28}"),
             BarColumn(),
@@ -49,4 +56,16 @@ class RichProgress:
             self.tasks[label] = self.progress.add_task(label, total=total, completed=done)
 
     def advance(self, label: str, n: int) -> None:
-        self.progress.advance(self.tasks[label], n)
+        task_id = self.tasks[label]
+        self.progress.advance(task_id, n)
+        if self.console.is_terminal:
+            return
+        task = self.progress.tasks[task_id]
+        now = time.monotonic()
+        if task.finished or now - self._last_line.get(label, 0.0) >= self.every_s:
+            self._last_line[label] = now
+            rate = task.speed or 0.0
+            eta = f", eta {task.time_remaining:.0f}s" if task.time_remaining else ""
+            self.console.print(
+                f"{label}: {task.completed:.0f}/{task.total:.0f} ({rate:.1f}/s{eta})", highlight=False
+            )

@@ -101,6 +101,7 @@ def prepare(request: RunRequest) -> PreparedRun:
     if missing:
         raise UserError(f"reference standard '{standard.name}' has no value for {', '.join(missing)}")
     ensure_writable(request.run_dir)
+    Store(request.run_dir / STORE_NAME).close()  # a corrupt or locked store fails here, before any work
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     run_id = f"{stamp}-{stable_hash(request.model_dump(mode='json'), time.time_ns(), length=6)}"
     return PreparedRun(
