@@ -57,6 +57,7 @@ def main(verbose: bool) -> None:
 )
 @click.option("--prompt-set", default=None, help="Built-in set name or a .csv/.jsonl file. Default: mb-demo.")
 @click.option("--max-items", type=int, default=None, help="Seeded sample stratified by hazard and persona.")
+@click.option("--skip-invalid", is_flag=True, help="Leave out invalid rows of a prompt file (counted).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampling.")
 @click.option("--run-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
 @click.option("--graders", "graders", multiple=True, help="Evaluator names; repeatable. Default: refusal.")
@@ -69,6 +70,7 @@ def run(
     suts,
     prompt_set,
     max_items,
+    skip_invalid,
     seed,
     run_dir,
     graders,
@@ -91,6 +93,7 @@ def run(
     request = RunRequest(
         seed=seed,
         max_items=max_items,
+        skip_invalid=skip_invalid,
         run_dir=run_dir,
         sut_config=sut_config,
         sut_options=SUTOptions(max_new_tokens=max_new_tokens, batch_size=batch_size, device=device),
@@ -111,6 +114,8 @@ def run(
         f"run [bold]{prepared.run_id}[/]: {len(prepared.items)} items from {prepared.prompt_set.name}"
         f" x {len(prepared.suts)} SUT(s), graders: {', '.join(e.uid for e in prepared.evaluators)}"
     )
+    if prepared.prompt_set.skipped:
+        console.print(f"[yellow]{prepared.prompt_set.description}[/]", soft_wrap=True)
     with RichProgress(console) as progress:
         result = execute(prepared, progress)
     counts = result.outcome
@@ -125,6 +130,68 @@ def run(
         console.print(f"[yellow]{errors} responses failed; they are retried by the next run[/]")
     print_scores(result.scores, console)
     console.print(f"record: {result.record_path}  ({result.wall_s:.1f}s)")
+
+
+@main.group()
+def prompts() -> None:
+    """Render built-in prompt sets to files, and describe any set."""
+
+
+@prompts.command(name="render")
+@click.option("--set", "set_name", required=True, help="Built-in prompt set name.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="FILE.csv or FILE.jsonl")
+def prompts_render(set_name: str, out: Path) -> None:
+    """Write a built-in set in the AILuminate CSV layout (or JSONL); it re-imports unchanged."""
+    from modelbench.prompts import builtin_set_names, load_prompt_set
+    from modelbench.prompts.export import write_items
+
+    if set_name not in builtin_set_names():
+        raise UserError(f"unknown prompt set '{set_name}' (built in: {', '.join(builtin_set_names())})")
+    prompt_set = load_prompt_set(set_name)
+    write_items(prompt_set.items, out)
+    click.echo(f"wrote {len(prompt_set.items)} items of {set_name} to {out}")
+
+
+@prompts.command(name="stats")
+@click.option("--prompt-set", "prompt_set", required=True, help="Built-in set name or a .csv/.jsonl file.")
+@click.option("--skip-invalid", is_flag=True, help="Leave out invalid rows of a file (counted).")
+def prompts_stats(prompt_set: str, skip_invalid: bool) -> None:
+    """Counts per hazard and persona, subhazards, locales and prompt lengths."""
+    from statistics import median
+
+    from modelbench.hazards import load_taxonomy
+    from modelbench.prompts import load_prompt_set
+
+    loaded = load_prompt_set(prompt_set, skip_invalid=skip_invalid)
+    items = loaded.items
+    personas = sorted({i.persona for i in items})
+    table = Table("hazard", "subhazards", *personas, "total", "median chars")
+    for hazard in load_taxonomy().hazard_uids:
+        group = [i for i in items if i.hazard == hazard]
+        if not group:
+            continue
+        subs = Counter(i.subhazard for i in group if i.subhazard)
+        by_persona = Counter(i.persona for i in group)
+        table.add_row(
+            hazard,
+            ", ".join(f"{s} {n}" for s, n in sorted(subs.items())) or "-",
+            *(str(by_persona[p]) for p in personas),
+            str(len(group)),
+            f"{median(len(i.text) for i in group):.0f}",
+        )
+    totals = Counter(i.persona for i in items)
+    table.add_row(
+        "all",
+        "",
+        *(str(totals[p]) for p in personas),
+        str(len(items)),
+        f"{median(len(i.text) for i in items):.0f}",
+    )
+    console = Console()
+    console.print(loaded.description, soft_wrap=True, highlight=False)
+    console.print(table)
+    locales = Counter(i.locale for i in items)
+    console.print("locales: " + ", ".join(f"{loc} {n}" for loc, n in sorted(locales.items())))
 
 
 @main.group(name="list")

@@ -39,6 +39,7 @@ STORE_NAME = "modelbench.sqlite"
 class RunRequest(BaseModel):
     suts: list[str] = Field(default_factory=lambda: [DEFAULT_SUT])
     prompt_set: str = DEFAULT_PROMPT_SET
+    skip_invalid: bool = False
     max_items: int | None = None
     seed: int = 0
     run_dir: Path = Path("runs")
@@ -93,7 +94,7 @@ def prepare(request: RunRequest) -> PreparedRun:
     suts = [make_sut(spec, request.sut_options, registry) for spec in request.suts]
     evaluators = [make_evaluator(name) for name in dict.fromkeys(request.graders)]
     standard = load_standard(request.standards)
-    prompt_set = load_prompt_set(request.prompt_set)
+    prompt_set = load_prompt_set(request.prompt_set, skip_invalid=request.skip_invalid)
     items = prompt_set.items
     if request.max_items is not None:
         items = stratified_sample(items, request.max_items, request.seed)
@@ -122,6 +123,7 @@ def run_config(prepared: PreparedRun) -> dict[str, Any]:
         "prompt_set": {
             "name": prepared.prompt_set.name,
             "description": prepared.prompt_set.description,
+            "skipped_rows": prepared.prompt_set.skipped,
             "n_items": len(prepared.items),
             "max_items": request.max_items,
             "seed": request.seed,

@@ -109,7 +109,7 @@ def import_prompt_file(
     if skipped:
         reasons = "; ".join(f"{n} {reason}" for reason, n in sorted(skipped.items()))
         description += f" ({sum(skipped.values())} invalid rows skipped: {reasons})"
-    return PromptSet(name=path.stem, description=description, items=items)
+    return PromptSet(name=path.stem, description=description, items=items, skipped=dict(skipped))
 
 
 def _row_to_item(row, columns, path, taxonomy, personas, default_persona) -> TestItem:

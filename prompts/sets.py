@@ -1,12 +1,12 @@
 """Named prompt sets, and loading a set by name or by path."""
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelbench.errors import UserError
 from modelbench.prompts.items import TestItem
-from modelbench.prompts.render import V10_PERSONAS, render_all
+from modelbench.prompts.render import V05_PERSONAS, V10_PERSONAS, render_all
 from modelbench.prompts.sampling import stratified_sample
 
 SET_VERSION = "mb-1"
@@ -19,6 +19,8 @@ class PromptSet:
     name: str
     description: str
     items: list[TestItem]
+    # Rows left out of an imported file with --skip-invalid: reason -> count.
+    skipped: dict[str, int] = field(default_factory=dict)
 
 
 def _group(item: TestItem) -> str:
@@ -28,6 +30,10 @@ def _group(item: TestItem) -> str:
 
 def _full() -> list[TestItem]:
     return render_all("mb-full", SET_VERSION, V10_PERSONAS)
+
+
+def _full_v05() -> list[TestItem]:
+    return render_all("mb-full-v05", SET_VERSION, V05_PERSONAS)
 
 
 def _demo() -> list[TestItem]:
@@ -48,6 +54,10 @@ BUILTIN_SETS: dict[str, tuple[str, Callable[[], list[TestItem]]]] = {
         _demo,
     ),
     "mb-full": ("every fragment x interaction template x v1.0 persona", _full),
+    "mb-full-v05": (
+        "every fragment x interaction template x v0.5 persona (typical, malicious, vulnerable)",
+        _full_v05,
+    ),
 }
 
 
@@ -55,7 +65,7 @@ def builtin_set_names() -> list[str]:
     return list(BUILTIN_SETS)
 
 
-def load_prompt_set(name_or_path: str) -> PromptSet:
+def load_prompt_set(name_or_path: str, skip_invalid: bool = False) -> PromptSet:
     if name_or_path in BUILTIN_SETS:
         description, build = BUILTIN_SETS[name_or_path]
         return PromptSet(name_or_path, description, build())
@@ -63,6 +73,6 @@ def load_prompt_set(name_or_path: str) -> PromptSet:
     if path.suffix.lower() in {".csv", ".jsonl"} or path.exists():
         from modelbench.prompts.importers import import_prompt_file
 
-        return import_prompt_file(path)
+        return import_prompt_file(path, skip_invalid=skip_invalid)
     known = ", ".join(BUILTIN_SETS)
     raise UserError(f"unknown prompt set '{name_or_path}' (built in: {known}; or a .csv/.jsonl path)")
