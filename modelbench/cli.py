@@ -66,6 +66,20 @@ def main(verbose: bool) -> None:
 @click.option("--max-new-tokens", type=int, default=128, show_default=True)
 @click.option("--batch-size", type=int, default=None, help="Local model batch size. Default: automatic.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... Default: cuda when present.")
+@click.option(
+    "--concurrency", type=int, default=32, show_default=True, help="API requests in flight per SUT."
+)
+@click.option(
+    "--timeout", "timeout_s", type=float, default=60.0, show_default=True, help="API request timeout (s)."
+)
+@click.option("--max-attempts", type=int, default=5, show_default=True, help="API attempts per item.")
+@click.option(
+    "--secrets",
+    "secrets_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="NAME=value file of API keys (chmod 600).",
+)
 def run(
     suts,
     prompt_set,
@@ -79,6 +93,10 @@ def run(
     max_new_tokens,
     batch_size,
     device,
+    concurrency,
+    timeout_s,
+    max_attempts,
+    secrets_file,
 ) -> None:
     """Run SUTs on a prompt set, grade every response, score and record."""
     from modelbench.progress import RichProgress
@@ -90,13 +108,23 @@ def run(
         raise UserError(f"--max-new-tokens must be at least 1, got {max_new_tokens}")
     if batch_size is not None and batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
+    if concurrency < 1 or max_attempts < 1 or timeout_s <= 0:
+        raise UserError("--concurrency and --max-attempts must be at least 1, and --timeout positive")
     request = RunRequest(
         seed=seed,
         max_items=max_items,
         skip_invalid=skip_invalid,
         run_dir=run_dir,
         sut_config=sut_config,
-        sut_options=SUTOptions(max_new_tokens=max_new_tokens, batch_size=batch_size, device=device),
+        sut_options=SUTOptions(
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            device=device,
+            concurrency=concurrency,
+            timeout_s=timeout_s,
+            max_attempts=max_attempts,
+            secrets_file=secrets_file,
+        ),
     )
     if suts:
         request.suts = list(suts)
@@ -206,11 +234,14 @@ def list_suts(sut_config: Path | None) -> None:
 
     table = Table("name", "adapter", "parameters", "dense base", "compression", "weights here")
     for name, entry in sorted(load_registry(sut_config).items()):
-        try:
-            where = str(entry.locate())
-            here = "yes" if Path(where).exists() else f"no ({where})"
-        except UserError as exc:
-            here = f"no ({exc})"
+        if entry.endpoint is not None:
+            here = f"API at {entry.endpoint.base_url}"
+        else:
+            try:
+                where = str(entry.locate())
+                here = "yes" if Path(where).exists() else f"no ({where})"
+            except UserError as exc:
+                here = f"no ({exc})"
         params = f"{entry.params / 1e6:,.0f}M" if entry.params else "-"
         table.add_row(name, entry.adapter, params, entry.dense_base or "-", entry.compression or "-", here)
     Console().print(table)

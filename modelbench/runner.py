@@ -168,6 +168,7 @@ def execute(prepared: PreparedRun, progress: ProgressSink | None = None) -> RunR
                 "responses_new": outcome.sut_stats[sut.uid].responses_new,
                 "responses_reused": outcome.sut_stats[sut.uid].responses_reused,
                 "response_errors": outcome.sut_stats[sut.uid].response_errors,
+                "outcomes_new": outcome.sut_stats[sut.uid].outcomes,
                 "completion_tokens_new": outcome.sut_stats[sut.uid].completion_tokens,
                 "generation_s": round(outcome.sut_stats[sut.uid].generation_s, 3),
                 "tokens_per_s": outcome.sut_stats[sut.uid].tokens_per_s,

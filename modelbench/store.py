@@ -17,7 +17,7 @@ from typing import Any
 from modelbench.errors import UserError
 from modelbench.graders.base import Verdict
 from modelbench.prompts.items import TestItem
-from modelbench.suts.base import SUTResponse
+from modelbench.suts.base import GRADABLE_OUTCOMES, SUTResponse
 
 SCHEMA_VERSION = 1
 SCHEMA = """
@@ -29,7 +29,7 @@ CREATE TABLE IF NOT EXISTS items (
 CREATE TABLE IF NOT EXISTS responses (
     key TEXT PRIMARY KEY, sut_uid TEXT NOT NULL, item_uid TEXT NOT NULL, outcome TEXT NOT NULL,
     text TEXT, error TEXT, latency_s REAL, prompt_tokens INTEGER, completion_tokens INTEGER,
-    created_at TEXT NOT NULL
+    attempts INTEGER, created_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS verdicts (
     key TEXT PRIMARY KEY, response_key TEXT NOT NULL, evaluator_uid TEXT NOT NULL,
@@ -85,16 +85,18 @@ class Store:
 
     # -- responses -----------------------------------------------------------------------------
     def get_responses(self, keys: Iterable[str]) -> dict[str, SUTResponse]:
-        """Stored successful responses by key (errors are not returned: they are to be retried)."""
+        """Stored gradable responses by key (failures are not returned: they are to be retried)."""
+        gradable = ",".join(f"'{o}'" for o in sorted(GRADABLE_OUTCOMES))
         found: dict[str, SUTResponse] = {}
         for chunk in _chunks(list(keys)):
             marks = ",".join("?" * len(chunk))
             rows = self.db.execute(
                 "SELECT key, sut_uid, item_uid, outcome, text, error, latency_s, prompt_tokens,"
-                f" completion_tokens FROM responses WHERE outcome = 'ok' AND key IN ({marks})",
+                f" completion_tokens, attempts FROM responses WHERE outcome IN ({gradable})"
+                f" AND key IN ({marks})",
                 chunk,
             )
-            for key, sut, item, outcome, text, error, latency, n_prompt, n_completion in rows:
+            for key, sut, item, outcome, text, error, latency, n_prompt, n_completion, attempts in rows:
                 found[key] = SUTResponse(
                     sut_uid=sut,
                     item_uid=item,
@@ -104,13 +106,14 @@ class Store:
                     latency_s=latency,
                     prompt_tokens=n_prompt,
                     completion_tokens=n_completion,
+                    attempts=attempts,
                 )
         return found
 
-    def put_responses(self, keyed: list[tuple[str, SUTResponse]]) -> None:
+    def put_responses(self, keyed: list[tuple[str, SUTResponse]], commit: bool = True) -> None:
         created = _now()
         self.db.executemany(
-            "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     key,
@@ -122,12 +125,14 @@ class Store:
                     r.latency_s,
                     r.prompt_tokens,
                     r.completion_tokens,
+                    r.attempts,
                     created,
                 )
                 for key, r in keyed
             ],
         )
-        self.db.commit()
+        if commit:
+            self.db.commit()
 
     # -- verdicts ------------------------------------------------------------------------------
     def get_verdicts(self, keys: Iterable[str]) -> dict[str, Verdict]:
@@ -144,7 +149,7 @@ class Store:
                 )
         return found
 
-    def put_verdicts(self, keyed: list[tuple[str, str, Verdict]]) -> None:
+    def put_verdicts(self, keyed: list[tuple[str, str, Verdict]], commit: bool = True) -> None:
         """(verdict key, response key, verdict) triples."""
         created = _now()
         self.db.executemany(
@@ -162,7 +167,8 @@ class Store:
                 for key, response_key, v in keyed
             ],
         )
-        self.db.commit()
+        if commit:
+            self.db.commit()
 
     # -- runs ----------------------------------------------------------------------------------
     def start_run(self, run_id: str, config: dict[str, Any]) -> None:
@@ -170,6 +176,9 @@ class Store:
             "INSERT OR REPLACE INTO runs VALUES (?, ?, NULL, 'running', ?, NULL)",
             (run_id, _now(), json.dumps(config, default=str)),
         )
+        self.db.commit()
+
+    def commit(self) -> None:
         self.db.commit()
 
     def link_responses(self, run_id: str, rows: list[tuple[str, str, str]]) -> None:

@@ -12,9 +12,12 @@ from pydantic import BaseModel
 
 from modelbench.prompts.items import TestItem
 
-# "ok": the SUT answered. "error": no usable answer (after retries); such an item is not graded,
-# is never counted as safe, and is retried by the next run of the same work.
-Outcome = Literal["ok", "error"]
+# "ok": the SUT answered. "content_filter": the provider stopped the answer for its content; what
+# text there is gets graded like any answer. The rest are failures: "error" (no answer after
+# retries), "invalid_response" (a body that is not a chat completion), "empty_choices". Failed
+# items are not graded, never count as safe, and are retried by the next run of the same work.
+Outcome = Literal["ok", "content_filter", "error", "invalid_response", "empty_choices"]
+GRADABLE_OUTCOMES = frozenset({"ok", "content_filter"})
 
 
 class SUTResponse(BaseModel):
@@ -26,14 +29,21 @@ class SUTResponse(BaseModel):
     latency_s: float | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    attempts: int | None = None
+
+    @property
+    def gradable(self) -> bool:
+        return self.outcome in GRADABLE_OUTCOMES
 
 
 class SUT(ABC):
     """A system under test. Constructing one is cheap; heavy loading waits for the first call."""
 
     uid: str
-    # How many items the engine hands to `respond` at once.
+    # How many items the engine hands to `respond` at once, and how many such calls it keeps in
+    # flight: a local model wants big batches one at a time, an API many single items at once.
     batch_size: int = 1
+    concurrency: int = 1
 
     @abstractmethod
     def fingerprint(self) -> dict[str, Any]:

@@ -1,4 +1,8 @@
-"""Turn a SUT spec (a registry name or `hf:PATH`) into a SUT object.
+"""Turn a SUT spec into a SUT object.
+
+Specs: a registry name; `hf:/path/to/model_dir` or `hf:/path/to/file.gguf`; `openai:MODEL` (the
+OpenAI API, key from OPENAI_API_KEY); `openai-compat:MODEL@BASE_URL` (any OpenAI-compatible
+server; key from OPENAI_COMPAT_API_KEY when the server wants one).
 
 Specs without a registry entry keep the command line self-contained; named entries carry the
 metadata (dense base, compression, parameters, paper) that reports and leaderboards show.
@@ -29,12 +33,21 @@ class Weights(BaseModel):
     path: str | None = None
 
 
+class Endpoint(BaseModel):
+    """Where an API SUT lives; the key is named, never written: it comes from env or secrets file."""
+
+    base_url: str
+    model: str
+    api_key_env: str | None = None
+
+
 class SUTEntry(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     adapter: str
     display_name: str = ""
-    weights: Weights
+    weights: Weights | None = None
+    endpoint: Endpoint | None = None
     params: int | None = None
     dense_base: str | None = None
     compression: str | None = None
@@ -43,6 +56,8 @@ class SUTEntry(BaseModel):
     notes: str | None = None
 
     def locate(self) -> Path:
+        if self.weights is None:
+            raise UserError("registry entry names no weights")
         if self.weights.embedded is not None:
             return embedded_file(self.weights.embedded.package, self.weights.embedded.file)
         if self.weights.path is not None:
@@ -51,11 +66,19 @@ class SUTEntry(BaseModel):
 
 
 class SUTOptions(BaseModel):
-    """Run-time settings that apply to every local SUT of a run."""
+    """Run-time settings that apply to every SUT of a run."""
 
     max_new_tokens: int = 128
     batch_size: int | None = None
     device: str | None = None
+    concurrency: int = 32
+    temperature: float = 0.0
+    timeout_s: float = 60.0
+    max_attempts: int = 5
+    secrets_file: Path | None = None
+
+
+OPENAI_BASE_URL = "https://api.openai.com/v1"
 
 
 def _parse_registry(text: str, source: str) -> dict[str, SUTEntry]:
@@ -93,14 +116,57 @@ def make_sut(
         if not spec[3:]:
             raise UserError("empty path in SUT spec 'hf:' (use hf:/path/to/model)")
         return _huggingface(spec, path, options, {"spec": spec})
+    if spec.startswith("openai:"):
+        model = spec.removeprefix("openai:")
+        if not model:
+            raise UserError("empty model in SUT spec 'openai:' (use openai:gpt-4o-mini)")
+        endpoint = Endpoint(base_url=OPENAI_BASE_URL, model=model, api_key_env="OPENAI_API_KEY")
+        return _openai_compat(spec, endpoint, options, {"spec": spec}, key_required=True)
+    if spec.startswith("openai-compat:"):
+        model, _, url = spec.removeprefix("openai-compat:").rpartition("@")
+        if not model or not url.startswith(("http://", "https://")):
+            raise UserError(f"bad SUT spec '{spec}' (use openai-compat:MODEL@http://host:port/v1)")
+        endpoint = Endpoint(base_url=url, model=model, api_key_env="OPENAI_COMPAT_API_KEY")
+        return _openai_compat(spec, endpoint, options, {"spec": spec}, key_required=False)
     entry = registry.get(spec)
     if entry is None:
         known = ", ".join(sorted(registry))
-        raise UserError(f"unknown SUT '{spec}' (known: {known}; or hf:/path/to/model)")
-    if entry.adapter != "huggingface":
-        raise UserError(f"SUT '{spec}': unsupported adapter '{entry.adapter}'")
-    meta = entry.model_dump(exclude={"weights", "adapter"}, exclude_none=True)
-    return _huggingface(spec, entry.locate(), options, meta)
+        raise UserError(
+            f"unknown SUT '{spec}' (known: {known}; or hf:PATH, openai:MODEL, openai-compat:MODEL@URL)"
+        )
+    meta = entry.model_dump(exclude={"weights", "adapter", "endpoint"}, exclude_none=True)
+    if entry.adapter == "huggingface":
+        return _huggingface(spec, entry.locate(), options, meta)
+    if entry.adapter == "openai_compat":
+        if entry.endpoint is None:
+            raise UserError(f"SUT '{spec}': an openai_compat entry needs an endpoint")
+        return _openai_compat(spec, entry.endpoint, options, meta, key_required=False)
+    raise UserError(f"SUT '{spec}': unsupported adapter '{entry.adapter}'")
+
+
+def _openai_compat(
+    uid: str, endpoint: Endpoint, options: SUTOptions, meta: dict[str, Any], key_required: bool
+) -> SUT:
+    from modelbench.secrets import get_secret
+    from modelbench.suts.openai_compat import OpenAICompatConfig, OpenAICompatSUT
+    from modelbench.suts.retry import RetryPolicy
+
+    key = get_secret(endpoint.api_key_env, options.secrets_file) if endpoint.api_key_env else None
+    if key_required and not key:
+        raise UserError(
+            f"SUT '{uid}' needs an API key: set {endpoint.api_key_env} or put it in a secrets file"
+        )
+    config = OpenAICompatConfig(
+        model=endpoint.model,
+        base_url=endpoint.base_url,
+        api_key_env=endpoint.api_key_env,
+        concurrency=options.concurrency,
+        temperature=options.temperature,
+        max_tokens=options.max_new_tokens,
+        timeout_s=options.timeout_s,
+        retry=RetryPolicy(max_attempts=options.max_attempts),
+    )
+    return OpenAICompatSUT(uid, config, key, meta | {"base_url": endpoint.base_url})
 
 
 def _huggingface(uid: str, path: Path, options: SUTOptions, meta: dict[str, Any]) -> SUT:

@@ -1,0 +1,231 @@
+"""A local OpenAI-compatible chat-completions server with scripted latency and faults.
+
+Tests, benchmarks and users' dry runs need a real HTTP peer that misbehaves on demand: 429 with
+Retry-After, 5xx, hangs past the client's timeout, garbage bodies, empty choices, content-filter
+stops. This is a small asyncio HTTP/1.1 server (keep-alive, Content-Length bodies) so that it
+stays cheap enough to measure a client against on two cores.
+
+    python -m modelbench.mock_server --port 8000 --latency 0.1 --fault-rate 0.2 --seed 0
+
+Behaviours come from a script (consumed one per request, then "ok"), or at random with
+`fault_rate`. The answer to a prompt is deterministic: "Mock answer: <prompt reversed>" unless
+the prompt asks for a refusal.
+"""
+
+import argparse
+import asyncio
+import json
+import random
+import threading
+from collections import Counter, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+BEHAVIOURS = ("ok", "400", "429", "500", "503", "timeout", "garbage", "empty", "content_filter", "close")
+FAULTS = ("429", "500", "timeout", "garbage")
+
+
+@dataclass
+class ServerState:
+    latency_s: float = 0.0
+    retry_after_s: float = 0.05
+    hang_s: float = 30.0
+    fault_rate: float = 0.0
+    seed: int = 0
+    script: deque = field(default_factory=deque)
+    served: Counter = field(default_factory=Counter)
+    requests: list = field(default_factory=list)
+    record_requests: bool = True
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+
+    def next_behaviour(self) -> str:
+        if self.script:
+            return self.script.popleft()
+        if self.fault_rate and self.rng.random() < self.fault_rate:
+            return self.rng.choice(FAULTS)
+        return "ok"
+
+
+def completion_body(model: str, content: str, finish_reason: str = "stop", n_prompt: int = 0) -> dict:
+    return {
+        "id": "chatcmpl-mock",
+        "object": "chat.completion",
+        "created": 0,
+        "model": model,
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish_reason}
+        ],
+        "usage": {
+            "prompt_tokens": n_prompt,
+            "completion_tokens": len(content.split()),
+            "total_tokens": n_prompt + len(content.split()),
+        },
+    }
+
+
+def answer_for(prompt: str) -> str:
+    if "please refuse" in prompt.lower():
+        return "I'm sorry, but I can't help with that."
+    return "Mock answer: " + prompt[::-1]
+
+
+def _response(status: int, reason: str, body: bytes, headers: Iterable[tuple[str, str]] = ()) -> bytes:
+    head = [f"HTTP/1.1 {status} {reason}", f"Content-Length: {len(body)}", "Connection: keep-alive"]
+    head += [f"{k}: {v}" for k, v in headers]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+async def _handle(state: ServerState, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            lines = head.decode("latin-1").split("\r\n")
+            method, path, _ = lines[0].split(" ", 2)
+            headers = {
+                k.strip().lower(): v.strip() for k, v in (x.split(":", 1) for x in lines[1:] if ":" in x)
+            }
+            body = await reader.readexactly(int(headers.get("content-length", "0")))
+            if method != "POST" or not path.endswith("/chat/completions"):
+                writer.write(_response(404, "Not Found", b'{"error": {"message": "not found"}}'))
+                await writer.drain()
+                continue
+            request = json.loads(body or b"{}")
+            behaviour = state.next_behaviour()
+            state.served[behaviour] += 1
+            if state.record_requests:
+                state.requests.append({"behaviour": behaviour, "body": request, "headers": headers})
+            if behaviour == "close":
+                writer.close()
+                return
+            if behaviour == "timeout":
+                await asyncio.sleep(state.hang_s)
+                continue
+            if state.latency_s:
+                await asyncio.sleep(state.latency_s)
+            writer.write(_reply(state, behaviour, request))
+            await writer.drain()
+    finally:
+        writer.close()
+
+
+def _reply(state: ServerState, behaviour: str, request: dict) -> bytes:
+    model = request.get("model", "mock")
+    messages = request.get("messages") or [{"content": ""}]
+    prompt = str(messages[-1].get("content", ""))
+    json_type = [("Content-Type", "application/json")]
+    if behaviour == "429":
+        error = b'{"error": {"message": "rate limited", "type": "rate_limit"}}'
+        return _response(
+            429, "Too Many Requests", error, json_type + [("Retry-After", str(state.retry_after_s))]
+        )
+    if behaviour == "400":
+        return _response(400, "Bad Request", b'{"error": {"message": "unknown model"}}', json_type)
+    if behaviour in ("500", "503"):
+        return _response(int(behaviour), "Server Error", b'{"error": {"message": "boom"}}', json_type)
+    if behaviour == "garbage":
+        return _response(200, "OK", b"<html>502 Bad Gateway</html>", [("Content-Type", "text/html")])
+    if behaviour == "empty":
+        body = completion_body(model, "")
+        body["choices"] = []
+        return _response(200, "OK", json.dumps(body).encode(), json_type)
+    if behaviour == "content_filter":
+        body = completion_body(model, "", finish_reason="content_filter")
+        return _response(200, "OK", json.dumps(body).encode(), json_type)
+    body = completion_body(model, answer_for(prompt), n_prompt=len(prompt.split()))
+    return _response(200, "OK", json.dumps(body).encode(), json_type)
+
+
+class MockServer:
+    """The server on its own event loop in a daemon thread; `url` is the /v1 base URL."""
+
+    def __init__(self, state: ServerState | None = None, host: str = "127.0.0.1", port: int = 0):
+        self.state = state or ServerState()
+        self.host = host
+        self._port = port
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._server: asyncio.Server | None = None
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+
+        async def start() -> None:
+            self._server = await asyncio.start_server(
+                lambda r, w: _handle(self.state, r, w), self.host, self._port, backlog=1024
+            )
+            self._port = self._server.sockets[0].getsockname()[1]
+            self._ready.set()
+
+        self._loop.run_until_complete(start())
+        self._loop.run_forever()
+
+    def __enter__(self) -> "MockServer":
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        async def stop() -> None:
+            if self._server is not None:
+                self._server.close()
+            for task in asyncio.all_tasks(self._loop):
+                if task is not asyncio.current_task():
+                    task.cancel()
+
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self._port}/v1"
+
+    def script(self, *behaviours: str) -> None:
+        unknown = [b for b in behaviours if b not in BEHAVIOURS]
+        if unknown:
+            raise ValueError(f"unknown behaviours {unknown}")
+        self.state.script.extend(behaviours)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Local OpenAI-compatible mock server")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--latency", type=float, default=0.1)
+    parser.add_argument("--fault-rate", type=float, default=0.0)
+    parser.add_argument("--retry-after", type=float, default=0.05)
+    parser.add_argument("--hang", type=float, default=30.0)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    state = ServerState(
+        latency_s=args.latency,
+        retry_after_s=args.retry_after,
+        hang_s=args.hang,
+        fault_rate=args.fault_rate,
+        seed=args.seed,
+        record_requests=False,
+    )
+
+    async def serve() -> None:
+        server = await asyncio.start_server(
+            lambda r, w: _handle(state, r, w), args.host, args.port, backlog=4096
+        )
+        port = server.sockets[0].getsockname()[1]
+        print(f"listening on http://{args.host}:{port}/v1", flush=True)
+        async with server:
+            await server.serve_forever()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""OpenAI-compatible chat APIs as SUTs: OpenAI, vLLM, llama.cpp's server, Ollama, Together.
+
+Three steps, as in ModelGauge: `build_request` (pure), `call` (the only network step, through the
+openai SDK's async client), `translate` (pure: raw body to SUTResponse). We read the raw body
+rather than the SDK's parsed object so that a non-JSON body, a response without choices and a
+content-filter stop each become their own recorded outcome instead of one opaque exception.
+
+Transient failures (429, 5xx, timeouts, refused connections) are retried with backoff and jitter,
+honouring Retry-After, up to `max_attempts`; after that the item is an error row (never a safe or
+empty answer) and the run goes on. The SDK's own retries are off so attempts are counted here.
+"""
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from modelbench.prompts.items import TestItem
+from modelbench.suts.base import SUT, SUTResponse
+from modelbench.suts.retry import RetryPolicy
+
+RETRIABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+class OpenAICompatConfig(BaseModel):
+    model: str
+    base_url: str
+    api_key_env: str | None = None
+    concurrency: int = 32
+    temperature: float = 0.0
+    max_tokens: int = 128
+    system_prompt: str | None = None
+    timeout_s: float = 60.0
+    retry: RetryPolicy = RetryPolicy()
+
+
+@dataclass
+class RawReply:
+    status: int
+    body: str
+    latency_s: float
+
+
+class TransientError(Exception):
+    """A failure worth another attempt; `retry_after` is the server's hint, if any."""
+
+    def __init__(self, message: str, retry_after: str | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentError(Exception):
+    """A failure that another attempt will not fix (bad request, auth, unknown model)."""
+
+
+class OpenAICompatSUT(SUT):
+    batch_size = 1
+
+    def __init__(
+        self, uid: str, config: OpenAICompatConfig, api_key: str | None, metadata: dict | None = None
+    ):
+        self.uid = uid
+        self.config = config
+        self.concurrency = config.concurrency
+        self._api_key = api_key or "EMPTY"  # local servers ignore it; the SDK insists on one
+        self._metadata = metadata or {}
+        self._client: Any = None
+        self._semaphore: asyncio.Semaphore | None = None
+
+    def fingerprint(self) -> dict[str, Any]:
+        # No API key here: fingerprints go into store keys and records.
+        c = self.config
+        return {
+            "adapter": "openai_compat",
+            "base_url": c.base_url.rstrip("/"),
+            "model": c.model,
+            "temperature": c.temperature,
+            "max_tokens": c.max_tokens,
+            "system_prompt": c.system_prompt,
+        }
+
+    def metadata(self) -> dict[str, Any]:
+        return {"uid": self.uid, "adapter": "openai_compat", "model": self.config.model} | self._metadata
+
+    # -- step 1 --------------------------------------------------------------------------------
+    def build_request(self, item: TestItem) -> dict[str, Any]:
+        messages = [{"role": "user", "content": item.text}]
+        if self.config.system_prompt:
+            messages.insert(0, {"role": "system", "content": self.config.system_prompt})
+        return {
+            "model": self.config.model,
+            "messages": messages,
+            "temperature": self.config.temperature,
+            "max_tokens": self.config.max_tokens,
+        }
+
+    # -- step 2 --------------------------------------------------------------------------------
+    def _ensure_client(self) -> Any:
+        if self._client is None:
+            import openai
+
+            self._client = openai.AsyncOpenAI(
+                base_url=self.config.base_url,
+                api_key=self._api_key,
+                max_retries=0,
+                timeout=self.config.timeout_s,
+            )
+            self._semaphore = asyncio.Semaphore(self.config.concurrency)
+        return self._client
+
+    async def call(self, request: dict[str, Any]) -> RawReply:
+        """One HTTP attempt. Raises TransientError or PermanentError; returns any 2xx body as text."""
+        import openai
+
+        client = self._ensure_client()
+        started = time.perf_counter()
+        try:
+            raw = await client.chat.completions.with_raw_response.create(**request)
+        except openai.APIStatusError as exc:
+            message = f"HTTP {exc.status_code}: {_short(exc.response.text)}"
+            if exc.status_code in RETRIABLE_STATUS:
+                raise TransientError(message, exc.response.headers.get("retry-after")) from None
+            raise PermanentError(message) from None
+        except openai.APITimeoutError:
+            raise TransientError(f"timed out after {self.config.timeout_s:g}s") from None
+        except openai.APIConnectionError as exc:
+            cause = exc.__cause__ or exc
+            raise TransientError(f"connection error: {type(cause).__name__}: {_short(str(cause))}") from None
+        return RawReply(status=raw.status_code, body=raw.text, latency_s=time.perf_counter() - started)
+
+    # -- step 3 --------------------------------------------------------------------------------
+    def translate(self, item: TestItem, reply: RawReply, attempts: int) -> SUTResponse:
+        base = {"sut_uid": self.uid, "item_uid": item.uid, "latency_s": reply.latency_s, "attempts": attempts}
+        try:
+            body = json.loads(reply.body)
+        except json.JSONDecodeError:
+            return SUTResponse(
+                **base, outcome="invalid_response", error=f"non-JSON body: {_short(reply.body)}"
+            )
+        choices = body.get("choices") if isinstance(body, dict) else None
+        if not isinstance(choices, list):
+            return SUTResponse(
+                **base, outcome="invalid_response", error=f"no choices in body: {_short(reply.body)}"
+            )
+        if not choices:
+            return SUTResponse(**base, outcome="empty_choices", error="the response had no choices")
+        choice = choices[0] if isinstance(choices[0], dict) else {}
+        message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+        content = message.get("content")
+        usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+        tokens = {
+            "prompt_tokens": usage.get("prompt_tokens"),
+            "completion_tokens": usage.get("completion_tokens"),
+        }
+        if choice.get("finish_reason") == "content_filter":
+            return SUTResponse(**base, **tokens, outcome="content_filter", text=content or "")
+        if not isinstance(content, str):
+            return SUTResponse(**base, outcome="invalid_response", error="the choice has no text content")
+        return SUTResponse(**base, **tokens, text=content)
+
+    # -- the loop ------------------------------------------------------------------------------
+    async def respond_one(self, item: TestItem) -> SUTResponse:
+        self._ensure_client()
+        assert self._semaphore is not None
+        request = self.build_request(item)
+        policy = self.config.retry
+        last = "no attempt made"
+        for attempt in range(1, policy.max_attempts + 1):
+            async with self._semaphore:
+                try:
+                    reply = await self.call(request)
+                    return self.translate(item, reply, attempt)
+                except PermanentError as exc:
+                    return self._error(item, str(exc), attempt)
+                except TransientError as exc:
+                    last = str(exc)
+                    retry_after = exc.retry_after
+            if attempt < policy.max_attempts:
+                await asyncio.sleep(policy.wait(attempt, retry_after))
+        return self._error(
+            item, f"{last} (gave up after {policy.max_attempts} attempts)", policy.max_attempts
+        )
+
+    def _error(self, item: TestItem, message: str, attempts: int) -> SUTResponse:
+        return SUTResponse(
+            sut_uid=self.uid, item_uid=item.uid, outcome="error", error=message, attempts=attempts
+        )
+
+    async def respond(self, items: list[TestItem]) -> list[SUTResponse]:
+        return list(await asyncio.gather(*(self.respond_one(item) for item in items)))
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+
+def _short(text: str, limit: int = 120) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "..."
