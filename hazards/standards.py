@@ -28,8 +28,16 @@ def builtin_standard_names() -> list[str]:
     return sorted(p.name.removesuffix(".json") for p in folder.iterdir() if p.name.endswith(".json"))
 
 
-def load_standard(name_or_path: str = DEFAULT_STANDARD) -> ReferenceStandard:
-    """A built-in standard by name, or a standards JSON file by path."""
+def load_standard(
+    name_or_path: str = DEFAULT_STANDARD, search: list[Path] | None = None
+) -> ReferenceStandard:
+    """A built-in standard by name, a standard named in a search folder (`<name>.json`, such as
+    calibrated standards under the run dir), or a standards JSON file by path."""
+    for folder in search or []:
+        candidate = Path(folder) / f"{name_or_path}.json"
+        if name_or_path not in builtin_standard_names() and candidate.is_file():
+            name_or_path = str(candidate)
+            break
     if name_or_path in builtin_standard_names():
         text = (
             resources.files("modelbench.hazards")

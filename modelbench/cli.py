@@ -48,96 +48,107 @@ def main(verbose: bool) -> None:
     )
 
 
-@main.command()
-@click.option(
-    "--sut",
-    "suts",
-    multiple=True,
-    help="SUT name or spec (hf:PATH); repeatable. Default: smollm2-135m.",
-)
-@click.option("--prompt-set", default=None, help="Built-in set name or a .csv/.jsonl file. Default: mb-demo.")
-@click.option("--max-items", type=int, default=None, help="Seeded sample stratified by hazard and persona.")
-@click.option("--skip-invalid", is_flag=True, help="Leave out invalid rows of a prompt file (counted).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampling.")
-@click.option("--run-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
-@click.option("--graders", "graders", multiple=True, help="Evaluator names; repeatable. Default: refusal.")
-@click.option("--standards", default=None, help="Reference standard name or JSON file.")
-@click.option("--sut-config", type=click.Path(path_type=Path), default=None, help="Extra SUT registry YAML.")
-@click.option("--max-new-tokens", type=int, default=128, show_default=True)
-@click.option("--batch-size", type=int, default=None, help="Local model batch size. Default: automatic.")
-@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... Default: cuda when present.")
-@click.option(
-    "--concurrency", type=int, default=32, show_default=True, help="API requests in flight per SUT."
-)
-@click.option(
-    "--timeout", "timeout_s", type=float, default=60.0, show_default=True, help="API request timeout (s)."
-)
-@click.option("--max-attempts", type=int, default=5, show_default=True, help="API attempts per item.")
-@click.option(
-    "--secrets",
-    "secrets_file",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="NAME=value file of API keys (chmod 600).",
-)
-def run(
-    suts,
-    prompt_set,
-    max_items,
-    skip_invalid,
-    seed,
-    run_dir,
-    graders,
-    standards,
-    sut_config,
-    max_new_tokens,
-    batch_size,
-    device,
-    concurrency,
-    timeout_s,
-    max_attempts,
-    secrets_file,
-) -> None:
-    """Run SUTs on a prompt set, grade every response, score and record."""
-    from modelbench.progress import RichProgress
-    from modelbench.reports import print_scores
-    from modelbench.runner import RunRequest, execute, prepare
+_RUN_OPTIONS = [
+    click.option(
+        "--sut",
+        "suts",
+        multiple=True,
+        help="SUT: a name, hf:PATH, openai:MODEL, openai-compat:MODEL@URL; repeatable. Default: smollm2-135m",
+    ),
+    click.option(
+        "--prompt-set", default=None, help="Built-in set name or a .csv/.jsonl file. Default: mb-demo."
+    ),
+    click.option(
+        "--max-items", type=int, default=None, help="Seeded sample stratified by hazard and persona."
+    ),
+    click.option("--skip-invalid", is_flag=True, help="Leave out invalid rows of a prompt file (counted)."),
+    click.option(
+        "--seed", type=int, default=0, show_default=True, help="Seed for sampling and grade stability."
+    ),
+    click.option("--run-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True),
+    click.option(
+        "--graders", "graders", multiple=True, help="Evaluator names; repeatable. Default: refusal."
+    ),
+    click.option(
+        "--sut-config", type=click.Path(path_type=Path), default=None, help="Extra SUT registry YAML."
+    ),
+    click.option("--max-new-tokens", type=int, default=128, show_default=True),
+    click.option("--batch-size", type=int, default=None, help="Local model batch size. Default: automatic."),
+    click.option("--device", default=None, help="cpu, cuda, cuda:1 ... Default: cuda when present."),
+    click.option(
+        "--concurrency", type=int, default=32, show_default=True, help="API requests in flight per SUT."
+    ),
+    click.option(
+        "--timeout", "timeout_s", type=float, default=60.0, show_default=True, help="API request timeout (s)."
+    ),
+    click.option("--max-attempts", type=int, default=5, show_default=True, help="API attempts per item."),
+    click.option(
+        "--secrets",
+        "secrets_file",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="NAME=value file of API keys (chmod 600).",
+    ),
+]
+
+
+def run_options(command):
+    for option in reversed(_RUN_OPTIONS):
+        command = option(command)
+    return command
+
+
+def _request(options: dict, standards: str | None = None):
+    """A RunRequest from the shared run options, each checked with a one-line error."""
+    from modelbench.runner import RunRequest
     from modelbench.suts import SUTOptions
 
-    if max_new_tokens < 1:
-        raise UserError(f"--max-new-tokens must be at least 1, got {max_new_tokens}")
-    if batch_size is not None and batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, got {batch_size}")
-    if concurrency < 1 or max_attempts < 1 or timeout_s <= 0:
+    if options["max_new_tokens"] < 1:
+        raise UserError(f"--max-new-tokens must be at least 1, got {options['max_new_tokens']}")
+    if options["batch_size"] is not None and options["batch_size"] < 1:
+        raise UserError(f"--batch-size must be at least 1, got {options['batch_size']}")
+    if options["concurrency"] < 1 or options["max_attempts"] < 1 or options["timeout_s"] <= 0:
         raise UserError("--concurrency and --max-attempts must be at least 1, and --timeout positive")
     request = RunRequest(
-        seed=seed,
-        max_items=max_items,
-        skip_invalid=skip_invalid,
-        run_dir=run_dir,
-        sut_config=sut_config,
+        seed=options["seed"],
+        max_items=options["max_items"],
+        skip_invalid=options["skip_invalid"],
+        run_dir=options["run_dir"],
+        sut_config=options["sut_config"],
         sut_options=SUTOptions(
-            max_new_tokens=max_new_tokens,
-            batch_size=batch_size,
-            device=device,
-            concurrency=concurrency,
-            timeout_s=timeout_s,
-            max_attempts=max_attempts,
-            secrets_file=secrets_file,
+            max_new_tokens=options["max_new_tokens"],
+            batch_size=options["batch_size"],
+            device=options["device"],
+            concurrency=options["concurrency"],
+            timeout_s=options["timeout_s"],
+            max_attempts=options["max_attempts"],
+            secrets_file=options["secrets_file"],
         ),
     )
-    if suts:
-        request.suts = list(suts)
-    if prompt_set:
-        request.prompt_set = prompt_set
-    if graders:
-        request.graders = list(graders)
+    if options["suts"]:
+        request.suts = list(options["suts"])
+    if options["prompt_set"]:
+        request.prompt_set = options["prompt_set"]
+    if options["graders"]:
+        request.graders = list(options["graders"])
     if standards:
         request.standards = standards
-    prepared = prepare(request)
+    return request
+
+
+def _console() -> Console:
     console = Console()
     if not console.is_terminal:
         console.width = 110  # logs and CI: wide enough that hazard names do not wrap
+    return console
+
+
+def _execute(request, console: Console):
+    """Prepare (all checks), run with progress, and print what was reused."""
+    from modelbench.progress import RichProgress
+    from modelbench.runner import execute, prepare
+
+    prepared = prepare(request)
     console.print(
         f"run [bold]{prepared.run_id}[/]: {len(prepared.items)} items from {prepared.prompt_set.name}"
         f" x {len(prepared.suts)} SUT(s), graders: {', '.join(e.uid for e in prepared.evaluators)}"
@@ -156,8 +167,129 @@ def run(
     errors = sum(s.response_errors for s in counts.sut_stats.values())
     if errors:
         console.print(f"[yellow]{errors} responses failed; they are retried by the next run[/]")
+    return prepared, result
+
+
+@main.command()
+@run_options
+@click.option(
+    "--standards", default=None, help="Reference standard: a name (built in or calibrated) or a JSON file."
+)
+def run(standards: str | None, **options) -> None:
+    """Run SUTs on a prompt set, grade every response, score and record."""
+    from modelbench.reports import print_scores
+
+    console = _console()
+    _prepared, result = _execute(_request(options, standards), console)
     print_scores(result.scores, console)
     console.print(f"record: {result.record_path}  ({result.wall_s:.1f}s)")
+
+
+@main.command()
+@run_options
+@click.option("--name", default="calibrated", show_default=True, help="Name of the standard to write.")
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=None, help="Default: RUN_DIR/standards/NAME.json"
+)
+def calibrate(name: str, out: Path | None, **options) -> None:
+    """Run reference SUTs and write a standard: per hazard, their lowest frac safe."""
+    from modelbench.calibrate import standard_from_run, write_standard
+
+    if not options["suts"]:
+        raise UserError("calibrate needs at least one reference --sut")
+    console = _console()
+    prepared, result = _execute(_request(options), console)
+    standard = standard_from_run(name, prepared, result)
+    path = write_standard(standard, out or options["run_dir"] / "standards" / f"{name}.json")
+    table = Table("hazard", *[s.sut_uid for s in result.scores], "reference frac safe")
+    per_sut = standard["provenance"]["per_sut_frac_safe"]
+    for hazard, value in standard["frac_safe"].items():
+        table.add_row(hazard, *(f"{per_sut[s.sut_uid][hazard]:.3f}" for s in result.scores), f"{value:.3f}")
+    console.print(table)
+    console.print(f"standard '{name}' written to {path}; use it with: modelbench run --standards {name}")
+
+
+def _open_run(run_dir: Path, run: str):
+    """The store under `run_dir` and a run id (`latest` for the newest finished run)."""
+    from modelbench.runner import STORE_NAME
+    from modelbench.store import Store
+
+    path = run_dir / STORE_NAME
+    if not path.is_file():
+        raise UserError(f"no store at {path} (give --run-dir)")
+    store = Store(path)
+    if run == "latest":
+        finished = [r for r in store.run_ids() if (store.run_info(r) or {}).get("status") == "finished"]
+        if not finished:
+            raise UserError(f"no finished run in {path}")
+        run = finished[-1]
+    info = store.run_info(run)
+    if info is None:
+        raise UserError(f"no run '{run}' in {path}")
+    if info["status"] != "finished":
+        raise UserError(f"run '{run}' did not finish ({info['status']}); run it again to complete it")
+    return store, run
+
+
+@main.command()
+@click.argument("run")
+@click.option(
+    "--sut", "suts", multiple=True, required=True, help="Exactly two: --sut A --sut B (B compared to A)."
+)
+@click.option("--run-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+def compare(run: str, suts: tuple[str, ...], run_dir: Path) -> None:
+    """Paired comparison of two SUTs on the same items of RUN (a run id or `latest`)."""
+    from modelbench.graders.paired import compare_paired
+
+    if len(suts) != 2:
+        raise UserError("compare needs exactly two --sut options")
+    store, run_id = _open_run(run_dir, run)
+    rows = store.run_rows(run_id)
+    store.close()
+    safe: dict[str, dict[str, bool]] = {s: {} for s in suts}
+    for row in rows:
+        if row["sut_uid"] in safe and row["is_safe"] is not None:
+            safe[row["sut_uid"]][row["item_uid"]] = row["is_safe"]
+    present = {row["sut_uid"] for row in rows}
+    for sut in suts:
+        if sut not in present:
+            raise UserError(f"SUT '{sut}' is not in run {run_id} (has: {', '.join(sorted(present))})")
+    result = compare_paired(suts[0], safe[suts[0]], suts[1], safe[suts[1]])
+    console = _console()
+    if result.n == 0:
+        raise UserError("the two SUTs share no validly graded items")
+    console.print(f"{suts[1]} vs {suts[0]} on {result.n} shared items of run {run_id}")
+    console.print(
+        f"unsafe: {result.unsafe_a}/{result.n} -> {result.unsafe_b}/{result.n}; "
+        f"change in unsafe rate {result.delta_unsafe_rate:+.1%} "
+        f"(95% CI {result.ci_low:+.1%} to {result.ci_high:+.1%})"
+    )
+    console.print(
+        f"flips: {result.safe_to_unsafe} safe->unsafe, {result.unsafe_to_safe} unsafe->safe; "
+        f"McNemar exact p = {result.mcnemar_p:.4g}"
+    )
+
+
+@main.command(name="export")
+@click.argument("run")
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "parquet", "jsonl"]), default="csv", show_default=True
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=None, help="Default: RUN_DIR/RUN/items.FORMAT"
+)
+@click.option("--run-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+def export(run: str, fmt: str, out: Path | None, run_dir: Path) -> None:
+    """Per-item rows of RUN (a run id or `latest`): prompt, response, verdicts, scores."""
+    from modelbench.reports.export import export_rows
+
+    store, run_id = _open_run(run_dir, run)
+    rows = store.run_rows(run_id)
+    store.close()
+    for row in rows:
+        row["run_id"] = run_id
+    path = export_rows(rows, out or run_dir / run_id / f"items.{fmt}", fmt)
+    click.echo(f"wrote {len(rows)} rows to {path}")
 
 
 @main.group()

@@ -75,6 +75,7 @@ class RunOutcome:
     verdicts_new: int = 0
     verdicts_reused: int = 0
     responses: dict[str, dict[str, SUTResponse]] = field(default_factory=dict)
+    keys: dict[str, dict[str, str]] = field(default_factory=dict)  # sut uid -> item uid -> response key
 
 
 @dataclass
@@ -160,6 +161,7 @@ class Engine:
             verdicts_new=self._verdicts_new,
             verdicts_reused=self._verdicts_reused,
             responses=responses,
+            keys=keys,
         )
 
     # -- writing -------------------------------------------------------------------------------

@@ -93,7 +93,7 @@ def prepare(request: RunRequest) -> PreparedRun:
     registry = load_registry(request.sut_config)
     suts = [make_sut(spec, request.sut_options, registry) for spec in request.suts]
     evaluators = [make_evaluator(name) for name in dict.fromkeys(request.graders)]
-    standard = load_standard(request.standards)
+    standard = load_standard(request.standards, search=[request.run_dir / "standards"])
     prompt_set = load_prompt_set(request.prompt_set, skip_invalid=request.skip_invalid)
     items = prompt_set.items
     if request.max_items is not None:
@@ -152,7 +152,18 @@ def execute(prepared: PreparedRun, progress: ProgressSink | None = None) -> RunR
         except BaseException:
             store.finish_run(prepared.run_id, "interrupted", {})
             raise
-        scores = [score_sut(uid, scored, prepared.standard) for uid, scored in outcome.scored.items()]
+        scores = [
+            score_sut(uid, scored, prepared.standard, seed=prepared.request.seed)
+            for uid, scored in outcome.scored.items()
+        ]
+        store.put_item_scores(
+            prepared.run_id,
+            [
+                (uid, s.item_uid, outcome.keys[uid][s.item_uid], s.score)
+                for uid, scored in outcome.scored.items()
+                for s in scored
+            ],
+        )
         wall = time.perf_counter() - started
         counts = {
             "items": len(prepared.items),

@@ -43,6 +43,11 @@ CREATE TABLE IF NOT EXISTS run_responses (
     run_id TEXT NOT NULL, sut_uid TEXT NOT NULL, item_uid TEXT NOT NULL, response_key TEXT NOT NULL,
     PRIMARY KEY (run_id, sut_uid, item_uid)
 );
+CREATE TABLE IF NOT EXISTS run_item_scores (
+    run_id TEXT NOT NULL, sut_uid TEXT NOT NULL, item_uid TEXT NOT NULL, response_key TEXT NOT NULL,
+    p_unsafe REAL, is_safe INTEGER, entropy REAL, uncertain INTEGER NOT NULL, members TEXT NOT NULL,
+    PRIMARY KEY (run_id, sut_uid, item_uid)
+);
 """
 _CHUNK = 500
 
@@ -196,7 +201,82 @@ class Store:
         )
         self.db.commit()
 
+    def put_item_scores(self, run_id: str, rows: list[tuple[str, str, str, Any]]) -> None:
+        """(sut uid, item uid, response key, ItemScore or None) for every item of a finished run."""
+        values = []
+        for sut, item, key, score in rows:
+            if score is None:
+                values.append((run_id, sut, item, key, None, None, None, 0, "[]"))
+            else:
+                members = json.dumps([v.model_dump() for v in score.member_verdicts])
+                safe = None if score.is_safe is None else int(score.is_safe)
+                values.append(
+                    (
+                        run_id,
+                        sut,
+                        item,
+                        key,
+                        score.p_unsafe,
+                        safe,
+                        score.entropy,
+                        int(score.uncertain),
+                        members,
+                    )
+                )
+        self.db.executemany(
+            "INSERT OR REPLACE INTO run_item_scores VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", values
+        )
+        self.db.commit()
+
+    def run_ids(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT run_id FROM runs ORDER BY started_at, run_id")]
+
+    def run_info(self, run_id: str) -> dict[str, Any] | None:
+        row = self.db.execute(
+            "SELECT run_id, started_at, finished_at, status, config, summary FROM runs WHERE run_id = ?",
+            (run_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return {
+            "run_id": row[0],
+            "started_at": row[1],
+            "finished_at": row[2],
+            "status": row[3],
+            "config": json.loads(row[4]),
+            "summary": json.loads(row[5]) if row[5] else None,
+        }
+
+    def run_rows(self, run_id: str) -> list[dict[str, Any]]:
+        """Per-item rows of a finished run: item, response and ensemble score, for export and comparison."""
+        cursor = self.db.execute(
+            """
+            SELECT s.sut_uid, s.item_uid, i.hazard, i.subhazard, i.persona, i.locale, i.source, i.text,
+                   r.outcome, r.text, r.error, r.latency_s, r.prompt_tokens, r.completion_tokens,
+                   s.response_key, s.p_unsafe, s.is_safe, s.entropy, s.uncertain, s.members
+            FROM run_item_scores s
+            JOIN items i ON i.uid = s.item_uid
+            LEFT JOIN responses r ON r.key = s.response_key
+            WHERE s.run_id = ?
+            ORDER BY s.sut_uid, s.rowid
+            """,
+            (run_id,),
+        )
+        names = [
+            "sut_uid", "item_uid", "hazard", "subhazard", "persona", "locale", "source", "prompt",
+            "outcome", "response", "error", "latency_s", "prompt_tokens", "completion_tokens",
+            "response_key", "p_unsafe", "is_safe", "entropy", "uncertain", "member_verdicts",
+        ]  # fmt: skip
+        rows = []
+        for values in cursor:
+            row = dict(zip(names, values, strict=True))
+            row["is_safe"] = None if row["is_safe"] is None else bool(row["is_safe"])
+            row["uncertain"] = bool(row["uncertain"])
+            row["member_verdicts"] = json.loads(row["member_verdicts"])
+            rows.append(row)
+        return rows
+
     def count(self, table: str) -> int:
-        if table not in {"items", "responses", "verdicts", "runs", "run_responses"}:
+        if table not in {"items", "responses", "verdicts", "runs", "run_responses", "run_item_scores"}:
             raise ValueError(table)
         return int(self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])

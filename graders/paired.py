@@ -1,0 +1,72 @@
+"""Paired comparison of two SUTs on the same items (compressed vs dense, before vs after).
+
+The same prompts answered by both models are paired observations, so the right test looks only
+at discordant items: b flipped safe -> unsafe, c flipped unsafe -> safe. McNemar's exact test
+is a two-sided binomial test of b against b + c at 1/2. The change in unsafe rate is (b - c) / n
+with the Agresti-Min interval (add 1/2 to each of the four cells; Agresti & Min 2005, "Simple
+improved confidence intervals for comparing matched proportions"), which keeps its coverage at
+small counts where the Wald interval does not.
+"""
+
+import math
+from collections.abc import Mapping
+
+from pydantic import BaseModel
+from scipy.stats import binomtest, norm
+
+
+class PairedComparison(BaseModel):
+    sut_a: str
+    sut_b: str
+    n: int
+    unsafe_a: int
+    unsafe_b: int
+    safe_to_unsafe: int  # b: safe under A, unsafe under B
+    unsafe_to_safe: int  # c: unsafe under A, safe under B
+    delta_unsafe_rate: float | None  # B's unsafe rate minus A's
+    ci_low: float | None
+    ci_high: float | None
+    mcnemar_p: float | None
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    if b + c == 0:
+        return 1.0
+    return float(binomtest(min(b, c), b + c, 0.5, alternative="two-sided").pvalue)
+
+
+def agresti_min_interval(b: int, c: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    z = norm.ppf(0.5 + confidence / 2)
+    b_, c_, n_ = b + 0.5, c + 0.5, n + 2
+    delta = (b_ - c_) / n_
+    se = math.sqrt(max((b_ + c_) - (b_ - c_) ** 2 / n_, 0.0)) / n_
+    return max(-1.0, delta - z * se), min(1.0, delta + z * se)
+
+
+def compare_paired(
+    sut_a: str, safe_a: Mapping[str, bool], sut_b: str, safe_b: Mapping[str, bool]
+) -> PairedComparison:
+    """`safe_x` maps item uid to is-safe for items with a valid verdict; only shared items count."""
+    shared = sorted(set(safe_a) & set(safe_b))
+    b = sum(1 for uid in shared if safe_a[uid] and not safe_b[uid])
+    c = sum(1 for uid in shared if not safe_a[uid] and safe_b[uid])
+    n = len(shared)
+    if n == 0:
+        return PairedComparison(
+            sut_a=sut_a, sut_b=sut_b, n=0, unsafe_a=0, unsafe_b=0, safe_to_unsafe=0, unsafe_to_safe=0,
+            delta_unsafe_rate=None, ci_low=None, ci_high=None, mcnemar_p=None,
+        )  # fmt: skip
+    low, high = agresti_min_interval(b, c, n)
+    return PairedComparison(
+        sut_a=sut_a,
+        sut_b=sut_b,
+        n=n,
+        unsafe_a=sum(1 for uid in shared if not safe_a[uid]),
+        unsafe_b=sum(1 for uid in shared if not safe_b[uid]),
+        safe_to_unsafe=b,
+        unsafe_to_safe=c,
+        delta_unsafe_rate=(b - c) / n,
+        ci_low=low,
+        ci_high=high,
+        mcnemar_p=mcnemar_exact(b, c),
+    )
