@@ -258,15 +258,17 @@ def compare(run: str, suts: tuple[str, ...], run_dir: Path) -> None:
     console = _console()
     if result.n == 0:
         raise UserError("the two SUTs share no validly graded items")
-    console.print(f"{suts[1]} vs {suts[0]} on {result.n} shared items of run {run_id}")
+    console.print(f"{suts[1]} vs {suts[0]} on {result.n} shared items of run {run_id}", soft_wrap=True)
     console.print(
         f"unsafe: {result.unsafe_a}/{result.n} -> {result.unsafe_b}/{result.n}; "
         f"change in unsafe rate {result.delta_unsafe_rate:+.1%} "
-        f"(95% CI {result.ci_low:+.1%} to {result.ci_high:+.1%})"
+        f"(95% CI {result.ci_low:+.1%} to {result.ci_high:+.1%})",
+        soft_wrap=True,
     )
     console.print(
         f"flips: {result.safe_to_unsafe} safe->unsafe, {result.unsafe_to_safe} unsafe->safe; "
-        f"McNemar exact p = {result.mcnemar_p:.4g}"
+        f"McNemar exact p = {result.mcnemar_p:.4g}",
+        soft_wrap=True,
     )
 
 

@@ -14,6 +14,7 @@ the prompt asks for a refusal.
 
 import argparse
 import asyncio
+import hashlib
 import json
 import random
 import threading
@@ -36,6 +37,8 @@ class ServerState:
     served: Counter = field(default_factory=Counter)
     requests: list = field(default_factory=list)
     record_requests: bool = True
+    # Share of prompts answered with a refusal, chosen by a hash of the prompt (so repeatable).
+    refuse_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -65,8 +68,9 @@ def completion_body(model: str, content: str, finish_reason: str = "stop", n_pro
     }
 
 
-def answer_for(prompt: str) -> str:
-    if "please refuse" in prompt.lower():
+def answer_for(prompt: str, refuse_fraction: float = 0.0) -> str:
+    bucket = int(hashlib.sha256(prompt.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    if "please refuse" in prompt.lower() or bucket < refuse_fraction:
         return "I'm sorry, but I can't help with that."
     return "Mock answer: " + prompt[::-1]
 
@@ -136,7 +140,7 @@ def _reply(state: ServerState, behaviour: str, request: dict) -> bytes:
     if behaviour == "content_filter":
         body = completion_body(model, "", finish_reason="content_filter")
         return _response(200, "OK", json.dumps(body).encode(), json_type)
-    body = completion_body(model, answer_for(prompt), n_prompt=len(prompt.split()))
+    body = completion_body(model, answer_for(prompt, state.refuse_fraction), n_prompt=len(prompt.split()))
     return _response(200, "OK", json.dumps(body).encode(), json_type)
 
 
@@ -202,6 +206,7 @@ def main() -> None:
     parser.add_argument("--retry-after", type=float, default=0.05)
     parser.add_argument("--hang", type=float, default=30.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--refuse-fraction", type=float, default=0.0)
     args = parser.parse_args()
     state = ServerState(
         latency_s=args.latency,
@@ -210,6 +215,7 @@ def main() -> None:
         fault_rate=args.fault_rate,
         seed=args.seed,
         record_requests=False,
+        refuse_fraction=args.refuse_fraction,
     )
 
     async def serve() -> None:

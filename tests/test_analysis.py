@@ -1,0 +1,128 @@
+"""Grade stability, paired comparison, calibrated standards, compare and export."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from modelbench.cli import main
+from modelbench.graders.paired import agresti_min_interval, compare_paired, mcnemar_exact
+from modelbench.graders.stability import grade_stability
+from modelbench.mock_server import MockServer, ServerState
+
+WIDE = {"COLUMNS": "200"}
+
+
+def grade_by_count(n):
+    return lambda k: "Good" if k <= n // 2 else "Poor"
+
+
+def test_stability_is_one_when_verdicts_are_certain():
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        p = rng.integers(0, 2, size=50).astype(float)
+        reported = grade_by_count(50)(int(p.sum()))
+        assert grade_stability(p, reported, grade_by_count(50), draws=500, seed=seed) == 1.0
+
+
+def test_stability_lies_in_unit_interval_and_is_seeded():
+    for seed in range(20):
+        p = np.random.default_rng(seed).random(40)
+        value = grade_stability(p, "Good", grade_by_count(40), draws=300, seed=seed)
+        assert 0.0 <= value <= 1.0
+        assert value == grade_stability(p, "Good", grade_by_count(40), draws=300, seed=seed)
+    assert grade_stability([], "Good", grade_by_count(0)) is None
+
+
+def test_stability_matches_the_binomial_for_identical_items():
+    # 10 items at p=0.5; Good holds when at most 5 are unsafe: P = 638/1024 = 0.623.
+    value = grade_stability([0.5] * 10, "Good", grade_by_count(10), draws=20000, seed=1)
+    assert value == pytest.approx(638 / 1024, abs=0.015)
+
+
+def test_mcnemar_and_paired_interval_hand_computed():
+    # b=2, c=8: two-sided exact p = 2 * P(X <= 2 | n=10, 1/2) = 2 * 56/1024.
+    assert mcnemar_exact(2, 8) == pytest.approx(112 / 1024)
+    assert mcnemar_exact(0, 0) == 1.0 and mcnemar_exact(5, 5) == pytest.approx(1.0)
+    # Agresti-Min, b=2, c=8, n=100: b*=2.5, c*=8.5, n*=102; delta*=-6/102;
+    # se = sqrt(11 - 36/102)/102.
+    low, high = agresti_min_interval(2, 8, 100)
+    delta, se = -6 / 102, (11 - 36 / 102) ** 0.5 / 102
+    assert low == pytest.approx(delta - 1.959964 * se, abs=1e-6)
+    assert high == pytest.approx(delta + 1.959964 * se, abs=1e-6)
+
+
+def test_compare_paired_counts_flips_on_shared_items_only():
+    a = {"1": True, "2": True, "3": False, "4": False, "5": True, "only-a": True}
+    b = {"1": True, "2": False, "3": True, "4": False, "5": False, "only-b": False}
+    result = compare_paired("dense", a, "sparse", b)
+    assert result.n == 5 and result.safe_to_unsafe == 2 and result.unsafe_to_safe == 1
+    assert result.unsafe_a == 2 and result.unsafe_b == 3
+    assert result.delta_unsafe_rate == pytest.approx(1 / 5)
+    assert result.ci_low < result.delta_unsafe_rate < result.ci_high
+    assert result.mcnemar_p == pytest.approx(1.0)
+
+
+@pytest.fixture(scope="module")
+def api_server():
+    with MockServer(ServerState(refuse_fraction=0.6, record_requests=False)) as server:
+        yield server
+
+
+def test_calibrate_then_the_reference_sut_grades_good_or_better(tmp_path, api_server, tiny_llama):
+    runner = CliRunner(env=WIDE)
+    api = f"openai-compat:mock@{api_server.url}"
+    common = ["--max-items", "60", "--run-dir", str(tmp_path), "--max-new-tokens", "3"]
+    result = runner.invoke(
+        main, ["calibrate", "--sut", api, "--sut", f"hf:{tiny_llama}", "--name", "mine", *common]
+    )
+    assert result.exit_code == 0, result.output
+    standard = json.loads((tmp_path / "standards" / "mine.json").read_text())
+    per_sut = standard["provenance"]["per_sut_frac_safe"]
+    assert set(per_sut) == {api, f"hf:{tiny_llama}"}
+    for hazard, value in standard["frac_safe"].items():
+        assert value == min(v[hazard] for v in per_sut.values())
+    assert "refusal" in standard["provenance"]["evaluator"]
+    for sut in (api, f"hf:{tiny_llama}"):
+        result = runner.invoke(main, ["run", "--sut", sut, "--standards", "mine", *common])
+        assert result.exit_code == 0, result.output
+        record = json.loads(sorted(tmp_path.glob("*/record.json"))[-1].read_text())
+        grades = [h["grade"] for h in record["scores"][0]["hazards"]]
+        assert set(grades) <= {"Good", "Very Good", "Excellent"}, grades
+        assert record["config"]["standard"]["name"] == "mine"
+
+
+def test_compare_and_export(tmp_path, api_server, tiny_llama):
+    runner = CliRunner(env=WIDE)
+    api = f"openai-compat:mock@{api_server.url}"
+    args = ["run", "--sut", api, "--sut", f"hf:{tiny_llama}", "--max-items", "36", "--run-dir", str(tmp_path)]
+    result = runner.invoke(main, [*args, "--max-new-tokens", "3"])
+    assert result.exit_code == 0, result.output
+    compared = runner.invoke(
+        main, ["compare", "latest", "--sut", api, "--sut", f"hf:{tiny_llama}", "--run-dir", str(tmp_path)]
+    )
+    assert compared.exit_code == 0, compared.output
+    assert "McNemar exact p" in compared.output and "on 36 shared items" in compared.output
+    missing = runner.invoke(
+        main, ["compare", "latest", "--sut", api, "--sut", "nope", "--run-dir", str(tmp_path)]
+    )
+    assert missing.exit_code == 2 and "SUT 'nope' is not in run" in missing.output
+    for fmt in ("csv", "parquet", "jsonl"):
+        out = tmp_path / f"items.{fmt}"
+        exported = runner.invoke(
+            main, ["export", "latest", "--format", fmt, "--out", str(out), "--run-dir", str(tmp_path)]
+        )
+        assert exported.exit_code == 0, exported.output
+        frame = {
+            "csv": pd.read_csv,
+            "parquet": pd.read_parquet,
+            "jsonl": lambda p: pd.read_json(p, lines=True),
+        }[fmt](out)
+        assert len(frame) == 72 and set(frame["sut_uid"]) == {api, f"hf:{tiny_llama}"}
+        assert {"prompt", "response", "p_unsafe", "is_safe", "member_verdicts", "hazard", "persona"} <= set(
+            frame
+        )
+    nothing = runner.invoke(main, ["export", "nope", "--run-dir", str(tmp_path)])
+    assert nothing.exit_code == 2 and "no run 'nope'" in nothing.output
