@@ -372,10 +372,10 @@ def list_suts(sut_config: Path | None) -> None:
             here = f"API at {entry.endpoint.base_url}"
         else:
             try:
-                where = str(entry.locate())
-                here = "yes" if Path(where).exists() else f"no ({where})"
-            except UserError as exc:
-                here = f"no ({exc})"
+                where = entry.locate()
+                here = "yes" if where.exists() else f"no ({where} is missing)"
+            except UserError:
+                here = "no (not in the HF cache)" if entry.weights and entry.weights.hf_repo else "no"
         params = f"{entry.params / 1e6:,.0f}M" if entry.params else "-"
         table.add_row(name, entry.adapter, params, entry.dense_base or "-", entry.compression or "-", here)
     Console().print(table)

@@ -29,8 +29,38 @@ class EmbeddedWeights(BaseModel):
 
 
 class Weights(BaseModel):
+    """Where a local model's weights are: inside a package, at a path, or in the HF cache."""
+
     embedded: EmbeddedWeights | None = None
     path: str | None = None
+    hf_repo: str | None = None
+    revision: str | None = None
+
+    def locate(self) -> Path:
+        if self.embedded is not None:
+            return embedded_file(self.embedded.package, self.embedded.file)
+        if self.path is not None:
+            return Path(self.path).expanduser()
+        if self.hf_repo is not None:
+            return _from_hf_cache(self.hf_repo, self.revision)
+        raise UserError("registry entry names no weights")
+
+
+def _from_hf_cache(repo: str, revision: str | None) -> Path:
+    """The cached snapshot, never a download: runs are offline, so absent weights fail fast."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.constants import HF_HUB_CACHE
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo, revision=revision, local_files_only=True))
+    except (LocalEntryNotFoundError, OSError, ValueError):
+        at = f"{repo}@{revision}" if revision else repo
+        raise UserError(
+            f"weights for {at} not found: looked in the Hugging Face cache ({HF_HUB_CACHE}); "
+            "download them there, give --sut hf:/path/to/weights, or serve the model and use "
+            "openai-compat:MODEL@URL"
+        ) from None
 
 
 class Endpoint(BaseModel):
@@ -58,11 +88,7 @@ class SUTEntry(BaseModel):
     def locate(self) -> Path:
         if self.weights is None:
             raise UserError("registry entry names no weights")
-        if self.weights.embedded is not None:
-            return embedded_file(self.weights.embedded.package, self.weights.embedded.file)
-        if self.weights.path is not None:
-            return Path(self.weights.path).expanduser()
-        raise UserError("registry entry names no weights")
+        return self.weights.locate()
 
 
 class SUTOptions(BaseModel):

@@ -102,3 +102,36 @@ def test_embedded_smollm2_answers_for_real():
     responses = sut.respond_sync(demo)  # type: ignore[attr-defined]
     assert all(r.outcome == "ok" and r.text and r.completion_tokens > 0 for r in responses)
     assert sut.metadata()["model_path"].endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+def test_registry_entries_resolve_from_the_hf_cache_offline(tiny_llama, tmp_path, monkeypatch):
+    import shutil
+
+    import huggingface_hub.constants
+
+    from modelbench.suts.registry import load_registry
+
+    cache = tmp_path / "hub"
+    snapshot = cache / "models--org--tiny" / "snapshots" / ("a" * 40)
+    shutil.copytree(tiny_llama, snapshot)
+    (cache / "models--org--tiny" / "refs").mkdir()
+    (cache / "models--org--tiny" / "refs" / "main").write_text("a" * 40)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    config = tmp_path / "suts.yaml"
+    config.write_text(
+        "suts:\n"
+        "  tiny-cached:\n    adapter: huggingface\n    weights: {hf_repo: org/tiny}\n    params: 1000\n"
+        "  tiny-absent:\n    adapter: huggingface\n    weights: {hf_repo: org/absent}\n"
+    )
+    registry = load_registry(config)
+    sut = make_sut("tiny-cached", SUTOptions(max_new_tokens=2), registry)
+    assert sut.model_path == snapshot and sut.metadata()["params"] == 1000
+    assert sut.respond_sync(load_prompt_set("mb-demo").items[:1])[0].outcome == "ok"
+    with pytest.raises(
+        UserError, match=r"weights for org/absent not found: looked in the Hugging Face cache"
+    ):
+        make_sut("tiny-absent", registry=registry)
+    # The built-in registry lists the literature's models with their dense bases.
+    builtin = load_registry()
+    assert builtin["llama-2-7b-ultrachat-pruned70"].dense_base == "llama-2-7b-ultrachat"
+    assert builtin["llama-2-13b-chat-gptq-4bit"].weights.revision == "4bit_128g"
