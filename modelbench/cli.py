@@ -143,12 +143,12 @@ def _console() -> Console:
     return console
 
 
-def _execute(request, console: Console):
+def _execute(request, console: Console, run_id: str | None = None):
     """Prepare (all checks), run with progress, and print what was reused."""
     from modelbench.progress import RichProgress
     from modelbench.runner import execute, prepare
 
-    prepared = prepare(request)
+    prepared = prepare(request, run_id)
     console.print(
         f"run [bold]{prepared.run_id}[/]: {len(prepared.items)} items from {prepared.prompt_set.name}"
         f" x {len(prepared.suts)} SUT(s), graders: {', '.join(e.uid for e in prepared.evaluators)}"
@@ -175,12 +175,22 @@ def _execute(request, console: Console):
 @click.option(
     "--standards", default=None, help="Reference standard: a name (built in or calibrated) or a JSON file."
 )
-def run(standards: str | None, **options) -> None:
+@click.option("--shard", default=None, help="i/N: run the i-th of N deterministic slices (then `merge`).")
+@click.option(
+    "--resume", "resume", default=None, help="RUN_ID: finish an interrupted run with its own settings."
+)
+def run(standards: str | None, shard: str | None, resume: str | None, **options) -> None:
     """Run SUTs on a prompt set, grade every response, score and record."""
     from modelbench.reports import print_scores
+    from modelbench.runner import load_request
 
     console = _console()
-    _prepared, result = _execute(_request(options, standards), console)
+    if resume:
+        request, run_id = load_request(options["run_dir"], resume), resume
+    else:
+        request, run_id = _request(options, standards), None
+        request.shard = shard
+    _prepared, result = _execute(request, console, run_id)
     print_scores(result.scores, console)
     console.print(f"record: {result.record_path}  ({result.wall_s:.1f}s)")
 
@@ -269,6 +279,30 @@ def compare(run: str, suts: tuple[str, ...], run_dir: Path) -> None:
         f"flips: {result.safe_to_unsafe} safe->unsafe, {result.unsafe_to_safe} unsafe->safe; "
         f"McNemar exact p = {result.mcnemar_p:.4g}",
         soft_wrap=True,
+    )
+
+
+@main.command()
+@click.argument("stores", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--into", type=click.Path(path_type=Path), required=True, help="The store to merge into.")
+def merge(stores: tuple[Path, ...], into: Path) -> None:
+    """Merge stores (e.g. from --shard runs) into one, without duplicates."""
+    from modelbench.store import Store
+
+    for source in stores:
+        if not source.is_file():
+            raise UserError(f"no store at {source}")
+        if source.resolve() == into.resolve():
+            raise UserError(f"{source} is the store being merged into")
+    target = Store(into)
+    try:
+        for source in stores:
+            added = target.merge_from(source)
+            click.echo(f"{source}: " + ", ".join(f"+{n} {table}" for table, n in added.items()))
+    finally:
+        target.close()
+    click.echo(
+        f"merged {len(stores)} store(s) into {into}; run the unsharded command on it to score the whole set"
     )
 
 

@@ -133,6 +133,7 @@ class Engine:
             )
             for sut in self.suts
         ]
+        finished = False
         try:
             await asyncio.gather(*producers)
             for queue in queues.values():
@@ -140,7 +141,11 @@ class Engine:
             await asyncio.gather(*graders)
             await self._writes.put(None)
             await writer
+            finished = True
         finally:
+            if not finished:
+                for sut in self.suts:
+                    sut.cancel()  # a local model stops generating at its next token
             for task in [*producers, *graders]:
                 task.cancel()
             if not writer.done():

@@ -5,8 +5,12 @@ is opened or any model loads, so a typo costs a second and never touches stored 
 """
 
 import asyncio
+import errno
 import os
+import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,6 +51,8 @@ class RunRequest(BaseModel):
     standards: str = DEFAULT_STANDARD
     sut_config: Path | None = None
     sut_options: SUTOptions = Field(default_factory=SUTOptions)
+    # "i/N": run only the i-th of N deterministic slices (1-based); merge the stores afterwards.
+    shard: str | None = None
 
 
 @dataclass
@@ -83,7 +89,60 @@ def ensure_writable(folder: Path) -> None:
         raise UserError(f"run dir {folder} is not writable: {exc.strerror or exc}") from None
 
 
-def prepare(request: RunRequest) -> PreparedRun:
+class RunInterrupted(UserError):
+    """Ctrl-C: what finished is stored; the message says how to resume."""
+
+    exit_code = 130
+
+
+def parse_shard(shard: str) -> tuple[int, int]:
+    try:
+        index, count = (int(x) for x in shard.split("/"))
+    except ValueError:
+        raise UserError(f"--shard must look like i/N (e.g. 2/8), got '{shard}'") from None
+    if not 1 <= index <= count:
+        raise UserError(f"--shard {shard}: i must be between 1 and N")
+    return index, count
+
+
+def in_shard(item_uid: str, index: int, count: int) -> bool:
+    """Hash-based, so every shard gets a similar mix of hazards and personas."""
+    return int(stable_hash("shard", item_uid, length=12), 16) % count == index - 1
+
+
+@contextmanager
+def storage_errors(store_path: Path) -> Iterator[None]:
+    """A full disk or a broken store becomes one line; committed work stays where it is."""
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        raise UserError(f"store {store_path} failed: {exc}; work committed before this is kept") from None
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+            raise UserError(f"cannot write under {store_path.parent}: {exc.strerror}") from None
+        raise
+
+
+def load_request(run_dir: Path, run_id: str) -> RunRequest:
+    """The request a stored run was started with, for --resume."""
+    path = run_dir / STORE_NAME
+    if not path.is_file():
+        raise UserError(f"cannot resume {run_id}: no store at {path}")
+    store = Store(path)
+    try:
+        info = store.run_info(run_id)
+    finally:
+        store.close()
+    if info is None:
+        raise UserError(f"cannot resume: no run '{run_id}' in {path}")
+    if "request" not in info["config"]:
+        raise UserError(f"cannot resume {run_id}: it was recorded without its request")
+    request = RunRequest.model_validate(info["config"]["request"])
+    request.run_dir = run_dir
+    return request
+
+
+def prepare(request: RunRequest, run_id: str | None = None) -> PreparedRun:
     if not request.suts:
         raise UserError("no SUT given")
     if len(set(request.suts)) != len(request.suts):
@@ -98,13 +157,19 @@ def prepare(request: RunRequest) -> PreparedRun:
     items = prompt_set.items
     if request.max_items is not None:
         items = stratified_sample(items, request.max_items, request.seed)
+    if request.shard:
+        index, count = parse_shard(request.shard)
+        items = [item for item in items if in_shard(item.uid, index, count)]
+        if not items:
+            raise UserError(f"shard {request.shard} has no items")
     missing = sorted({i.hazard for i in items} - set(standard.frac_safe))
     if missing:
         raise UserError(f"reference standard '{standard.name}' has no value for {', '.join(missing)}")
     ensure_writable(request.run_dir)
     Store(request.run_dir / STORE_NAME).close()  # a corrupt or locked store fails here, before any work
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    run_id = f"{stamp}-{stable_hash(request.model_dump(mode='json'), time.time_ns(), length=6)}"
+    if run_id is None:
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        run_id = f"{stamp}-{stable_hash(request.model_dump(mode='json'), time.time_ns(), length=6)}"
     return PreparedRun(
         request=request,
         prompt_set=prompt_set,
@@ -127,12 +192,14 @@ def run_config(prepared: PreparedRun) -> dict[str, Any]:
             "n_items": len(prepared.items),
             "max_items": request.max_items,
             "seed": request.seed,
+            "shard": request.shard,
         },
         "suts": {sut.uid: sut.fingerprint() for sut in prepared.suts},
         "graders": {e.uid: e.fingerprint() for e in prepared.evaluators},
         "ensemble": prepared.ensemble.model_dump(),
         "standard": {"name": prepared.standard.name, "provenance": prepared.standard.provenance},
-        "sut_options": request.sut_options.model_dump(),
+        "sut_options": request.sut_options.model_dump(mode="json"),
+        "request": request.model_dump(mode="json"),
     }
 
 
@@ -140,60 +207,88 @@ def execute(prepared: PreparedRun, progress: ProgressSink | None = None) -> RunR
     started = time.perf_counter()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     run_dir = prepared.request.run_dir
-    store = Store(run_dir / STORE_NAME)
+    store_path = run_dir / STORE_NAME
+    with storage_errors(store_path):
+        store = Store(store_path)
     config = run_config(prepared)
     try:
-        store.start_run(prepared.run_id, config)
-        engine = Engine(
-            store, prepared.suts, prepared.evaluators, prepared.ensemble, prepared.run_id, progress
-        )
-        try:
-            outcome = asyncio.run(engine.run(prepared.items))
-        except BaseException:
-            store.finish_run(prepared.run_id, "interrupted", {})
-            raise
-        scores = [
-            score_sut(uid, scored, prepared.standard, seed=prepared.request.seed)
-            for uid, scored in outcome.scored.items()
-        ]
-        store.put_item_scores(
-            prepared.run_id,
-            [
-                (uid, s.item_uid, outcome.keys[uid][s.item_uid], s.score)
-                for uid, scored in outcome.scored.items()
-                for s in scored
-            ],
-        )
-        wall = time.perf_counter() - started
-        counts = {
-            "items": len(prepared.items),
-            "responses_new": sum(s.responses_new for s in outcome.sut_stats.values()),
-            "responses_reused": sum(s.responses_reused for s in outcome.sut_stats.values()),
-            "response_errors": sum(s.response_errors for s in outcome.sut_stats.values()),
-            "verdicts_new": outcome.verdicts_new,
-            "verdicts_reused": outcome.verdicts_reused,
-        }
-        suts = {
-            sut.uid: {
-                "metadata": sut.metadata(),
-                "responses_new": outcome.sut_stats[sut.uid].responses_new,
-                "responses_reused": outcome.sut_stats[sut.uid].responses_reused,
-                "response_errors": outcome.sut_stats[sut.uid].response_errors,
-                "outcomes_new": outcome.sut_stats[sut.uid].outcomes,
-                "completion_tokens_new": outcome.sut_stats[sut.uid].completion_tokens,
-                "generation_s": round(outcome.sut_stats[sut.uid].generation_s, 3),
-                "tokens_per_s": outcome.sut_stats[sut.uid].tokens_per_s,
-            }
-            for sut in prepared.suts
-        }
-        timing = {"started_at": started_at, "wall_s": round(wall, 3)}
-        record = build_record(prepared.run_id, config, scores, counts, timing, suts)
-        path = write_record(record, run_dir / prepared.run_id)
-        store.finish_run(
-            prepared.run_id,
-            "finished",
-            {"counts": counts, "overall": {s.sut_uid: s.overall.grade for s in scores}},
-        )
+        with storage_errors(store_path):
+            return _execute(prepared, store, config, progress, started, started_at)
     finally:
         store.close()
+
+
+def _mark(store: Store, run_id: str, status: str) -> None:
+    """Best effort: when the store itself is failing, the original error is the one to report."""
+    try:
+        store.finish_run(run_id, status, {})
+    except sqlite3.Error:
+        pass
+
+
+def _execute(
+    prepared: PreparedRun,
+    store: Store,
+    config: dict[str, Any],
+    progress: ProgressSink | None,
+    started: float,
+    started_at: str,
+) -> RunResult:
+    run_dir = prepared.request.run_dir
+    store.start_run(prepared.run_id, config)
+    engine = Engine(store, prepared.suts, prepared.evaluators, prepared.ensemble, prepared.run_id, progress)
+    try:
+        outcome = asyncio.run(engine.run(prepared.items))
+    except KeyboardInterrupt:
+        _mark(store, prepared.run_id, "interrupted")
+        stored = store.count("responses")
+        raise RunInterrupted(
+            f"interrupted: {stored} responses are in the store; resume with: "
+            f"modelbench run --resume {prepared.run_id} --run-dir {run_dir}"
+        ) from None
+    except BaseException:
+        _mark(store, prepared.run_id, "failed")
+        raise
+    scores = [
+        score_sut(uid, scored, prepared.standard, seed=prepared.request.seed)
+        for uid, scored in outcome.scored.items()
+    ]
+    store.put_item_scores(
+        prepared.run_id,
+        [
+            (uid, s.item_uid, outcome.keys[uid][s.item_uid], s.score)
+            for uid, scored in outcome.scored.items()
+            for s in scored
+        ],
+    )
+    wall = time.perf_counter() - started
+    counts = {
+        "items": len(prepared.items),
+        "responses_new": sum(s.responses_new for s in outcome.sut_stats.values()),
+        "responses_reused": sum(s.responses_reused for s in outcome.sut_stats.values()),
+        "response_errors": sum(s.response_errors for s in outcome.sut_stats.values()),
+        "verdicts_new": outcome.verdicts_new,
+        "verdicts_reused": outcome.verdicts_reused,
+    }
+    suts = {
+        sut.uid: {
+            "metadata": sut.metadata(),
+            "responses_new": outcome.sut_stats[sut.uid].responses_new,
+            "responses_reused": outcome.sut_stats[sut.uid].responses_reused,
+            "response_errors": outcome.sut_stats[sut.uid].response_errors,
+            "outcomes_new": outcome.sut_stats[sut.uid].outcomes,
+            "completion_tokens_new": outcome.sut_stats[sut.uid].completion_tokens,
+            "generation_s": round(outcome.sut_stats[sut.uid].generation_s, 3),
+            "tokens_per_s": outcome.sut_stats[sut.uid].tokens_per_s,
+        }
+        for sut in prepared.suts
+    }
+    timing = {"started_at": started_at, "wall_s": round(wall, 3)}
+    record = build_record(prepared.run_id, config, scores, counts, timing, suts)
+    path = write_record(record, run_dir / prepared.run_id)
+    store.finish_run(
+        prepared.run_id,
+        "finished",
+        {"counts": counts, "overall": {s.sut_uid: s.overall.grade for s in scores}},
+    )
     return RunResult(prepared.run_id, path, scores, outcome, wall)

@@ -8,6 +8,7 @@ flight. Error responses are stored for the record but are not reused: the next r
 """
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -50,6 +51,7 @@ CREATE TABLE IF NOT EXISTS run_item_scores (
 );
 """
 _CHUNK = 500
+MERGED_TABLES = ("items", "responses", "verdicts", "runs")
 
 
 def _now() -> str:
@@ -61,12 +63,20 @@ def _chunks(keys: list[str]) -> Iterator[list[str]]:
         yield keys[start : start + _CHUNK]
 
 
+def _lock_timeout() -> float:
+    """Seconds to wait for another writer; long by default, short in tests and scripts."""
+    try:
+        return float(os.environ.get("MODELBENCH_LOCK_TIMEOUT", "30"))
+    except ValueError:
+        return 30.0
+
+
 class Store:
     def __init__(self, path: Path | str):
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, timeout=30)
+            self.db = sqlite3.connect(self.path, timeout=_lock_timeout())
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
@@ -275,6 +285,42 @@ class Store:
             row["member_verdicts"] = json.loads(row["member_verdicts"])
             rows.append(row)
         return rows
+
+    def merge_from(self, other: Path) -> dict[str, int]:
+        """Copy another store's rows in, by key: nothing is duplicated, a gradable response wins
+        over a stored failure, and existing rows are never overwritten otherwise."""
+        other = Path(other)
+        if not other.is_file():
+            raise UserError(f"no store at {other}")
+        try:
+            self.db.execute("ATTACH DATABASE ? AS src", (f"file:{other}?mode=ro",))
+        except sqlite3.DatabaseError as exc:
+            raise UserError(f"cannot open store {other}: {exc}") from None
+        try:
+            check = self.db.execute("PRAGMA src.quick_check").fetchone()[0]
+            if check != "ok":
+                raise UserError(f"store {other} is damaged: {check}")
+            before = {t: self.count(t) for t in MERGED_TABLES}
+            gradable = ",".join(f"'{o}'" for o in sorted(GRADABLE_OUTCOMES))
+            self.db.execute("INSERT OR IGNORE INTO items SELECT * FROM src.items")
+            self.db.execute(
+                "INSERT OR REPLACE INTO responses SELECT s.* FROM src.responses s"
+                f" LEFT JOIN responses m ON m.key = s.key WHERE s.outcome IN ({gradable})"
+                f" AND (m.key IS NULL OR m.outcome NOT IN ({gradable}))"
+            )
+            self.db.execute("INSERT OR IGNORE INTO responses SELECT * FROM src.responses")
+            for table in ("verdicts", "runs", "run_responses", "run_item_scores"):
+                self.db.execute(f"INSERT OR IGNORE INTO {table} SELECT * FROM src.{table}")
+            self.db.commit()
+            return {t: self.count(t) - before[t] for t in MERGED_TABLES}
+        except sqlite3.DatabaseError as exc:
+            self.db.rollback()
+            raise UserError(f"cannot merge {other}: {exc}") from None
+        finally:
+            self.db.execute("DETACH DATABASE src")
+
+    def integrity_ok(self) -> bool:
+        return self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
     def count(self, table: str) -> int:
         if table not in {"items", "responses", "verdicts", "runs", "run_responses", "run_item_scores"}:

@@ -61,5 +61,8 @@ class SUT(ABC):
         """Descriptive facts for records and reports (not part of the key)."""
         return {"uid": self.uid}
 
+    def cancel(self) -> None:  # noqa: B027 - optional hook
+        """Stop work in flight soon (Ctrl-C); its results are discarded, never stored."""
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release resources (clients, models)."""

@@ -43,6 +43,7 @@ class HuggingFaceSUT(SUT):
         self._metadata = metadata or {}
         self._loaded: LoadedModel | None = None
         self._lock = threading.Lock()
+        self._cancelled = threading.Event()
 
     @property
     def batch_size(self) -> int:  # type: ignore[override]
@@ -105,7 +106,10 @@ class HuggingFaceSUT(SUT):
                 max_new_tokens=self.max_new_tokens,
                 do_sample=False,
                 pad_token_id=tokenizer.pad_token_id,
+                stopping_criteria=_stop_when(self._cancelled),
             )
+        if self._cancelled.is_set():
+            raise GenerationCancelled(f"{self.uid}: generation cancelled")
         generated = output[:, encoded["input_ids"].shape[1] :].tolist()
         prompt_lengths = encoded["attention_mask"].sum(dim=1).tolist()
         stop_ids = _eos_ids(model, tokenizer)
@@ -148,6 +152,27 @@ class HuggingFaceSUT(SUT):
 
     async def respond(self, items: list[TestItem]) -> list[SUTResponse]:
         return await asyncio.to_thread(self.respond_sync, items)
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+
+class GenerationCancelled(Exception):
+    pass
+
+
+def _stop_when(event: threading.Event) -> Any:
+    """A stopping criterion that ends generation for the whole batch once `event` is set."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class _Cancelled(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            return torch.full(
+                (input_ids.shape[0],), event.is_set(), dtype=torch.bool, device=input_ids.device
+            )
+
+    return StoppingCriteriaList([_Cancelled()])
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
