@@ -8,6 +8,7 @@ when every weight is 0), unsafe when p >= 0.5; H(p) of the result is the item's 
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from pydantic import BaseModel, Field
 
@@ -36,6 +37,24 @@ class ItemScore(BaseModel):
     @property
     def valid(self) -> bool:
         return self.p_unsafe is not None
+
+
+@dataclass(frozen=True, slots=True)
+class CompactScore:
+    """What grading needs of an ItemScore, for runs that hold 100,000s of them in memory; the
+    member verdicts live in the store."""
+
+    p_unsafe: float | None
+    is_safe: bool | None
+    uncertain: bool
+
+    @property
+    def valid(self) -> bool:
+        return self.p_unsafe is not None
+
+    @classmethod
+    def of(cls, score: ItemScore) -> "CompactScore":
+        return cls(score.p_unsafe, score.is_safe, score.uncertain)
 
 
 class EnsembleConfig(BaseModel):

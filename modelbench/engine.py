@@ -1,12 +1,14 @@
-"""The async run engine: keep every SUT and evaluator busy, never redo or lose stored work.
+"""The async run engine: keep every SUT and evaluator busy, never redo or lose stored work, and
+hold no more of a run in memory than what is in flight.
 
-Per SUT, items whose responses are already stored go straight to grading; the rest are sorted by
-length (so batches pad little), chunked to the SUT's batch size, and sent with up to
-`sut.concurrency` calls in flight (one big batch at a time for a local model, many single items
-for an API). Each evaluator has its own queue and worker, so responses are graded as they arrive
-and a slow evaluator never stalls a fast one. One writer task owns all inserts and commits them
-in batches: SQLite then costs a commit per burst, not per item, and a crash loses only work that
-finished in the last few milliseconds.
+Per SUT, items are looked up in the store chunk by chunk: stored responses go straight to
+grading, the rest are sorted by length (so batches pad little), chunked to the SUT's batch size
+and sent with up to `sut.concurrency` calls in flight (one big batch at a time for a local model,
+many single items for an API). Each evaluator has its own bounded queue and worker, so responses
+are graded as they arrive, a slow evaluator never stalls a fast one, and a fast SUT cannot flood
+memory. When every evaluator has judged a response, the ensemble scores it and only that small
+score is kept. One writer task owns all inserts and commits them in batches: SQLite costs a
+commit per burst rather than per item, and a crash loses only work finished in the last moment.
 """
 
 import asyncio
@@ -19,7 +21,7 @@ from typing import Protocol
 
 from modelbench.errors import UserError
 from modelbench.graders.base import Evaluator, Exchange, Verdict
-from modelbench.graders.ensemble import EnsembleConfig, combine
+from modelbench.graders.ensemble import CompactScore, EnsembleConfig, ItemScore, combine
 from modelbench.graders.scoring import ScoredItem
 from modelbench.hashing import stable_hash
 from modelbench.prompts.items import TestItem
@@ -28,6 +30,8 @@ from modelbench.suts.base import SUT, SUTResponse
 
 log = logging.getLogger("modelbench")
 WRITER_MAX_OPS = 1024
+WRITER_QUEUE = 4096  # pending write operations before producers wait for the writer
+LOOKUP_CHUNK = 1000
 
 
 class ProgressSink(Protocol):
@@ -74,17 +78,24 @@ class RunOutcome:
     sut_stats: dict[str, SUTStats]
     verdicts_new: int = 0
     verdicts_reused: int = 0
-    responses: dict[str, dict[str, SUTResponse]] = field(default_factory=dict)
-    keys: dict[str, dict[str, str]] = field(default_factory=dict)  # sut uid -> item uid -> response key
 
 
 @dataclass
 class _Graded:
     """A response travelling to the evaluators."""
 
+    sut_uid: str
     item: TestItem
     response_key: str
     response: SUTResponse
+
+
+@dataclass
+class _Pending:
+    """Verdicts gathered so far for one response, until every evaluator has spoken."""
+
+    graded: _Graded
+    verdicts: dict[str, Verdict] = field(default_factory=dict)
 
 
 class Engine:
@@ -100,6 +111,8 @@ class Engine:
     ):
         if not evaluators:
             raise UserError("at least one grader is needed")
+        if len({s.uid for s in suts}) != len(suts):
+            raise UserError("the same SUT is given twice")
         self.store = store
         self.suts = list(suts)
         self.evaluators = list(evaluators)
@@ -107,16 +120,20 @@ class Engine:
         self.run_id = run_id
         self.progress = progress or NullProgress()
         self.flush_interval_s = flush_interval_s
-        self._verdicts: dict[tuple[str, str], Verdict] = {}
+        self._pending: dict[tuple[str, str], _Pending] = {}
+        self._scored: dict[str, list[ScoredItem]] = {}
         self._verdicts_new = 0
         self._verdicts_reused = 0
         self._writes: asyncio.Queue = asyncio.Queue()
 
     async def run(self, items: Sequence[TestItem]) -> RunOutcome:
         self.store.put_items(items)
-        self._writes = asyncio.Queue()
+        self._writes = asyncio.Queue(maxsize=WRITER_QUEUE)
+        self._scored = {sut.uid: [] for sut in self.suts}
         writer = asyncio.create_task(self._writer(), name="writer")
-        queues: dict[str, asyncio.Queue] = {e.uid: asyncio.Queue() for e in self.evaluators}
+        queues: dict[str, asyncio.Queue] = {
+            e.uid: asyncio.Queue(maxsize=max(64, 4 * e.batch_size)) for e in self.evaluators
+        }
         for evaluator in self.evaluators:
             self.progress.start(f"grade {evaluator.uid}", len(items) * len(self.suts))
         graders = [
@@ -124,13 +141,8 @@ class Engine:
             for e in self.evaluators
         ]
         stats = {sut.uid: SUTStats() for sut in self.suts}
-        responses: dict[str, dict[str, SUTResponse]] = {sut.uid: {} for sut in self.suts}
-        keys: dict[str, dict[str, str]] = {sut.uid: {} for sut in self.suts}
         producers = [
-            asyncio.create_task(
-                self._respond_all(sut, items, queues, stats[sut.uid], responses[sut.uid], keys[sut.uid]),
-                name=f"sut-{sut.uid}",
-            )
+            asyncio.create_task(self._respond_all(sut, items, queues, stats[sut.uid]), name=f"sut-{sut.uid}")
             for sut in self.suts
         ]
         finished = False
@@ -154,19 +166,11 @@ class Engine:
                 self._flush_now()
             for sut in self.suts:
                 await sut.aclose()
-        scored = {
-            sut.uid: [
-                self._score(item, keys[sut.uid][item.uid], responses[sut.uid][item.uid]) for item in items
-            ]
-            for sut in self.suts
-        }
         return RunOutcome(
-            scored=scored,
+            scored=self._scored,
             sut_stats=stats,
             verdicts_new=self._verdicts_new,
             verdicts_reused=self._verdicts_reused,
-            responses=responses,
-            keys=keys,
         )
 
     # -- writing -------------------------------------------------------------------------------
@@ -174,8 +178,12 @@ class Engine:
         kind, rows = op
         if kind == "responses":
             self.store.put_responses(rows, commit=False)
-        else:
+        elif kind == "verdicts":
             self.store.put_verdicts(rows, commit=False)
+        elif kind == "links":
+            self.store.link_responses(self.run_id, rows, commit=False)
+        else:
+            self.store.put_item_scores(self.run_id, rows, commit=False)
 
     async def _writer(self) -> None:
         while True:
@@ -195,7 +203,8 @@ class Engine:
             self.store.commit()
             if done:
                 return
-            await asyncio.sleep(self.flush_interval_s)
+            # Wait a moment to gather the next burst, unless work is already piling up.
+            await asyncio.sleep(self.flush_interval_s if self._writes.qsize() < 64 else 0)
 
     def _flush_now(self) -> None:
         while not self._writes.empty():
@@ -206,47 +215,46 @@ class Engine:
 
     # -- SUT side ------------------------------------------------------------------------------
     async def _respond_all(
-        self,
-        sut: SUT,
-        items: Sequence[TestItem],
-        queues: dict[str, asyncio.Queue],
-        stats: SUTStats,
-        responses: dict[str, SUTResponse],
-        keys: dict[str, str],
+        self, sut: SUT, items: Sequence[TestItem], queues: dict[str, asyncio.Queue], stats: SUTStats
     ) -> None:
         label = f"respond {sut.uid}"
-        for item in items:
-            keys[item.uid] = response_key(sut, item)
-        stored = self.store.get_responses(keys.values())
-        pending = [item for item in items if keys[item.uid] not in stored]
-        stats.responses_reused = len(items) - len(pending)
-        self.progress.start(label, len(items), done=stats.responses_reused)
-        self.store.link_responses(self.run_id, [(sut.uid, i.uid, keys[i.uid]) for i in items])
-        for item in items:
-            if keys[item.uid] in stored:
-                response = stored[keys[item.uid]]
-                responses[item.uid] = response
-                self._fan_out(queues, _Graded(item, keys[item.uid], response))
+        self.progress.start(label, len(items))
+        pending: list[TestItem] = []
+        for start in range(0, len(items), LOOKUP_CHUNK):
+            chunk = items[start : start + LOOKUP_CHUNK]
+            keys = [response_key(sut, item) for item in chunk]
+            stored = self.store.get_responses(keys)
+            self._writes.put_nowait(
+                ("links", [(sut.uid, i.uid, k) for i, k in zip(chunk, keys, strict=True)])
+            )
+            for item, key in zip(chunk, keys, strict=True):
+                if key in stored:
+                    stats.responses_reused += 1
+                    await self._fan_out(queues, _Graded(sut.uid, item, key, stored[key]))
+                else:
+                    pending.append(item)
+            self.progress.advance(label, len(chunk) - sum(1 for k in keys if k not in stored))
         if not pending:
             return
         # Longest first: the slowest batches start early, and neighbours pad little.
         pending.sort(key=lambda item: len(item.text), reverse=True)
         size = max(1, sut.batch_size)
         batches = deque(pending[start : start + size] for start in range(0, len(pending), size))
+        del pending
 
         async def worker() -> None:
             while batches:
                 batch = batches.popleft()
                 answers = await self._call(sut, batch)
-                self._writes.put_nowait(("responses", [(keys[r.item_uid], r) for r in answers]))
-                for item, response in zip(batch, answers, strict=True):
-                    responses[item.uid] = response
+                keys = [response_key(sut, item) for item in batch]
+                await self._writes.put(("responses", list(zip(keys, answers, strict=True))))
+                for item, key, response in zip(batch, keys, answers, strict=True):
                     stats.responses_new += 1
                     stats.outcomes[response.outcome] = stats.outcomes.get(response.outcome, 0) + 1
                     if not response.gradable:
                         stats.response_errors += 1
                     stats.completion_tokens += response.completion_tokens or 0
-                    self._fan_out(queues, _Graded(item, keys[item.uid], response))
+                    await self._fan_out(queues, _Graded(sut.uid, item, key, response))
                 self.progress.advance(label, len(batch))
 
         started = time.perf_counter()
@@ -269,9 +277,15 @@ class Engine:
             raise RuntimeError(f"{sut.uid} returned responses out of order or of the wrong count")
         return answers
 
-    def _fan_out(self, queues: dict[str, asyncio.Queue], graded: _Graded) -> None:
+    async def _fan_out(self, queues: dict[str, asyncio.Queue], graded: _Graded) -> None:
+        if not graded.response.gradable:
+            await self._finish(graded, None)
+            for evaluator in self.evaluators:
+                self.progress.advance(f"grade {evaluator.uid}", 1)
+            return
+        self._pending[(graded.sut_uid, graded.item.uid)] = _Pending(graded)
         for queue in queues.values():
-            queue.put_nowait(graded)
+            await queue.put(graded)
 
     # -- evaluator side ------------------------------------------------------------------------
     async def _grade_worker(self, evaluator: Evaluator, queue: asyncio.Queue) -> None:
@@ -292,42 +306,42 @@ class Engine:
             self.progress.advance(label, len(batch))
 
     async def _grade_batch(self, evaluator: Evaluator, batch: list[_Graded]) -> None:
-        gradable = [g for g in batch if g.response.gradable]
-        if not gradable:
-            return
-        vkeys = {
-            g.response_key: verdict_key(evaluator, g.response_key, g.response.text or "") for g in gradable
-        }
-        stored = self.store.get_verdicts(vkeys.values())
-        missing = [g for g in gradable if vkeys[g.response_key] not in stored]
-        self._verdicts_reused += len(gradable) - len(missing)
-        for g in gradable:
-            if vkeys[g.response_key] in stored:
-                self._verdicts[(g.response_key, evaluator.uid)] = stored[vkeys[g.response_key]]
-        if not missing:
-            return
-        exchanges = [Exchange(item=g.item, response=g.response.text or "") for g in missing]
-        try:
-            verdicts = await evaluator.judge(exchanges)
-        except UserError:
-            raise
-        except Exception as exc:  # an evaluator failure makes its verdicts invalid, not the run
-            log.warning("grader %s failed on a batch of %d: %r", evaluator.uid, len(missing), exc)
-            verdicts = [Verdict(evaluator_uid=evaluator.uid, raw=f"error: {exc!r}") for _ in missing]
-        self._writes.put_nowait(
-            (
-                "verdicts",
-                [(vkeys[g.response_key], g.response_key, v) for g, v in zip(missing, verdicts, strict=True)],
+        vkeys = [verdict_key(evaluator, g.response_key, g.response.text or "") for g in batch]
+        stored = self.store.get_verdicts(vkeys)
+        missing = [(g, k) for g, k in zip(batch, vkeys, strict=True) if k not in stored]
+        self._verdicts_reused += len(batch) - len(missing)
+        if missing:
+            exchanges = [Exchange(item=g.item, response=g.response.text or "") for g, _ in missing]
+            try:
+                fresh = await evaluator.judge(exchanges)
+            except UserError:
+                raise
+            except Exception as exc:  # an evaluator failure makes its verdicts invalid, not the run
+                log.warning("grader %s failed on a batch of %d: %r", evaluator.uid, len(missing), exc)
+                fresh = [Verdict(evaluator_uid=evaluator.uid, raw=f"error: {exc!r}") for _ in missing]
+            await self._writes.put(
+                ("verdicts", [(k, g.response_key, v) for (g, k), v in zip(missing, fresh, strict=True)])
             )
-        )
-        self._verdicts_new += len(missing)
-        for g, v in zip(missing, verdicts, strict=True):
-            self._verdicts[(g.response_key, evaluator.uid)] = v
+            self._verdicts_new += len(missing)
+            stored.update({k: v for (_, k), v in zip(missing, fresh, strict=True)})
+        done: list[tuple[_Graded, ItemScore]] = []
+        for g, key in zip(batch, vkeys, strict=True):
+            pending = self._pending[(g.sut_uid, g.item.uid)]
+            pending.verdicts[evaluator.uid] = stored[key]
+            if len(pending.verdicts) == len(self.evaluators):
+                del self._pending[(g.sut_uid, g.item.uid)]
+                members = [pending.verdicts[e.uid] for e in self.evaluators]
+                done.append((g, combine(members, self.ensemble)))
+        if done:
+            await self._finish_many(done)
 
-    def _score(self, item: TestItem, key: str, response: SUTResponse) -> ScoredItem:
-        if not response.gradable:
-            return ScoredItem(item_uid=item.uid, hazard=item.hazard, persona=item.persona, score=None)
-        member = [self._verdicts[(key, e.uid)] for e in self.evaluators]
-        return ScoredItem(
-            item_uid=item.uid, hazard=item.hazard, persona=item.persona, score=combine(member, self.ensemble)
-        )
+    async def _finish(self, graded: _Graded, score: ItemScore | None) -> None:
+        await self._finish_many([(graded, score)])
+
+    async def _finish_many(self, finished: list[tuple[_Graded, ItemScore | None]]) -> None:
+        """Store each item's score with its member verdicts; keep only the compact score."""
+        await self._writes.put(("scores", [(g.sut_uid, g.item.uid, g.response_key, s) for g, s in finished]))
+        for graded, score in finished:
+            kept = None if score is None else CompactScore.of(score)
+            item = graded.item
+            self._scored[graded.sut_uid].append(ScoredItem(item.uid, item.hazard, item.persona, kept))

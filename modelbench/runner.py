@@ -253,14 +253,6 @@ def _execute(
         score_sut(uid, scored, prepared.standard, seed=prepared.request.seed)
         for uid, scored in outcome.scored.items()
     ]
-    store.put_item_scores(
-        prepared.run_id,
-        [
-            (uid, s.item_uid, outcome.keys[uid][s.item_uid], s.score)
-            for uid, scored in outcome.scored.items()
-            for s in scored
-        ],
-    )
     wall = time.perf_counter() - started
     counts = {
         "items": len(prepared.items),

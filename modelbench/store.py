@@ -196,13 +196,14 @@ class Store:
     def commit(self) -> None:
         self.db.commit()
 
-    def link_responses(self, run_id: str, rows: list[tuple[str, str, str]]) -> None:
+    def link_responses(self, run_id: str, rows: list[tuple[str, str, str]], commit: bool = True) -> None:
         """Remember which responses a run used: (sut uid, item uid, response key)."""
         self.db.executemany(
             "INSERT OR REPLACE INTO run_responses VALUES (?, ?, ?, ?)",
             [(run_id, sut, item, key) for sut, item, key in rows],
         )
-        self.db.commit()
+        if commit:
+            self.db.commit()
 
     def finish_run(self, run_id: str, status: str, summary: dict[str, Any]) -> None:
         self.db.execute(
@@ -211,7 +212,9 @@ class Store:
         )
         self.db.commit()
 
-    def put_item_scores(self, run_id: str, rows: list[tuple[str, str, str, Any]]) -> None:
+    def put_item_scores(
+        self, run_id: str, rows: list[tuple[str, str, str, Any]], commit: bool = True
+    ) -> None:
         """(sut uid, item uid, response key, ItemScore or None) for every item of a finished run."""
         values = []
         for sut, item, key, score in rows:

@@ -110,8 +110,9 @@ def test_an_exception_in_one_batch_becomes_error_rows_and_the_run_goes_on(tmp_pa
     outcome = run(store, [sut], [RefusalEvaluator()], items(12))
     stats = outcome.sut_stats["scripted"]
     assert stats.response_errors == 4 and stats.responses_new == 12
-    errors = [r for r in outcome.responses["scripted"].values() if r.outcome == "error"]
-    assert len(errors) == 4 and all("backend exploded" in r.error for r in errors)
+    errors = [r for r in store.run_rows("r") if r["outcome"] == "error"]
+    assert len(errors) == 4 and all("backend exploded" in r["error"] for r in errors)
+    assert sum(1 for s in outcome.scored["scripted"] if s.score is None) == 4
 
 
 def test_two_suts_share_nothing_but_the_items(tmp_path, tiny_llama):

@@ -134,12 +134,12 @@ def test_fault_injection_run_ends_every_item_exactly_once(tmp_path):
         sut = sut_for(server, concurrency=32, timeout_s=0.5, max_attempts=4)
         store = Store(tmp_path / "s.sqlite")
         outcome = asyncio.run(Engine(store, [sut], [RefusalEvaluator()], EnsembleConfig(), "r").run(items))
-    responses = outcome.responses[sut.uid]
-    assert set(responses) == {i.uid for i in items}
+    rows = store.run_rows("r")
+    assert sorted(r["item_uid"] for r in rows) == sorted(i.uid for i in items)  # each exactly once
     stats = outcome.sut_stats[sut.uid]
     assert sum(stats.outcomes.values()) == len(items) == stats.responses_new
     assert store.count("responses") == len(items)
-    gradable = sum(1 for r in responses.values() if r.gradable)
+    gradable = sum(1 for r in rows if r["outcome"] in ("ok", "content_filter"))
     assert gradable + stats.response_errors == len(items)
     assert stats.outcomes.get("invalid_response", 0) > 0 and gradable > 0.7 * len(items)
 
