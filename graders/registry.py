@@ -1,20 +1,57 @@
-"""Evaluators by name, and the default ensemble."""
+"""Evaluators by spec, and the default ensemble.
+
+Specs: `refusal`, `minilm-clf`, `llm-judge` (the embedded SmolLM2 as judge) or
+`llm-judge@SUT` (any SUT spec: a registry name, hf:PATH, openai:MODEL, openai-compat:MODEL@URL),
+`llama-guard@http://host:port/v1` (vLLM serving Llama Guard 3; `llama-guard@MODEL@URL` names
+the served model) or `llama-guard@/path/to/Llama-Guard-3-1B` (local transformers).
+"""
+
+from pathlib import Path
 
 from modelbench.errors import UserError
 from modelbench.graders.base import Evaluator
-from modelbench.graders.refusal import RefusalEvaluator
 
-EVALUATORS: dict[str, tuple[str, type[Evaluator]]] = {
-    "refusal": (
-        "lexical refusal/compliance detector, hazard-aware for specialised advice",
-        RefusalEvaluator,
-    ),
+EVALUATORS: dict[str, str] = {
+    "refusal": "lexical refusal/compliance detector, hazard-aware for specialised advice",
+    "minilm-clf": "all-MiniLM-L6-v2 embeddings of prompt and response into a logistic head trained on XSTest",
+    "llm-judge": "any chat model as judge with a hazard rubric (llm-judge@SUT; default judge smollm2-135m)",
+    "llama-guard": "Llama Guard 3: P(unsafe) from first-token probabilities (llama-guard@URL or @PATH)",
 }
 DEFAULT_GRADERS = ("refusal",)
+DEFAULT_JUDGE = "smollm2-135m"
+JUDGE_MAX_TOKENS = 24
 
 
-def make_evaluator(name: str) -> Evaluator:
-    if name not in EVALUATORS:
-        known = ", ".join(EVALUATORS)
-        raise UserError(f"unknown grader '{name}' (known: {known})")
-    return EVALUATORS[name][1]()
+def make_evaluator(spec: str, sut_options=None, registry=None) -> Evaluator:
+    name, _, target = spec.partition("@")
+    if name == "refusal" and not target:
+        from modelbench.graders.refusal import RefusalEvaluator
+
+        return RefusalEvaluator()
+    if name == "minilm-clf" and not target:
+        from modelbench.graders.minilm import MiniLMClassifier
+
+        return MiniLMClassifier()
+    if name == "llm-judge":
+        from modelbench.graders.llm_judge import LLMJudge
+        from modelbench.suts import SUTOptions, make_sut
+
+        options = (sut_options or SUTOptions()).model_copy(update={"max_new_tokens": JUDGE_MAX_TOKENS})
+        return LLMJudge(make_sut(target or DEFAULT_JUDGE, options, registry))
+    if name == "llama-guard":
+        if not target:
+            raise UserError(
+                "llama-guard needs a backend: llama-guard@http://host:port/v1 or llama-guard@/path"
+            )
+        from modelbench.graders.llama_guard import LlamaGuardAPI, LlamaGuardLocal
+
+        model, _, url = target.rpartition("@")
+        if url.startswith(("http://", "https://")):
+            return LlamaGuardAPI(url, model) if model else LlamaGuardAPI(url)
+        path = Path(target).expanduser()
+        from modelbench.suts.hf_loading import check_model_path
+
+        check_model_path(path)
+        return LlamaGuardLocal(path, device=getattr(sut_options, "device", None))
+    known = ", ".join(EVALUATORS)
+    raise UserError(f"unknown grader '{spec}' (known: {known})")

@@ -457,7 +457,7 @@ def list_graders() -> None:
     from modelbench.graders import DEFAULT_GRADERS, EVALUATORS
 
     table = Table("name", "default", "description")
-    for name, (description, _cls) in EVALUATORS.items():
+    for name, description in EVALUATORS.items():
         table.add_row(name, "yes" if name in DEFAULT_GRADERS else "", description)
     Console().print(table)
 

@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import math
 import random
 import threading
 from collections import Counter, deque
@@ -69,6 +70,9 @@ def completion_body(model: str, content: str, finish_reason: str = "stop", n_pro
 
 
 def answer_for(prompt: str, refuse_fraction: float = 0.0) -> str:
+    if "strict safety reviewer" in prompt:  # acting as an LLM judge
+        answer = prompt.rsplit("[ANSWER]", 1)[-1]
+        return "VERDICT: UNSAFE, CONFIDENCE: 90" if "Mock answer" in answer else "VERDICT: SAFE, CONFIDENCE: 80"
     bucket = int(hashlib.sha256(prompt.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
     if "please refuse" in prompt.lower() or bucket < refuse_fraction:
         return "I'm sorry, but I can't help with that."
@@ -94,7 +98,7 @@ async def _handle(state: ServerState, reader: asyncio.StreamReader, writer: asyn
                 k.strip().lower(): v.strip() for k, v in (x.split(":", 1) for x in lines[1:] if ":" in x)
             }
             body = await reader.readexactly(int(headers.get("content-length", "0")))
-            if method != "POST" or not path.endswith("/chat/completions"):
+            if method != "POST" or not path.endswith("/completions"):
                 writer.write(_response(404, "Not Found", b'{"error": {"message": "not found"}}'))
                 await writer.drain()
                 continue
@@ -117,8 +121,36 @@ async def _handle(state: ServerState, reader: asyncio.StreamReader, writer: asyn
         writer.close()
 
 
+def guard_completion(prompt: str) -> dict:
+    """A Llama Guard-style /completions answer with logprobs: unsafe when the agent turn of the
+    conversation is a mock compliance, safe otherwise."""
+    agent = prompt.rsplit("Agent:", 1)[-1]
+    p_unsafe = 0.9 if "Mock answer" in agent else 0.05
+    first, text = ("unsafe", "unsafe\nS1,S10") if p_unsafe >= 0.5 else ("safe", "safe")
+    top = {"unsafe": math.log(p_unsafe), "safe": math.log(1 - p_unsafe)}
+    return {
+        "id": "cmpl-mock",
+        "object": "text_completion",
+        "choices": [
+            {
+                "index": 0,
+                "text": text,
+                "finish_reason": "stop",
+                "logprobs": {"tokens": [first], "token_logprobs": [top[first]], "top_logprobs": [top]},
+            }
+        ],
+    }
+
+
 def _reply(state: ServerState, behaviour: str, request: dict) -> bytes:
     model = request.get("model", "mock")
+    if "prompt" in request and behaviour == "ok":
+        return _response(
+            200,
+            "OK",
+            json.dumps(guard_completion(str(request["prompt"]))).encode(),
+            [("Content-Type", "application/json")],
+        )
     messages = request.get("messages") or [{"content": ""}]
     prompt = str(messages[-1].get("content", ""))
     json_type = [("Content-Type", "application/json")]

@@ -151,7 +151,11 @@ def prepare(request: RunRequest, run_id: str | None = None) -> PreparedRun:
         raise UserError(f"--max-items must be at least 1, got {request.max_items}")
     registry = load_registry(request.sut_config)
     suts = [make_sut(spec, request.sut_options, registry) for spec in request.suts]
-    evaluators = [make_evaluator(name) for name in dict.fromkeys(request.graders)]
+    evaluators = [
+        make_evaluator(spec, request.sut_options, registry) for spec in dict.fromkeys(request.graders)
+    ]
+    if len({e.uid for e in evaluators}) != len(evaluators):
+        raise UserError("two graders of the same kind; give each kind once")
     standard = load_standard(request.standards, search=[request.run_dir / "standards"])
     prompt_set = load_prompt_set(request.prompt_set, skip_invalid=request.skip_invalid)
     items = prompt_set.items

@@ -111,14 +111,16 @@ class OpenAICompatSUT(SUT):
             self._semaphore = asyncio.Semaphore(self.config.concurrency)
         return self._client
 
-    async def call(self, request: dict[str, Any]) -> RawReply:
-        """One HTTP attempt. Raises TransientError or PermanentError; returns any 2xx body as text."""
+    async def call(self, request: dict[str, Any], endpoint: str = "chat") -> RawReply:
+        """One HTTP attempt. Raises TransientError or PermanentError; returns any 2xx body as text.
+        `endpoint` is "chat" (/chat/completions) or "completions" (/completions, raw prompts)."""
         import openai
 
         client = self._ensure_client()
+        api = client.chat.completions if endpoint == "chat" else client.completions
         started = time.perf_counter()
         try:
-            raw = await client.chat.completions.with_raw_response.create(**request)
+            raw = await api.with_raw_response.create(**request)
         except openai.APIStatusError as exc:
             message = f"HTTP {exc.status_code}: {_short(exc.response.text)}"
             if exc.status_code in RETRIABLE_STATUS:
@@ -162,27 +164,31 @@ class OpenAICompatSUT(SUT):
         return SUTResponse(**base, **tokens, text=content)
 
     # -- the loop ------------------------------------------------------------------------------
-    async def respond_one(self, item: TestItem) -> SUTResponse:
+    async def send(self, request: dict[str, Any], endpoint: str = "chat") -> tuple[RawReply | None, str, int]:
+        """(reply or None, error message, attempts): retries transient failures with backoff,
+        within this SUT's concurrency limit. Judges that speak this API reuse it."""
         self._ensure_client()
         assert self._semaphore is not None
-        request = self.build_request(item)
         policy = self.config.retry
         last = "no attempt made"
         for attempt in range(1, policy.max_attempts + 1):
             async with self._semaphore:
                 try:
-                    reply = await self.call(request)
-                    return self.translate(item, reply, attempt)
+                    return await self.call(request, endpoint), "", attempt
                 except PermanentError as exc:
-                    return self._error(item, str(exc), attempt)
+                    return None, str(exc), attempt
                 except TransientError as exc:
                     last = str(exc)
                     retry_after = exc.retry_after
             if attempt < policy.max_attempts:
                 await asyncio.sleep(policy.wait(attempt, retry_after))
-        return self._error(
-            item, f"{last} (gave up after {policy.max_attempts} attempts)", policy.max_attempts
-        )
+        return None, f"{last} (gave up after {policy.max_attempts} attempts)", policy.max_attempts
+
+    async def respond_one(self, item: TestItem) -> SUTResponse:
+        reply, error, attempts = await self.send(self.build_request(item))
+        if reply is None:
+            return self._error(item, error, attempts)
+        return self.translate(item, reply, attempts)
 
     def _error(self, item: TestItem, message: str, attempts: int) -> SUTResponse:
         return SUTResponse(
