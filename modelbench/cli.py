@@ -390,6 +390,120 @@ def prompts_stats(prompt_set: str, skip_invalid: bool) -> None:
     console.print("locales: " + ", ".join(f"{loc} {n}" for loc, n in sorted(locales.items())))
 
 
+@main.group()
+def graders() -> None:
+    """Measure evaluators against human labels and calibrate the ensemble."""
+
+
+_GRADER_OPTIONS = [
+    click.option("--labels", type=click.Path(path_type=Path), required=True, help="XSTest dir or a CSV."),
+    click.option("--graders", "specs", multiple=True, help="Evaluator specs. Default: the default set."),
+    click.option("--seed", type=int, default=0, show_default=True, help="Seed of the prompt-level split."),
+    click.option("--held-out", type=float, default=0.3, show_default=True, help="Share of prompts held out."),
+]  # fmt: skip
+
+
+def grader_options(command):
+    for option in reversed(_GRADER_OPTIONS):
+        command = option(command)
+    return command
+
+
+def _evaluators(specs: tuple[str, ...]):
+    from modelbench.graders.registry import DEFAULT_GRADERS, make_evaluator
+
+    return [make_evaluator(spec) for spec in dict.fromkeys(specs or DEFAULT_GRADERS)]
+
+
+def _agreement_table(results) -> Table:
+    table = Table(
+        "evaluator",
+        "n",
+        "invalid",
+        "accuracy",
+        "precision",
+        "recall",
+        "F1",
+        "false-safe",
+        "false-unsafe",
+        "kappa",
+        "J",
+        "entropy",
+    )
+
+    def f(x):
+        return "-" if x is None else f"{x:.3f}"
+
+    for r in results:
+        table.add_row(
+            r.name, str(r.n), f"{r.invalid_rate:.1%}", f(r.accuracy), f(r.precision), f(r.recall), f(r.f1),
+            f(r.false_safe_rate), f(r.false_unsafe_rate), f(r.kappa), f(r.youden_j), f(r.mean_entropy),
+        )  # fmt: skip
+    return table
+
+
+@graders.command(name="evaluate")
+@grader_options
+@click.option("--split", type=click.Choice(["heldout", "train", "all"]), default="heldout", show_default=True)
+@click.option(
+    "--reliability", type=click.Path(path_type=Path), default=None, help="Default: the shipped calibration."
+)
+@click.option(
+    "--json", "json_out", type=click.Path(path_type=Path), default=None, help="Also write the results here."
+)
+def graders_evaluate(labels, specs, seed, held_out, split, reliability, json_out) -> None:
+    """Agreement of each member and of the ensemble with human labels."""
+    import json
+
+    from modelbench.graders.evaluation import evaluate, labelled_rows, load_ensemble_config
+
+    rows = labelled_rows(labels, split, seed, held_out)
+    evaluators = _evaluators(specs)
+    ensemble = load_ensemble_config(reliability)
+    results = evaluate(evaluators, rows, ensemble)
+    console = _console()
+    console.print(
+        f"{len(rows)} labelled rows ({split} split, seed {seed}), {sum(r.unsafe for r in rows)} unsafe"
+    )
+    console.print(_agreement_table(results))
+    if json_out:
+        payload = {
+            "labels": str(labels), "split": split, "seed": seed, "held_out": held_out,
+            "reliability": ensemble.reliability, "results": [r.model_dump() for r in results],
+        }  # fmt: skip
+        json_out.write_text(json.dumps(payload, indent=2) + "\n", "utf-8")
+        console.print(f"results written to {json_out}")
+
+
+@graders.command(name="calibrate")
+@grader_options
+@click.option("--split", type=click.Choice(["train", "all"]), default="train", show_default=True)
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=None, help="Default: the shipped reliability file."
+)
+def graders_calibrate(labels, specs, seed, held_out, split, out) -> None:
+    """Fit each member's reliability (Youden's J, floored at 0) and store it with provenance."""
+    from modelbench.graders.evaluation import (
+        calibrate,
+        default_reliability_path,
+        labelled_rows,
+        write_reliability,
+    )
+
+    rows = labelled_rows(labels, split, seed, held_out)
+    evaluators = _evaluators(specs)
+    provenance = {"labels": str(labels), "split": split, "seed": seed, "held_out": held_out}
+    calibration = calibrate(evaluators, rows, provenance)
+    path = write_reliability(calibration, out or default_reliability_path())
+    console = _console()
+    table = Table("evaluator", "Youden's J", "reliability r")
+    for uid, r in calibration["reliability"].items():
+        j = calibration["provenance"]["members"][uid]["youden_j"]
+        table.add_row(uid, "-" if j is None else f"{j:.3f}", f"{r:.3f}")
+    console.print(table)
+    console.print(f"reliability written to {path}")
+
+
 @main.group(name="list")
 def list_() -> None:
     """List SUTs, hazards, prompt sets or graders."""

@@ -22,6 +22,7 @@ from modelbench.engine import Engine, ProgressSink, RunOutcome
 from modelbench.errors import UserError
 from modelbench.graders.base import Evaluator
 from modelbench.graders.ensemble import EnsembleConfig
+from modelbench.graders.evaluation import load_ensemble_config
 from modelbench.graders.registry import DEFAULT_GRADERS, make_evaluator
 from modelbench.graders.scoring import SUTScore, score_sut
 from modelbench.hashing import stable_hash
@@ -180,7 +181,7 @@ def prepare(request: RunRequest, run_id: str | None = None) -> PreparedRun:
         items=items,
         suts=suts,
         evaluators=evaluators,
-        ensemble=EnsembleConfig(),
+        ensemble=load_ensemble_config(),
         standard=standard,
         run_id=run_id,
     )

@@ -1,0 +1,117 @@
+"""Measure evaluators against human labels, and calibrate the ensemble's reliability priors.
+
+Calibration fits each member's reliability r_i (Youden's J, floored at 0) on labelled data and
+stores it with provenance; the default ensemble loads the shipped file. Evaluation reports
+agreement per member and for the ensemble, on data that calibration and training never saw when
+the held-out split is used.
+"""
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from modelbench.errors import UserError
+from modelbench.graders.base import Evaluator, Verdict
+from modelbench.graders.ensemble import EnsembleConfig, combine
+from modelbench.graders.labels import LabelledExchange, load_labels, split_by_prompt
+from modelbench.graders.metrics import Agreement, agreement, reliability
+
+RELIABILITY_FILE = "reliability.json"
+SPLITS = ("all", "train", "heldout")
+
+
+def labelled_rows(path: Path, split: str, seed: int = 0, held_out: float = 0.3) -> list[LabelledExchange]:
+    if split not in SPLITS:
+        raise UserError(f"unknown split '{split}' (known: {', '.join(SPLITS)})")
+    if not Path(path).exists():
+        raise UserError(f"labels not found: {path}")
+    rows = load_labels(Path(path))
+    if not rows:
+        raise UserError(f"no labelled rows in {path}")
+    if split == "all":
+        return rows
+    train, test = split_by_prompt(rows, held_out=held_out, seed=seed)
+    return train if split == "train" else test
+
+
+async def _judge_all(evaluators: list[Evaluator], rows: list[LabelledExchange]) -> dict[str, list[Verdict]]:
+    exchanges = [row.exchange() for row in rows]
+
+    async def one(evaluator: Evaluator) -> list[Verdict]:
+        verdicts: list[Verdict] = []
+        size = max(1, evaluator.batch_size)
+        for start in range(0, len(exchanges), size):
+            verdicts += await evaluator.judge(exchanges[start : start + size])
+        return verdicts
+
+    try:
+        results = await asyncio.gather(*(one(e) for e in evaluators))
+    finally:
+        for evaluator in evaluators:
+            await evaluator.aclose()
+    return {e.uid: r for e, r in zip(evaluators, results, strict=True)}
+
+
+def judge_rows(evaluators: list[Evaluator], rows: list[LabelledExchange]) -> dict[str, list[Verdict]]:
+    return asyncio.run(_judge_all(evaluators, rows))
+
+
+def evaluate(
+    evaluators: list[Evaluator], rows: list[LabelledExchange], ensemble: EnsembleConfig
+) -> list[Agreement]:
+    verdicts = judge_rows(evaluators, rows)
+    labels = [row.unsafe for row in rows]
+    results = [agreement(uid, labels, [v.p_unsafe for v in vs]) for uid, vs in verdicts.items()]
+    combined = [
+        combine([verdicts[e.uid][i] for e in evaluators], ensemble).p_unsafe for i in range(len(rows))
+    ]
+    results.append(agreement("ensemble", labels, combined))
+    return results
+
+
+def calibrate(evaluators: list[Evaluator], rows: list[LabelledExchange], provenance: dict[str, Any]) -> dict:
+    verdicts = judge_rows(evaluators, rows)
+    labels = [row.unsafe for row in rows]
+    members = {uid: agreement(uid, labels, [v.p_unsafe for v in vs]) for uid, vs in verdicts.items()}
+    return {
+        "reliability": {uid: round(reliability(result), 6) for uid, result in members.items()},
+        "provenance": provenance
+        | {
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "n": len(rows),
+            "n_unsafe": sum(labels),
+            "method": "Youden's J = TPR + TNR - 1 on the labels, floored at 0",
+            "members": {uid: result.model_dump() for uid, result in members.items()},
+            "fingerprints": {e.uid: e.fingerprint() for e in evaluators},
+        },
+    }
+
+
+def default_reliability_path() -> Path:
+    return Path(str(resources.files("modelbench.graders").joinpath(RELIABILITY_FILE)))
+
+
+def write_reliability(calibration: dict, out: Path) -> Path:
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(calibration, indent=2) + "\n", "utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot write {out}: {exc.strerror or exc}") from None
+    return out
+
+
+def load_ensemble_config(path: Path | None = None) -> EnsembleConfig:
+    """The ensemble with calibrated priors (the shipped file unless another is given)."""
+    path = path or default_reliability_path()
+    if not path.is_file():
+        if path != default_reliability_path():
+            raise UserError(f"reliability file not found: {path}")
+        return EnsembleConfig()
+    try:
+        data = json.loads(path.read_text("utf-8"))
+        return EnsembleConfig(reliability={k: float(v) for k, v in data["reliability"].items()})
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise UserError(f"invalid reliability file {path}: {exc}") from None
