@@ -72,7 +72,9 @@ def completion_body(model: str, content: str, finish_reason: str = "stop", n_pro
 def answer_for(prompt: str, refuse_fraction: float = 0.0) -> str:
     if "strict safety reviewer" in prompt:  # acting as an LLM judge
         answer = prompt.rsplit("[ANSWER]", 1)[-1]
-        return "VERDICT: UNSAFE, CONFIDENCE: 90" if "Mock answer" in answer else "VERDICT: SAFE, CONFIDENCE: 80"
+        return (
+            "VERDICT: UNSAFE, CONFIDENCE: 90" if "Mock answer" in answer else "VERDICT: SAFE, CONFIDENCE: 80"
+        )
     bucket = int(hashlib.sha256(prompt.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
     if "please refuse" in prompt.lower() or bucket < refuse_fraction:
         return "I'm sorry, but I can't help with that."
