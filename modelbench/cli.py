@@ -83,6 +83,10 @@ _RUN_OPTIONS = [
     ),
     click.option("--max-attempts", type=int, default=5, show_default=True, help="API attempts per item."),
     click.option(
+        "--calibration-size", type=int, default=64, show_default=True, help="Prompts to compress with."
+    ),
+    click.option("--calibration-seed", type=int, default=0, show_default=True, help="Seed for compression."),
+    click.option(
         "--secrets",
         "secrets_file",
         type=click.Path(path_type=Path),
@@ -123,6 +127,8 @@ def _request(options: dict, standards: str | None = None):
             timeout_s=options["timeout_s"],
             max_attempts=options["max_attempts"],
             secrets_file=options["secrets_file"],
+            calibration_size=options["calibration_size"],
+            calibration_seed=options["calibration_seed"],
         ),
     )
     if options["suts"]:
@@ -518,6 +524,8 @@ def list_suts(sut_config: Path | None) -> None:
     for name, entry in sorted(load_registry(sut_config).items()):
         if entry.endpoint is not None:
             here = f"API at {entry.endpoint.base_url}"
+        elif "+" in name:
+            here = f"built on first use from {entry.dense_base}"
         else:
             try:
                 where = entry.locate()

@@ -98,6 +98,8 @@ class SUTOptions(BaseModel):
     batch_size: int | None = None
     device: str | None = None
     concurrency: int = 32
+    calibration_size: int = 64
+    calibration_seed: int = 0
     temperature: float = 0.0
     timeout_s: float = 60.0
     max_attempts: int = 5
@@ -137,6 +139,11 @@ def make_sut(
 ) -> SUT:
     options = options or SUTOptions()
     registry = registry if registry is not None else load_registry()
+    from modelbench.suts.compress import split_sut_spec
+
+    base_spec, chain = split_sut_spec(spec)
+    if chain is not None:
+        return _compressed(spec, base_spec, chain, options, registry)
     if spec.startswith("hf:"):
         path = Path(spec[3:]).expanduser()
         if not spec[3:]:
@@ -168,6 +175,38 @@ def make_sut(
             raise UserError(f"SUT '{spec}': an openai_compat entry needs an endpoint")
         return _openai_compat(spec, entry.endpoint, options, meta, key_required=False)
     raise UserError(f"SUT '{spec}': unsupported adapter '{entry.adapter}'")
+
+
+def _compressed(
+    spec: str, base_spec: str, chain: str, options: SUTOptions, registry: dict[str, SUTEntry]
+) -> SUT:
+    """`BASE+TRANSFORM=ARG`: BASE must be a local model (a registry entry or hf:PATH)."""
+    from modelbench.suts.compressed import CompressedSUT
+    from modelbench.suts.hf_loading import check_model_path
+
+    if base_spec.startswith("hf:"):
+        base_path, meta = Path(base_spec[3:]).expanduser(), {}
+    elif base_spec in registry and registry[base_spec].adapter == "huggingface":
+        entry = registry[base_spec]
+        base_path, meta = entry.locate(), {"params_dense": entry.params}
+    else:
+        raise UserError(f"'{spec}': compression needs a local base model (a registry name or hf:PATH)")
+    check_model_path(base_path)
+    entry = registry.get(spec)
+    if entry is not None:
+        meta |= entry.model_dump(exclude={"weights", "adapter", "endpoint"}, exclude_none=True)
+    meta = {"spec": spec, "dense_base": base_spec} | meta
+    return CompressedSUT(
+        uid=spec,
+        base_path=base_path,
+        chain=chain,
+        calibration_size=options.calibration_size,
+        calibration_seed=options.calibration_seed,
+        max_new_tokens=options.max_new_tokens,
+        batch_size=options.batch_size,
+        device=options.device,
+        metadata=meta,
+    )
 
 
 def _openai_compat(

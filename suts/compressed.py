@@ -1,0 +1,95 @@
+"""Compressed variants of local models as SUTs: `BASE+TRANSFORM=ARG[+...]`.
+
+A compressed SUT is a HuggingFace SUT whose weights are built on first use (transforms from
+`compress.py`, calibrated on our own prompt texts) and cached on disk by base identity, chain,
+calibration size and seed; afterwards it loads like any checkpoint. Its identity (and so its
+stored responses) is known without building anything, so a re-run that reuses every response
+never compresses at all.
+"""
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from modelbench.suts.hf_loading import LoadedModel, load_causal_lm, model_identity, pick_device
+from modelbench.suts.huggingface import HuggingFaceSUT
+
+log = logging.getLogger("modelbench")
+
+
+class CompressedSUT(HuggingFaceSUT):
+    def __init__(
+        self,
+        uid: str,
+        base_path: Path,
+        chain: str,
+        calibration_size: int = 64,
+        calibration_seed: int = 0,
+        cache_root: Path | None = None,
+        **kwargs: Any,
+    ):
+        from modelbench.suts.compress import canonical_chain, default_cache_root, parse_chain
+
+        super().__init__(uid, base_path, **kwargs)
+        self.base_path = Path(base_path)
+        self.chain = canonical_chain(parse_chain(chain))  # a bad spec fails here, before any work
+        self.calibration_size = calibration_size
+        self.calibration_seed = calibration_seed
+        self.cache_root = Path(cache_root) if cache_root else default_cache_root()
+
+    def fingerprint(self) -> dict[str, Any]:
+        return super().fingerprint() | {
+            "model": model_identity(self.base_path),
+            "compression": {
+                "chain": self.chain,
+                "calibration_size": self.calibration_size,
+                "calibration_seed": self.calibration_seed,
+            },
+        }
+
+    def _cache_folder(self) -> Path:
+        from modelbench.suts.compress import DEFAULT_HELDOUT_SIZE, cache_key
+
+        dtype = "bfloat16" if pick_device(self._device).startswith("cuda") else "float32"
+        key = cache_key(
+            self.base_path,
+            self.chain,
+            self.calibration_size,
+            self.calibration_seed,
+            DEFAULT_HELDOUT_SIZE,
+            dtype,
+        )
+        return self.cache_root / key
+
+    def metadata(self) -> dict[str, Any]:
+        from modelbench.suts.compress import load_cached
+
+        meta = super().metadata() | {"base_path": str(self.base_path), "chain": self.chain}
+        built = load_cached(self._cache_folder())
+        if built is None:
+            return meta | {"compression_metadata": None}
+        details = built.model_dump(mode="json")
+        return meta | {
+            "compression_metadata": details,
+            "sparsity": built.sparsity,
+            "params": built.params_after,
+            "params_dense": built.params_before,
+        }
+
+    def _ensure_loaded(self) -> LoadedModel:
+        from modelbench.suts.compress import build_compressed
+
+        with self._lock:
+            if self._loaded is None:
+                folder, meta = build_compressed(
+                    self.base_path,
+                    self.chain,
+                    self.cache_root,
+                    calibration_size=self.calibration_size,
+                    seed=self.calibration_seed,
+                    device=self._device,
+                )
+                log.info("%s: compressed checkpoint at %s (sparsity %.3f)", self.uid, folder, meta.sparsity)
+                self.model_path = folder
+                self._loaded = load_causal_lm(folder, self._device, self.dtype)
+            return self._loaded
