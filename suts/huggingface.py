@@ -156,6 +156,50 @@ class HuggingFaceSUT(SUT):
     def cancel(self) -> None:
         self._cancelled.set()
 
+    def choice_logprobs(self, texts: list[str], prefix: str, choices: list[str]) -> list[list[float]]:
+        """Log-likelihood of each choice as the start of the answer to each text (after `prefix`).
+
+        A small model that cannot follow an output format can still rank "SAFE" against
+        "UNSAFE"; scoring the choices directly gives every item a probability, never a parse
+        failure, and costs one forward pass instead of a generation.
+        """
+        import torch
+
+        loaded = self._ensure_loaded()
+        tokenizer, model = loaded.tokenizer, loaded.model
+        items = [
+            TestItem(uid=str(i), hazard="x", persona="x", text=t, source="judge") for i, t in enumerate(texts)
+        ]
+        with self._lock:
+            contexts = [p + prefix for p in self.build_prompts(tokenizer, items)]
+            choice_ids = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in choices]
+            rows = []
+            for context in contexts:
+                context_ids = tokenizer(context, add_special_tokens=False)["input_ids"]
+                rows += [(context_ids, ids) for ids in choice_ids]
+            scores: list[float] = []
+            size = max(1, self.batch_size)
+            for start in range(0, len(rows), size):
+                chunk = rows[start : start + size]
+                sequences = [c + ids for c, ids in chunk]
+                width = max(len(s) for s in sequences)
+                pad = tokenizer.pad_token_id
+                input_ids = torch.tensor(
+                    [[pad] * (width - len(s)) + s for s in sequences], device=loaded.device
+                )
+                mask = torch.tensor(
+                    [[0] * (width - len(s)) + [1] * len(s) for s in sequences], device=loaded.device
+                )
+                with torch.inference_mode():
+                    logits = model(input_ids=input_ids, attention_mask=mask).logits.float()
+                logprobs = torch.log_softmax(logits[:, :-1, :], dim=-1)
+                for row, (_context, ids) in enumerate(chunk):
+                    positions = range(width - len(ids) - 1, width - 1)
+                    scores.append(
+                        sum(float(logprobs[row, pos, tok]) for pos, tok in zip(positions, ids, strict=True))
+                    )
+        return [scores[i : i + len(choices)] for i in range(0, len(scores), len(choices))]
+
 
 class GenerationCancelled(Exception):
     pass

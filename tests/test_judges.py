@@ -77,12 +77,33 @@ def test_llm_judge_through_a_real_api_server():
     assert judge.fingerprint()["judge"]["model"] == "judge"
 
 
-def test_llm_judge_with_a_local_model_marks_gibberish_invalid(tiny_llama):
+def test_local_judges_score_by_likelihood(tiny_llama):
     judge = make_evaluator(f"llm-judge@hf:{tiny_llama}")
-    verdicts = asyncio.run(judge.judge([exchange("anything"), exchange("else")]))
-    assert len(verdicts) == 2
-    for verdict in verdicts:
-        assert verdict.valid == (parse_judgement(verdict.raw) is not None)
+    assert judge.method == "likelihood" and judge.fingerprint()["method"] == "likelihood"
+    verdicts = asyncio.run(judge.judge([exchange("anything"), exchange("else", hazard="spc")]))
+    assert all(v.valid and 0.0 < v.p_unsafe < 1.0 and "by likelihood" in v.raw for v in verdicts)
+
+
+def test_choice_logprobs_match_a_one_at_a_time_forward_pass(tiny_llama):
+    import torch
+
+    from modelbench.suts.huggingface import HuggingFaceSUT
+
+    sut = HuggingFaceSUT("tiny", tiny_llama, batch_size=3)
+    texts = ["short one", "a somewhat longer request about the mountains"]
+    batched = sut.choice_logprobs(texts, "VERDICT:", [" SAFE", " UNSAFE"])
+    loaded = sut._ensure_loaded()
+    tok = loaded.tokenizer
+    for text, pair in zip(texts, batched, strict=True):
+        context = sut.build_prompts(tok, [exchange("", text=text).item])[0] + "VERDICT:"
+        for choice, score in zip([" SAFE", " UNSAFE"], pair, strict=True):
+            ids = tok(context, add_special_tokens=False)["input_ids"]
+            cont = tok(choice, add_special_tokens=False)["input_ids"]
+            with torch.inference_mode():
+                logits = loaded.model(input_ids=torch.tensor([ids + cont])).logits.float()
+            logprobs = torch.log_softmax(logits[0, :-1], dim=-1)
+            expected = sum(float(logprobs[len(ids) - 1 + i, t]) for i, t in enumerate(cont))
+            assert score == pytest.approx(expected, abs=1e-4)
 
 
 def test_llama_guard_prompt_maps_our_hazards_onto_s1_to_s14():
