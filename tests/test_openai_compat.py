@@ -128,7 +128,7 @@ def test_concurrency_overlaps_requests():
 
 
 def test_fault_injection_run_ends_every_item_exactly_once(tmp_path):
-    items = load_prompt_set("mb-full").items[:300]
+    items = load_prompt_set("mb-full").items[:1000]
     state = ServerState(fault_rate=0.2, seed=3, retry_after_s=0.01, hang_s=2.0, record_requests=False)
     with MockServer(state) as server:
         sut = sut_for(server, concurrency=32, timeout_s=0.5, max_attempts=4)
