@@ -199,6 +199,8 @@ def run(standards: str | None, shard: str | None, resume: str | None, **options)
     _prepared, result = _execute(request, console, run_id)
     print_scores(result.scores, console)
     console.print(f"record: {result.record_path}  ({result.wall_s:.1f}s)")
+    if result.report_path:
+        console.print(f"report: {result.report_path}")
 
 
 @main.command()
@@ -286,6 +288,51 @@ def compare(run: str, suts: tuple[str, ...], run_dir: Path) -> None:
         f"McNemar exact p = {result.mcnemar_p:.4g}",
         soft_wrap=True,
     )
+
+
+@main.command()
+@click.argument("run")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Default: RUN_DIR/RUN/report.html")
+@click.option("--run-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+def report(run: str, out: Path | None, run_dir: Path) -> None:
+    """A self-contained HTML report of RUN (a run id or `latest`)."""
+    from modelbench.reports.html import write_run_report
+
+    store, run_id = _open_run(run_dir, run)
+    try:
+        path = write_run_report(store, run_id, out or run_dir / run_id / "report.html")
+    finally:
+        store.close()
+    click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.option(
+    "--store",
+    "store_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Default: RUN_DIR/modelbench.sqlite",
+)
+@click.option("--run-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=None, help="Default: leaderboard.html beside the store"
+)
+def leaderboard(store_path: Path | None, run_dir: Path, out: Path | None) -> None:
+    """Every SUT graded in the store (latest finished run each), on one HTML page."""
+    from modelbench.reports.html import write_leaderboard
+    from modelbench.runner import STORE_NAME
+    from modelbench.store import Store
+
+    path = store_path or run_dir / STORE_NAME
+    if not path.is_file():
+        raise UserError(f"no store at {path} (give --store or --run-dir)")
+    store = Store(path)
+    try:
+        written = write_leaderboard(store, out or path.parent / "leaderboard.html")
+    finally:
+        store.close()
+    click.echo(f"wrote {written}")
 
 
 @main.command()

@@ -6,6 +6,7 @@ is opened or any model loads, so a typo costs a second and never touches stored 
 
 import asyncio
 import errno
+import logging
 import os
 import sqlite3
 import time
@@ -75,6 +76,7 @@ class RunResult:
     scores: list[SUTScore]
     outcome: RunOutcome
     wall_s: float
+    report_path: Path | None = None
 
 
 def ensure_writable(folder: Path) -> None:
@@ -283,9 +285,17 @@ def _execute(
     timing = {"started_at": started_at, "wall_s": round(wall, 3)}
     record = build_record(prepared.run_id, config, scores, counts, timing, suts)
     path = write_record(record, run_dir / prepared.run_id)
+    # The record goes into the store too, so reports survive moved or deleted run folders.
     store.finish_run(
         prepared.run_id,
         "finished",
-        {"counts": counts, "overall": {s.sut_uid: s.overall.grade for s in scores}},
+        {"counts": counts, "overall": {s.sut_uid: s.overall.grade for s in scores}, "record": record},
     )
-    return RunResult(prepared.run_id, path, scores, outcome, wall)
+    try:
+        from modelbench.reports.html import write_run_report
+
+        report = write_run_report(store, prepared.run_id, run_dir / prepared.run_id / "report.html")
+    except UserError as exc:  # a report is a view of the run; failing to draw it loses nothing
+        logging.getLogger("modelbench").warning("no HTML report: %s", exc)
+        report = None
+    return RunResult(prepared.run_id, path, scores, outcome, wall, report)

@@ -6,6 +6,7 @@ dequantised by transformers (with the `gguf` package) into ordinary torch weight
 
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,10 @@ from typing import Any
 from modelbench.errors import UserError
 
 log = logging.getLogger("modelbench")
+# transformers' lazy imports and meta-device initialisation are not safe to run from several
+# threads at once (two SUTs loading together fail with import and meta-tensor errors), so model
+# loading is serialised; generation itself still runs in parallel.
+_LOADING = threading.Lock()
 
 
 @dataclass
@@ -56,6 +61,11 @@ def check_model_path(path: Path) -> None:
 
 def load_causal_lm(path: Path, device: str | None = None, dtype: str | None = None) -> LoadedModel:
     """Tokenizer (left padding, a pad token) and model in eval mode on `device`."""
+    with _LOADING:
+        return _load_causal_lm(path, device, dtype)
+
+
+def _load_causal_lm(path: Path, device: str | None, dtype: str | None) -> LoadedModel:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
