@@ -55,6 +55,7 @@ CALIBRATION_SET = "mb-full"
 # One in HELDOUT_EVERY prompts (by text hash) is reserved for perplexity, never for calibration.
 HELDOUT_EVERY = 8
 MAX_TOKENS = 256
+BATCH_SIZE = 16
 # Per-layer lists in a config that must shrink with the layers (transformers reads them by index).
 LAYERWISE_CONFIG_LISTS = ("layer_types", "no_rope_layers")
 CHAIN_HELP = "drop-layers=N, magnitude=S, wanda=S (S a fraction in (0, 1), or N:M such as 2:4)"
@@ -81,7 +82,7 @@ Sparsity = float | NM
 class CompressionContext:
     """What transforms share: calibration token ids and where each current block came from."""
 
-    calibration: list[Any]
+    calibration: list[TokenBatch]
     layer_origin: list[int]
 
 
@@ -157,6 +158,8 @@ class DropLayers(Transform):
 
 
 class _Pruning(Transform):
+    """Zeros in the decoder's linear layers: a fraction S of each matrix or row, or an N:M pattern."""
+
     def __init__(self, sparsity: Sparsity):
         self.sparsity = sparsity
 
@@ -164,9 +167,6 @@ class _Pruning(Transform):
     def spec(self) -> str:
         value = str(self.sparsity) if isinstance(self.sparsity, NM) else repr(float(self.sparsity))
         return f"{self.name}={value}"
-
-    def check(self, num_layers: int) -> int:
-        return num_layers
 
 
 class Magnitude(_Pruning):
@@ -310,12 +310,46 @@ def _calibration_pools() -> tuple[list[Any], list[Any]]:
     return [i for i in items if i.text not in heldout_texts], heldout
 
 
-def tokenize(tokenizer: Any, texts: list[str], device: str) -> list[Any]:
-    """One [1, T] tensor per text: single sequences need no padding, so no mask bookkeeping."""
-    return [
-        tokenizer(text, return_tensors="pt", truncation=True, max_length=MAX_TOKENS)["input_ids"].to(device)
-        for text in texts
-    ]
+@dataclass(frozen=True)
+class TokenBatch:
+    """Right-padded token ids and each row's true length.
+
+    Right padding needs no attention mask: causal attention never lets a real token see the padding
+    after it, so every real position computes what it would alone, at its true position. Only the
+    readers (last-token states, activation norms, perplexity) have to skip the padded tail.
+    """
+
+    ids: torch.Tensor
+    lengths: torch.Tensor
+
+    @property
+    def mask(self) -> torch.Tensor:
+        import torch
+
+        positions = torch.arange(self.ids.shape[1], device=self.ids.device)
+        return positions.unsqueeze(0) < self.lengths.unsqueeze(1)
+
+    @property
+    def tokens(self) -> int:
+        return int(self.lengths.sum())
+
+
+def tokenize(tokenizer: Any, texts: list[str], device: str, batch_size: int = BATCH_SIZE) -> list[TokenBatch]:
+    """Texts in batches of `batch_size`: a few large matmuls instead of many tiny ones."""
+    import torch
+
+    rows = [tokenizer(text, truncation=True, max_length=MAX_TOKENS)["input_ids"] for text in texts]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    batches = []
+    for start in range(0, len(rows), batch_size):
+        chunk = [row for row in rows[start : start + batch_size] if row]
+        if not chunk:
+            continue
+        width = max(len(row) for row in chunk)
+        ids = torch.tensor([row + [pad] * (width - len(row)) for row in chunk], device=device)
+        lengths = torch.tensor([len(row) for row in chunk], device=device)
+        batches.append(TokenBatch(ids, lengths))
+    return batches
 
 
 # -- model structure and measurements ---------------------------------------------------------------
@@ -373,19 +407,19 @@ def nm_valid(model: Any, pattern: NM) -> bool:
     return True
 
 
-def perplexity(model: Any, encoded: list[Any]) -> float:
+def perplexity(model: Any, batches: list[TokenBatch]) -> float:
     """Token-weighted perplexity: exp(total NLL / predicted tokens) over every sequence."""
     import torch
     import torch.nn.functional as F
 
     total, tokens = 0.0, 0
     with torch.no_grad():
-        for ids in encoded:
-            if ids.shape[1] < 2:
-                continue
-            logits = model(input_ids=ids, use_cache=False).logits[0, :-1].float()
-            total += float(F.cross_entropy(logits, ids[0, 1:], reduction="sum"))
-            tokens += ids.shape[1] - 1
+        for batch in batches:
+            logits = model(input_ids=batch.ids, use_cache=False).logits[:, :-1]
+            predicted = batch.mask[:, 1:]
+            targets = batch.ids[:, 1:][predicted]
+            total += float(F.cross_entropy(logits[predicted].float(), targets, reduction="sum"))
+            tokens += int(predicted.sum())
     return math.exp(total / tokens) if tokens else float("nan")
 
 
@@ -454,7 +488,7 @@ def _hooks(handles: list[Any]) -> Iterator[None]:
             handle.remove()
 
 
-def last_token_states(model: Any, encoded: list[Any]) -> torch.Tensor:
+def last_token_states(model: Any, batches: list[TokenBatch]) -> torch.Tensor:
     """[samples, L + 1, hidden]: the last token's residual stream entering each block, then leaving the last.
 
     Hooks rather than output_hidden_states: transformers replaces the final hidden state with the
@@ -464,23 +498,28 @@ def last_token_states(model: Any, encoded: list[Any]) -> torch.Tensor:
 
     layers = decoder_layers(model)
     current: list[torch.Tensor] = []
+    last: list[torch.Tensor] = []
+
+    def pick(hidden: torch.Tensor) -> torch.Tensor:
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        return hidden[rows, last[0] - 1].detach().double()
 
     def before(module: Any, args: tuple, kwargs: dict) -> None:
-        hidden = args[0] if args else kwargs["hidden_states"]
-        current.append(hidden[0, -1].detach().double())
+        current.append(pick(args[0] if args else kwargs["hidden_states"]))
 
     def after(module: Any, args: tuple, output: Any) -> None:
-        current.append(_hidden(output)[0, -1].detach().double())
+        current.append(pick(_hidden(output)))
 
     handles = [layer.register_forward_pre_hook(before, with_kwargs=True) for layer in layers]
     handles.append(layers[-1].register_forward_hook(after))
     samples = []
     with _hooks(handles), torch.no_grad():
-        for ids in encoded:
+        for batch in batches:
             current.clear()
-            model(input_ids=ids, use_cache=False)
-            samples.append(torch.stack(current))
-    return torch.stack(samples)
+            last[:] = [batch.lengths]
+            model(input_ids=batch.ids, use_cache=False)
+            samples.append(torch.stack(current, dim=1))
+    return torch.cat(samples)
 
 
 def angular_distances(states: torch.Tensor, n: int) -> list[float]:
@@ -518,8 +557,8 @@ def remove_blocks(model: Any, start: int, n: int) -> None:
 # -- Wanda ----------------------------------------------------------------------------------------------
 
 
-def capture_block_inputs(model: Any, encoded: list[Any]) -> list[tuple[torch.Tensor, dict[str, Any]]]:
-    """Each sample's input to block 0 and the keyword arguments (mask, rotary tables) blocks get."""
+def capture_block_inputs(model: Any, batches: list[TokenBatch]) -> list[tuple[torch.Tensor, dict[str, Any]]]:
+    """Each batch's input to block 0 and the keyword arguments (mask, rotary tables) blocks get."""
     import torch
 
     captured: list[tuple[torch.Tensor, dict[str, Any]]] = []
@@ -531,45 +570,49 @@ def capture_block_inputs(model: Any, encoded: list[Any]) -> list[tuple[torch.Ten
 
     handle = decoder_layers(model)[0].register_forward_pre_hook(grab, with_kwargs=True)
     with _hooks([handle]), torch.no_grad():
-        for ids in encoded:
+        for batch in batches:
             try:
-                model(input_ids=ids, use_cache=False)
+                model(input_ids=batch.ids, use_cache=False)
             except _StopForward:
                 pass
     return captured
 
 
-def _input_norms(layer: Any, inputs: list[tuple[torch.Tensor, dict[str, Any]]]) -> dict[str, torch.Tensor]:
-    """Squared L2 norm of every input feature of every linear in `layer`, over all calibration tokens."""
+def _input_norms(
+    layer: Any, inputs: list[tuple[torch.Tensor, dict[str, Any]]], batches: list[TokenBatch]
+) -> dict[str, torch.Tensor]:
+    """Squared L2 norm of every input feature of every linear in `layer`, over all real tokens."""
     import torch
     from torch import nn
 
     linears = {name: m for name, m in layer.named_modules() if isinstance(m, nn.Linear)}
     sums = {name: torch.zeros(m.in_features, dtype=torch.float64) for name, m in linears.items()}
+    real: list[torch.Tensor] = []
 
     def accumulate(name: str) -> Callable[..., None]:
         def hook(module: Any, args: tuple) -> None:
-            x = args[0].detach().reshape(-1, module.in_features).double()
+            x = args[0].detach()[real[0]].double()
             sums[name] += (x * x).sum(dim=0).cpu()
 
         return hook
 
     handles = [m.register_forward_pre_hook(accumulate(name)) for name, m in linears.items()]
     with _hooks(handles), torch.no_grad():
-        for hidden, kwargs in inputs:
+        for (hidden, kwargs), batch in zip(inputs, batches, strict=True):
+            real[:] = [batch.mask]
             layer(hidden, **kwargs)
     return sums
 
 
-def wanda_prune(model: Any, encoded: list[Any], sparsity: Sparsity) -> None:
+def wanda_prune(model: Any, batches: list[TokenBatch], sparsity: Sparsity) -> None:
     """Prune block by block: block i's activations come from blocks 0..i-1 as already pruned."""
     import torch
     from torch import nn
 
-    inputs = capture_block_inputs(model, encoded)
+    inputs = capture_block_inputs(model, batches)
     with torch.no_grad():
         for layer in decoder_layers(model):
-            squared = _input_norms(layer, inputs)
+            squared = _input_norms(layer, inputs, batches)
             for name, linear in layer.named_modules():
                 if not isinstance(linear, nn.Linear):
                     continue
@@ -655,7 +698,7 @@ def load_cached(folder: Path) -> CompressionMetadata | None:
 
 
 def apply_chain(
-    model: Any, transforms: list[Transform], calibration: list[Any]
+    model: Any, transforms: list[Transform], calibration: list[TokenBatch]
 ) -> tuple[list[StepRecord], float]:
     """Run the chain in place; returns what each step did and the total seconds."""
     context = CompressionContext(
@@ -723,9 +766,9 @@ def compress_loaded(
         angular_distances=first_drop.angular_distances if first_drop else None,
         calibration_size=len(texts.calibration),
         calibration_seed=seed,
-        calibration_tokens=sum(ids.shape[1] for ids in calibration),
+        calibration_tokens=sum(batch.tokens for batch in calibration),
         heldout_size=len(texts.heldout),
-        heldout_tokens=sum(ids.shape[1] for ids in heldout),
+        heldout_tokens=sum(batch.tokens for batch in heldout),
         dtype=_resolved_dtype(model),
         compression_seconds=seconds,
         perplexity=perplexity(model, heldout),
