@@ -106,7 +106,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (0: torch's default)")
-    parser.add_argument("--head", type=Path, default=None, help="a minilm-clf head file other than the shipped one")
+    parser.add_argument("--head", type=Path, default=None, help="another minilm-clf head file")
     asyncio.run(run(parser.parse_args()))
 
 
