@@ -108,10 +108,14 @@ class Embedder:
 
     def _load(self) -> None:
         import torch
-        from transformers import AutoModel, AutoTokenizer
 
-        self._tokenizer = AutoTokenizer.from_pretrained(self.folder)
-        model = AutoModel.from_pretrained(self.folder, dtype=getattr(torch, self.dtype))
+        from modelbench.suts.hf_loading import LOADING_LOCK
+
+        with LOADING_LOCK:  # transformers' lazy imports race when two threads load models at once
+            from transformers import AutoModel, AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(self.folder)
+            model = AutoModel.from_pretrained(self.folder, dtype=getattr(torch, self.dtype))
         self._model = model.eval()
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:

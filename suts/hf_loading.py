@@ -17,7 +17,7 @@ log = logging.getLogger("modelbench")
 # transformers' lazy imports and meta-device initialisation are not safe to run from several
 # threads at once (two SUTs loading together fail with import and meta-tensor errors), so model
 # loading is serialised; generation itself still runs in parallel.
-_LOADING = threading.Lock()
+LOADING_LOCK = threading.RLock()
 
 
 @dataclass
@@ -61,7 +61,7 @@ def check_model_path(path: Path) -> None:
 
 def load_causal_lm(path: Path, device: str | None = None, dtype: str | None = None) -> LoadedModel:
     """Tokenizer (left padding, a pad token) and model in eval mode on `device`."""
-    with _LOADING:
+    with LOADING_LOCK:
         return _load_causal_lm(path, device, dtype)
 
 

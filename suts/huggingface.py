@@ -208,7 +208,11 @@ class GenerationCancelled(Exception):
 def _stop_when(event: threading.Event) -> Any:
     """A stopping criterion that ends generation for the whole batch once `event` is set."""
     import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    from modelbench.suts.hf_loading import LOADING_LOCK
+
+    with LOADING_LOCK:  # first touches of transformers' lazy attributes are not thread-safe
+        from transformers import StoppingCriteria, StoppingCriteriaList
 
     class _Cancelled(StoppingCriteria):
         def __call__(self, input_ids, scores, **kwargs):
