@@ -190,11 +190,17 @@ class HuggingFaceSUT(SUT):
                 mask = torch.tensor(
                     [[0] * (width - len(s)) + [1] * len(s) for s in sequences], device=loaded.device
                 )
+                keep = max(len(ids) for _, ids in chunk) + 1
                 with torch.inference_mode():
-                    logits = model(input_ids=input_ids, attention_mask=mask).logits.float()
-                logprobs = torch.log_softmax(logits[:, :-1, :], dim=-1)
+                    # Only the last positions matter: full-vocabulary logits for every position of
+                    # a long prompt would cost gigabytes.
+                    logits = model(
+                        input_ids=input_ids, attention_mask=mask, logits_to_keep=keep
+                    ).logits.float()
+                logprobs = torch.log_softmax(logits[:, :-1, :], dim=-1)  # position j predicts token j + 1
+                offset = width - keep  # logits[:, j] belongs to sequence position offset + j
                 for row, (_context, ids) in enumerate(chunk):
-                    positions = range(width - len(ids) - 1, width - 1)
+                    positions = range(width - len(ids) - 1 - offset, width - 1 - offset)
                     scores.append(
                         sum(float(logprobs[row, pos, tok]) for pos, tok in zip(positions, ids, strict=True))
                     )
