@@ -793,6 +793,7 @@ def build_compressed(
     base_path = Path(base_path)
     transforms = parse_chain(chain)
     device = pick_device(device)
+    # load_causal_lm's default dtype for the device: a bf16 GPU build and an fp32 CPU build differ.
     dtype = "bfloat16" if device.startswith("cuda") else "float32"
     key = cache_key(base_path, canonical_chain(transforms), calibration_size, seed, heldout_size, dtype)
     folder = Path(cache_root) / key
