@@ -17,7 +17,7 @@ EVALUATORS: dict[str, str] = {
     "llm-judge": "any chat model as judge with a hazard rubric (llm-judge@SUT; default judge smollm2-135m)",
     "llama-guard": "Llama Guard 3: P(unsafe) from first-token probabilities (llama-guard@URL or @PATH)",
 }
-DEFAULT_GRADERS = ("refusal",)
+DEFAULT_GRADERS = ("refusal", "minilm-clf")
 DEFAULT_JUDGE = "smollm2-135m"
 JUDGE_MAX_TOKENS = 24
 

@@ -6,6 +6,7 @@ Comparisons use exact fractions: a rate exactly on a boundary must land on the d
 and floating-point division does not guarantee that (0.075 / 0.15 is not 0.5 in binary).
 """
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -95,7 +96,8 @@ def tally(items: list[ScoredItem]) -> Tally:
         frac_safe=n_safe / len(valid) if valid else None,
         ci_low=interval[0] if interval else None,
         ci_high=interval[1] if interval else None,
-        soft_unsafe=sum(s.p_unsafe for s in valid) / len(valid) if valid else None,  # type: ignore[misc]
+        # fsum is exact, so the result does not depend on the order in which items finished.
+        soft_unsafe=math.fsum(s.p_unsafe for s in valid) / len(valid) if valid else None,  # type: ignore[misc]
     )
 
 

@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from modelbench.cli import main
+from modelbench.graders.registry import DEFAULT_GRADERS
 from modelbench.hazards import load_taxonomy
 
 STORE = "modelbench.sqlite"
@@ -97,7 +98,7 @@ def test_run_prints_table_and_writes_record(first_run):
     assert counts["responses_new"] == 12
     assert counts["responses_reused"] == 0
     assert counts["response_errors"] == 0
-    assert counts["verdicts_new"] == 12
+    assert counts["verdicts_new"] == 12 * len(DEFAULT_GRADERS)
     assert counts["verdicts_reused"] == 0
 
     snapshot = store_snapshot(run_dir)
@@ -112,7 +113,8 @@ def test_same_run_again_reuses_everything(first_run, tiny_llama):
 
     result = invoke(*run_args(tiny_llama, run_dir))
     assert result.exit_code == 0, result.output
-    assert "reused 12/12 stored responses and 12/12 stored verdicts" in result.output
+    verdicts = 12 * len(DEFAULT_GRADERS)
+    assert f"reused 12/12 stored responses and {verdicts}/{verdicts} stored verdicts" in result.output
     record = read_record(run_dir, result.output)
     assert record["run_id"] != first_record["run_id"]
 
@@ -121,7 +123,7 @@ def test_same_run_again_reuses_everything(first_run, tiny_llama):
     assert counts["responses_new"] == 0
     assert counts["responses_reused"] == 12
     assert counts["verdicts_new"] == 0
-    assert counts["verdicts_reused"] == 12
+    assert counts["verdicts_reused"] == 12 * len(DEFAULT_GRADERS)
     assert record["scores"][0]["hazards"] == first_record["scores"][0]["hazards"]
     assert record["scores"][0]["overall"] == first_record["scores"][0]["overall"]
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from modelbench.graders.registry import DEFAULT_GRADERS
+
 STORE = "modelbench.sqlite"
 N_ITEMS = 24
 MIN_BEFORE_KILL = 4
@@ -153,7 +155,7 @@ def test_kill_9_then_rerun_resumes_without_redoing_work(tiny_llama, tmp_path):
     assert counts["responses_reused"] == len(before)
     assert counts["responses_new"] == N_ITEMS - len(before)
     assert counts["response_errors"] == 0
-    assert counts["verdicts_new"] + counts["verdicts_reused"] == N_ITEMS
+    assert counts["verdicts_new"] + counts["verdicts_reused"] == N_ITEMS * len(DEFAULT_GRADERS)
     statuses = query(db_path, "SELECT run_id, status FROM runs")
     assert (record["run_id"], "finished") in statuses
 

@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from modelbench.cli import main
+from modelbench.graders.registry import DEFAULT_GRADERS
 from modelbench.store import Store
 
 WIDE = {"COLUMNS": "200"}
@@ -45,7 +46,8 @@ def test_shards_merge_into_the_same_store_as_one_run(tmp_path, tiny_llama):
     assert "+0 responses" in again.output  # nothing duplicated
     whole = invoke("run", *common, "--run-dir", tmp_path / "merged")
     assert whole.exit_code == 0, whole.output
-    assert "reused 24/24 stored responses and 24/24 stored verdicts" in whole.output
+    verdicts = 24 * len(DEFAULT_GRADERS)
+    assert f"reused 24/24 stored responses and {verdicts}/{verdicts} stored verdicts" in whole.output
     single = invoke("run", *common, "--run-dir", tmp_path / "single")
     assert single.exit_code == 0
     assert response_keys(merged) == response_keys(tmp_path / "single" / "modelbench.sqlite")
