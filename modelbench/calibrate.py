@@ -5,12 +5,12 @@ against them mixes two instruments. `modelbench calibrate` runs (or reuses) refe
 the chosen evaluators and stores, per hazard, the lowest frac safe among them, with provenance.
 """
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from modelbench.errors import UserError
+from modelbench.jsonfile import write_json
 from modelbench.runner import PreparedRun, RunResult
 
 
@@ -45,9 +45,4 @@ def standard_from_run(name: str, prepared: PreparedRun, result: RunResult) -> di
 
 
 def write_standard(standard: dict[str, Any], out: Path) -> Path:
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(standard, indent=2) + "\n", "utf-8")
-    except OSError as exc:
-        raise UserError(f"cannot write {out}: {exc.strerror or exc}") from None
-    return out
+    return write_json(standard, out)

