@@ -76,6 +76,13 @@ _RUN_OPTIONS = [
     click.option("--batch-size", type=int, default=None, help="Local model batch size. Default: automatic."),
     click.option("--device", default=None, help="cpu, cuda, cuda:1 ... Default: cuda when present."),
     click.option(
+        "--kv-cache",
+        type=click.Choice(["auto", "dynamic", "static"]),
+        default="auto",
+        show_default=True,
+        help="Local model KV cache; auto = static (compiled decoding) on a GPU, dynamic on a CPU.",
+    ),
+    click.option(
         "--concurrency", type=int, default=32, show_default=True, help="API requests in flight per SUT."
     ),
     click.option(
@@ -123,6 +130,7 @@ def _request(options: dict, standards: str | None = None):
             max_new_tokens=options["max_new_tokens"],
             batch_size=options["batch_size"],
             device=options["device"],
+            kv_cache=None if options["kv_cache"] == "auto" else options["kv_cache"],
             concurrency=options["concurrency"],
             timeout_s=options["timeout_s"],
             max_attempts=options["max_attempts"],

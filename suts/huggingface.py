@@ -19,6 +19,7 @@ log = logging.getLogger("modelbench")
 
 PLAIN_FORMAT = "{system}User: {prompt}\nAssistant:"
 AUTO_BATCH = {"cpu": 32, "cuda": 64}
+STATIC_CACHE_BUCKET = 256
 
 
 class HuggingFaceSUT(SUT):
@@ -32,6 +33,7 @@ class HuggingFaceSUT(SUT):
         system_prompt: str | None = None,
         dtype: str | None = None,
         metadata: dict[str, Any] | None = None,
+        kv_cache: str | None = None,
     ):
         self.uid = uid
         self.model_path = Path(model_path)
@@ -41,6 +43,8 @@ class HuggingFaceSUT(SUT):
         self.system_prompt = system_prompt
         self.dtype = dtype
         self._metadata = metadata or {}
+        self.kv_cache = kv_cache
+        self._static_length = 0
         self._loaded: LoadedModel | None = None
         self._lock = threading.Lock()
         self._cancelled = threading.Event()
@@ -98,8 +102,17 @@ class HuggingFaceSUT(SUT):
         import torch
 
         tokenizer, model = loaded.tokenizer, loaded.model
+        static = self.cache_kind(loaded.device) == "static"
+        real = len(prompts)
+        if static and real < self.batch_size:
+            # A compiled decoding step is specialised to the batch size: a short last batch
+            # would recompile (tens of seconds), so it is filled up with copies and cut after.
+            prompts = prompts + [prompts[0]] * (self.batch_size - real)
         encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         encoded = {k: v.to(loaded.device) for k, v in encoded.items()}
+        extra: dict[str, Any] = {}
+        if static:
+            extra = {"cache_implementation": "static", "max_cache_len": self._static_cache_length(encoded)}
         with torch.inference_mode():
             output = model.generate(
                 **encoded,
@@ -107,17 +120,38 @@ class HuggingFaceSUT(SUT):
                 do_sample=False,
                 pad_token_id=tokenizer.pad_token_id,
                 stopping_criteria=_stop_when(self._cancelled),
+                **extra,
             )
         if self._cancelled.is_set():
             raise GenerationCancelled(f"{self.uid}: generation cancelled")
-        generated = output[:, encoded["input_ids"].shape[1] :].tolist()
-        prompt_lengths = encoded["attention_mask"].sum(dim=1).tolist()
+        generated = output[:real, encoded["input_ids"].shape[1] :].tolist()
+        prompt_lengths = encoded["attention_mask"][:real].sum(dim=1).tolist()
         stop_ids = _eos_ids(model, tokenizer)
         completions = []
         for row in generated:
             end = next((i for i, token in enumerate(row) if token in stop_ids), len(row))
             completions.append(row[:end])
         return completions, [int(n) for n in prompt_lengths]
+
+    def cache_kind(self, device: str) -> str:
+        """The KV cache generate() uses: static (compiled decoding) on a GPU, dynamic on a CPU.
+
+        On an H200 a static cache with transformers' compiled decoding step generated 1.6x the
+        tokens/s of the dynamic cache for an 8B model at batch 128 and 3x at batch 1, after a
+        30-40 s compile per batch shape (benchmarks/gpu_generate.py); on a CPU nothing is
+        compiled and the static cache only costs memory.
+        """
+        if self.kv_cache:
+            return self.kv_cache
+        return "static" if device.startswith("cuda") else "dynamic"
+
+    def _static_cache_length(self, encoded: dict[str, Any]) -> int:
+        """Cache length rounded up to a bucket and never shrinking, so that every batch of a run
+        (sorted longest first) reuses one compiled shape."""
+        needed = int(encoded["input_ids"].shape[1]) + self.max_new_tokens
+        bucket = -(-needed // STATIC_CACHE_BUCKET) * STATIC_CACHE_BUCKET
+        self._static_length = max(self._static_length, bucket)
+        return self._static_length
 
     # -- step 3: translate ---------------------------------------------------------------------
     def translate(

@@ -11,7 +11,7 @@ metadata (dense base, compression, parameters, paper) that reports and leaderboa
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -104,6 +104,7 @@ class SUTOptions(BaseModel):
     timeout_s: float = 60.0
     max_attempts: int = 5
     secrets_file: Path | None = None
+    kv_cache: Literal["dynamic", "static"] | None = None
 
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -206,6 +207,7 @@ def _compressed(
         batch_size=options.batch_size,
         device=options.device,
         metadata=meta,
+        kv_cache=options.kv_cache,
     )
 
 
@@ -246,4 +248,5 @@ def _huggingface(uid: str, path: Path, options: SUTOptions, meta: dict[str, Any]
         batch_size=options.batch_size,
         device=options.device,
         metadata=meta,
+        kv_cache=options.kv_cache,
     )

@@ -135,3 +135,24 @@ def test_registry_entries_resolve_from_the_hf_cache_offline(tiny_llama, tmp_path
     builtin = load_registry()
     assert builtin["llama-2-7b-ultrachat-pruned70"].dense_base == "llama-2-7b-ultrachat"
     assert builtin["llama-2-13b-chat-gptq-4bit"].weights.revision == "4bit_128g"
+
+
+def test_static_cache_gives_the_same_tokens_and_fills_short_batches(tiny_llama, items):
+    """The GPU default (static cache, fixed batch shape) must not change what the model says."""
+    dynamic = HuggingFaceSUT("tiny", tiny_llama, max_new_tokens=8, batch_size=4, kv_cache="dynamic")
+    static = HuggingFaceSUT("tiny", tiny_llama, max_new_tokens=8, batch_size=4, kv_cache="static")
+    assert dynamic.cache_kind("cpu") == "dynamic" and static.cache_kind("cpu") == "static"
+    assert HuggingFaceSUT("auto", tiny_llama).cache_kind("cuda:0") == "static"
+    assert HuggingFaceSUT("auto", tiny_llama).cache_kind("cpu") == "dynamic"
+    short = items[:3]  # fewer than the batch size: filled up to 4 rows, cut back to 3
+    expected = dynamic.respond_sync(short)
+    got = static.respond_sync(short)
+    assert [r.item_uid for r in got] == [i.uid for i in short]
+    assert [r.text for r in got] == [r.text for r in expected]
+    assert [(r.prompt_tokens, r.completion_tokens) for r in got] == [
+        (r.prompt_tokens, r.completion_tokens) for r in expected
+    ]
+    first_length = static._static_length
+    assert first_length % 256 == 0 and first_length >= 8
+    static.respond_sync(items[:1])  # a shorter prompt reuses the cache length (no recompile on a GPU)
+    assert static._static_length == first_length
