@@ -49,7 +49,6 @@ def make_async_client(base_url: str, api_key: str, timeout_s: float, connections
     )
 
 
-
 class OpenAICompatConfig(BaseModel):
     model: str
     base_url: str
