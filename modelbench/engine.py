@@ -203,8 +203,9 @@ class Engine:
             self.store.commit()
             if done:
                 return
-            # Wait a moment to gather the next burst, unless work is already piling up.
-            await asyncio.sleep(self.flush_interval_s if self._writes.qsize() < 64 else 0)
+            # Wait a moment to gather the next burst, unless the queue is filling up: a commit per
+            # few rows would cost more CPU than the rows themselves.
+            await asyncio.sleep(self.flush_interval_s if self._writes.qsize() < WRITER_QUEUE // 2 else 0)
 
     def _flush_now(self) -> None:
         while not self._writes.empty():
@@ -295,6 +296,10 @@ class Engine:
             first = await queue.get()
             if first is None:
                 break
+            if queue.qsize() < evaluator.batch_size - 1:
+                # Responses trickle in one at a time from API SUTs: gathering for a moment makes
+                # one store lookup and one insert per batch instead of per response.
+                await asyncio.sleep(self.flush_interval_s)
             batch: list[_Graded] = [first]
             while len(batch) < evaluator.batch_size and not queue.empty():
                 nxt = queue.get_nowait()
