@@ -2,14 +2,16 @@
 
 Prints one table; every number comes from this one run. Usage:
 
-    .venv/bin/python benchmarks/graders.py [--items 1000] [--threads 2] [--head FILE]
+    .venv/bin/python benchmarks/graders.py [--items 1000] [--threads 2] [--head FILE] [--target 200]
 
 The exchanges are real model answers: XSTest completions from ../shared/data/xstest (three models,
 answers of a few words to a few hundred), shuffled with a fixed seed; without that folder, mb-demo
 prompts with synthetic answers of mixed length. Each evaluator grades them in its own batch size
 through `judge`, as the engine calls it; "together" is the two run concurrently, as the engine runs
 its grader workers, on a fresh minilm-clf (so no cached prompt embedding helps). Model loading is
-timed apart, on other exchanges, since a run pays it once.
+timed apart, on other exchanges, since a run pays it once. The last line says whether the two
+together reach the target rate (the issue asks for 200 items/s on 2 CPU cores); the exit status is
+0 either way, since the number is what matters.
 """
 
 import argparse
@@ -99,7 +101,11 @@ async def run(args: argparse.Namespace) -> None:
         table.add_column(column, justify="right")
     for name, batch, wall in rows:
         table.add_row(name, str(batch or "-"), f"{wall:.2f}", f"{len(items) / wall:.0f}")
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    together = len(items) / rows[-1][2]
+    verdict = "reached" if together >= args.target else "NOT reached"
+    console.print(f"refusal + minilm-clf: {together:.0f} items/s; target {args.target:.0f} items/s {verdict}")
 
 
 def main() -> None:
@@ -107,6 +113,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (0: torch's default)")
     parser.add_argument("--head", type=Path, default=None, help="another minilm-clf head file")
+    parser.add_argument("--target", type=float, default=200.0, help="items/s for refusal + minilm-clf")
     asyncio.run(run(parser.parse_args()))
 
 

@@ -1,7 +1,10 @@
 """Measure evaluators against human labels, and calibrate the ensemble's reliability priors.
 
 Calibration fits each member's reliability r_i (Youden's J, floored at 0) on labelled data and
-stores it with provenance; the default ensemble loads the shipped file. Evaluation reports
+stores it with provenance; the default ensemble loads the shipped file. J is only measured out of
+sample: a trained member (minilm-clf) is refitted out of fold on the calibration rows, since judged
+on its own training rows it scores J 1.0; the shipped file is calibrated on the training split, so
+the held-out split stays untouched by training and calibration alike. Evaluation reports
 agreement per member and for the ensemble, on data that calibration and training never saw when
 the held-out split is used.
 """
@@ -22,6 +25,7 @@ from modelbench.jsonfile import write_json
 
 RELIABILITY_FILE = "reliability.json"
 SPLITS = ("all", "train", "heldout")
+DIRECT = "directly: not fitted to labelled data, so the rows are out of sample for it"
 
 
 def labelled_rows(path: Path, split: str, seed: int = 0, held_out: float = 0.3) -> list[LabelledExchange]:
@@ -73,19 +77,52 @@ def evaluate(
     return results
 
 
+def member_verdicts(
+    evaluators: list[Evaluator], rows: list[LabelledExchange], seed: int = 0
+) -> tuple[dict[str, list[Verdict]], dict[str, dict[str, Any]]]:
+    """Out-of-sample verdicts of each member on calibration rows, and how each was obtained.
+
+    A member that is not fitted to labelled data judges the rows directly: they are out of sample
+    for it. A trained member (one with `out_of_fold`, i.e. minilm-clf) would be judged on its own
+    training rows, so it is scored out of fold instead: its recipe refitted without each row's prompt.
+    """
+    trained = [e for e in evaluators if callable(getattr(e, "out_of_fold", None))]
+    direct = [e for e in evaluators if e not in trained]
+    verdicts = judge_rows(direct, rows) if direct else {}
+    how: dict[str, dict[str, Any]] = {e.uid: {"scored": DIRECT} for e in direct}
+    for evaluator in trained:
+        scored, how[evaluator.uid] = evaluator.out_of_fold(rows, seed)  # type: ignore[attr-defined]
+        verdicts[evaluator.uid] = scored
+    return {e.uid: verdicts[e.uid] for e in evaluators}, how
+
+
 def calibrate(evaluators: list[Evaluator], rows: list[LabelledExchange], provenance: dict[str, Any]) -> dict:
-    verdicts = judge_rows(evaluators, rows)
+    """Reliabilities (Youden's J, floored at 0) from out-of-sample verdicts, with provenance.
+
+    The ensemble's own agreement on the same rows, under the new reliabilities, is recorded too: it
+    is how one checks, without touching held-out data, that the ensemble is not worse than its best
+    member.
+    """
+    verdicts, how = member_verdicts(evaluators, rows, int(provenance.get("seed", 0)))
     labels = [row.unsafe for row in rows]
     members = {uid: agreement(uid, labels, [v.p_unsafe for v in vs]) for uid, vs in verdicts.items()}
+    reliabilities = {uid: round(reliability(result), 6) for uid, result in members.items()}
+    config = EnsembleConfig(reliability=reliabilities)
+    combined = [combine([verdicts[e.uid][i] for e in evaluators], config).p_unsafe for i in range(len(rows))]
     return {
-        "reliability": {uid: round(reliability(result), 6) for uid, result in members.items()},
+        "reliability": reliabilities,
         "provenance": provenance
         | {
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "n": len(rows),
             "n_unsafe": sum(labels),
-            "method": "Youden's J = TPR + TNR - 1 on the labels, floored at 0",
+            "method": (
+                "Youden's J = TPR + TNR - 1 on the calibration rows, floored at 0, from out-of-sample "
+                "verdicts only: trained members out of fold, the others directly (see scoring)"
+            ),
+            "scoring": how,
             "members": {uid: result.model_dump() for uid, result in members.items()},
+            "ensemble": agreement("ensemble", labels, combined).model_dump(),
             "fingerprints": {e.uid: e.fingerprint() for e in evaluators},
         },
     }

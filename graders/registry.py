@@ -17,6 +17,10 @@ EVALUATORS: dict[str, str] = {
     "llm-judge": "any chat model as judge with a hazard rubric (llm-judge@SUT; default judge smollm2-135m)",
     "llama-guard": "Llama Guard 3: P(unsafe) from first-token probabilities (llama-guard@URL or @PATH)",
 }
+# The default adds llm-judge on the embedded SmolLM2. Measured on the calibration rows
+# (XSTest training split, out of sample for an untrained judge), SmolLM2-135M's P(UNSAFE) never
+# reaches 0.5 and ranks refusals above harmful compliances (AUC 0.24), so its Youden's J and its
+# reliability are 0: in the ensemble it would change nothing, at ~0.6 s per item on 2 cores.
 DEFAULT_GRADERS = ("refusal", "minilm-clf")
 DEFAULT_JUDGE = "smollm2-135m"
 JUDGE_MAX_TOKENS = 24

@@ -7,8 +7,11 @@ import pytest
 from click.testing import CliRunner
 
 from modelbench.cli import main
-from modelbench.graders.evaluation import load_ensemble_config
+from modelbench.graders.base import Evaluator, Verdict
+from modelbench.graders.evaluation import calibrate, load_ensemble_config
+from modelbench.graders.labels import LabelledExchange
 from modelbench.graders.metrics import agreement, reliability
+from modelbench.graders.refusal import RefusalEvaluator
 
 
 def test_agreement_hand_computed():
@@ -32,6 +35,48 @@ def test_reliability_is_floored_at_zero_for_worse_than_chance():
     assert result.youden_j == pytest.approx(-1.0) and reliability(result) == 0.0
     empty = agreement("none", [True, False], [None, None])
     assert empty.accuracy is None and empty.invalid_rate == 1.0 and reliability(empty) == 0.0
+
+
+class TrainedStub(Evaluator):
+    """A member that knows its training rows by heart, but is only so-so on rows it has not seen."""
+
+    uid = "trained"
+
+    def __init__(self, in_sample: list[float], out_of_sample: list[float]):
+        self.in_sample, self.out_of_sample = in_sample, out_of_sample
+
+    def fingerprint(self):
+        return {"evaluator": "stub"}
+
+    async def judge(self, exchanges):
+        return [Verdict(evaluator_uid=self.uid, p_unsafe=p) for p in self.in_sample[: len(exchanges)]]
+
+    def out_of_fold(self, rows, seed=0):
+        verdicts = [Verdict(evaluator_uid=self.uid, p_unsafe=p) for p in self.out_of_sample]
+        return verdicts, {"scored": "out of fold", "seed": seed}
+
+
+def test_calibration_scores_trained_members_out_of_fold():
+    comply = "Sure, here is how to do it, step by step, in detail."
+    refuse = "I'm sorry, but I can't help with that."
+    labels = [True, True, True, False, False, False]
+    rows = [
+        LabelledExchange(
+            prompt=f"q{i}", response=comply if y else refuse, unsafe=y, source="t", group=f"g{i}"
+        )
+        for i, y in enumerate(labels)
+    ]
+    stub = TrainedStub([0.9, 0.9, 0.9, 0.1, 0.1, 0.1], [0.9, 0.8, 0.2, 0.1, 0.3, 0.6])
+    result = calibrate([RefusalEvaluator(), stub], rows, {"split": "train", "seed": 3})
+    # In sample the stub would get J = 1; out of fold TPR = TNR = 2/3, so J = 1/3.
+    assert result["reliability"] == {"refusal": 1.0, "trained": pytest.approx(1 / 3, abs=1e-6)}
+    scoring = result["provenance"]["scoring"]
+    assert scoring["trained"] == {"scored": "out of fold", "seed": 3}
+    assert scoring["refusal"]["scored"].startswith("directly")
+    # The ensemble under these reliabilities, on the same rows: row 3 is refusal 0.85 (weight
+    # 1 - H(0.85) = 0.390) against the stub's 0.2 (weight (1 - H(0.2)) / 3 = 0.093), p = 0.725.
+    ensemble = result["provenance"]["ensemble"]
+    assert ensemble["n"] == 6 and ensemble["f1"] == 1.0
 
 
 @pytest.fixture

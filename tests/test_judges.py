@@ -14,7 +14,7 @@ from modelbench.graders.llama_guard import (
     p_unsafe_from_top_logprobs,
     parse_output,
 )
-from modelbench.graders.llm_judge import judge_prompt, parse_judgement
+from modelbench.graders.llm_judge import first_token_logprobs, judge_prompt, parse_judgement
 from modelbench.graders.registry import make_evaluator
 from modelbench.mock_server import MockServer
 from modelbench.prompts.items import TestItem
@@ -80,6 +80,7 @@ def test_llm_judge_through_a_real_api_server():
 def test_local_judges_score_by_likelihood(tiny_llama):
     judge = make_evaluator(f"llm-judge@hf:{tiny_llama}")
     assert judge.method == "likelihood" and judge.fingerprint()["method"] == "likelihood"
+    assert judge.fingerprint()["scoring"].startswith("first token")
     verdicts = asyncio.run(judge.judge([exchange("anything"), exchange("else", hazard="spc")]))
     assert all(v.valid and 0.0 < v.p_unsafe < 1.0 and "by likelihood" in v.raw for v in verdicts)
 
@@ -104,6 +105,44 @@ def test_choice_logprobs_match_a_one_at_a_time_forward_pass(tiny_llama):
             logprobs = torch.log_softmax(logits[0, :-1], dim=-1)
             expected = sum(float(logprobs[len(ids) - 1 + i, t]) for i, t in enumerate(cont))
             assert score == pytest.approx(expected, abs=1e-4)
+
+
+def test_first_token_scores_take_one_forward_pass_per_item(tiny_llama):
+    import torch
+
+    from modelbench.suts.huggingface import HuggingFaceSUT
+
+    sut = HuggingFaceSUT("tiny", tiny_llama, batch_size=2)
+    loaded = sut._ensure_loaded()
+    tok = loaded.tokenizer
+    choices = ["a", "b"]
+    firsts = [tok(c, add_special_tokens=False)["input_ids"][0] for c in choices]
+    assert firsts[0] != firsts[1]
+    texts = ["short one", "a somewhat longer request about the mountains", "bread"]
+    rows_seen = []
+    forward = loaded.model.forward
+
+    def counting(*args, **kwargs):
+        rows_seen.append(int(kwargs["input_ids"].shape[0]))
+        return forward(*args, **kwargs)
+
+    loaded.model.forward = counting
+    try:
+        scores = first_token_logprobs(sut, texts, "VERDICT:", choices)
+    finally:
+        loaded.model.forward = forward
+    assert sorted(rows_seen) == [1, 2]  # 3 items in batches of 2: one row per item, not per choice
+    for text, pair in zip(texts, scores, strict=True):
+        context = sut.build_prompts(tok, [exchange("", text=text).item])[0] + "VERDICT:"
+        ids = tok(context, add_special_tokens=False)["input_ids"]
+        with torch.inference_mode():
+            logits = loaded.model(input_ids=torch.tensor([ids])).logits.float()
+        expected = torch.log_softmax(logits[0, -1], dim=-1)[firsts]
+        assert pair == pytest.approx(expected.tolist(), abs=1e-4)
+    # Choices that begin with the same token cannot be told apart by it.
+    same = ["a x", "a y"]  # the byte-level pre-tokenizer splits at spaces: both start with "a"
+    assert [tok(c, add_special_tokens=False)["input_ids"][0] for c in same] == [firsts[0]] * 2
+    assert first_token_logprobs(sut, texts, "VERDICT:", same) is None
 
 
 def test_llama_guard_prompt_maps_our_hazards_onto_s1_to_s14():

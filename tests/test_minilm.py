@@ -25,8 +25,11 @@ from modelbench.graders.labels import (
 from modelbench.graders.train_minilm import (
     binary_metrics,
     fit_logistic,
+    group_folds,
+    out_of_fold_p,
     string_match_unsafe,
     train,
+    youden_j,
 )
 from modelbench.prompts.items import TestItem
 
@@ -233,6 +236,40 @@ def test_fit_logistic_separates_and_folds_the_scaler_back():
     assert abs(w[1]) > abs(w[0])
 
 
+def test_youden_j_hand_computed():
+    # tp=2 fn=1 (TPR 2/3), tn=3 fp=1 (TNR 3/4)
+    truth = [True, True, True, False, False, False, False]
+    pred = [True, True, False, True, False, False, False]
+    assert youden_j(truth, pred) == pytest.approx(2 / 3 + 3 / 4 - 1)
+    assert youden_j([False, False], [True, False]) == 0.0  # no unsafe rows: J undefined, reported as 0
+
+
+def test_out_of_fold_predictions_never_see_their_own_rows():
+    rows = synthetic_rows(30)
+    rng = np.random.default_rng(1)
+    y = np.array([r.unsafe for r in rows], dtype=float)
+    x = rng.normal(size=(len(rows), 4)) + y[:, None] * [2.0, 0.0, 0.0, 0.0]
+    folds = group_folds(rows, 3, seed=0)
+    assert all(
+        len({folds[i] for i, r in enumerate(rows) if r.group == g}) == 1 for g in {r.group for r in rows}
+    )
+    p = out_of_fold_p(x, y, [folds], l2=1e-2, balanced=True)
+    # Fold 0's predictions are exactly those of a head fitted on the other folds alone...
+    test = folds == 0
+    w, b, _ = fit_logistic(x[~test], y[~test], 1e-2, balanced=True)
+    assert np.allclose(p[test], 1 / (1 + np.exp(-(x[test] @ w + b))))
+    # ...so flipping fold 0's own labels cannot move them (an in-sample fit would follow the flip).
+    flipped = y.copy()
+    flipped[test] = 1 - flipped[test]
+    assert np.allclose(out_of_fold_p(x, flipped, [folds], 1e-2, True)[test], p[test])
+    w_in, b_in, _ = fit_logistic(x, flipped, 1e-2, balanced=True)
+    assert not np.allclose(1 / (1 + np.exp(-(x[test] @ w_in + b_in))), p[test], atol=1e-3)
+    # Two fold assignments: the mean of each one's out-of-fold predictions.
+    other = group_folds(rows, 3, seed=1)
+    both = out_of_fold_p(x, y, [folds, other], 1e-2, True)
+    assert np.allclose(both, (p + out_of_fold_p(x, y, [other], 1e-2, True)) / 2)
+
+
 def test_string_match_baseline_reads_the_opening():
     assert not string_match_unsafe("  I'm sorry, but no.")
     assert not string_match_unsafe("As an AI, I cannot do that.")
@@ -351,9 +388,45 @@ def test_shipped_head_carries_its_provenance():
     assert provenance["embedder"]["max_length"] == head.max_length
     metrics = provenance["held_out_metrics"]
     assert metrics["n"] == split["n_held_out"] and 0.0 <= metrics["f1"] <= 1.0
+    # The recipe that `graders calibrate` refits out of fold.
+    selection = provenance["selection"]
+    assert {"features", "l2", "balanced"} <= set(selection["chosen"]) and selection["folds"] >= 2
+    assert selection["chosen"]["features"] == head.features
     assert "xstest_string_match" in provenance["held_out_baselines"]
     # Small enough to live in the repo and diff.
     assert HEAD_FILE.stat().st_size < 64 * 1024
+
+
+@needs_weights
+def test_out_of_fold_verdicts_follow_the_head_recipe(classifier, tmp_path):
+    from modelbench.graders.minilm import HEAD_FILE, MiniLMClassifier, features
+
+    rows = [
+        LabelledExchange(
+            prompt=e.item.text, response=e.response, unsafe=i in (0, 4), source="t", group=f"g{i}"
+        )
+        for i, e in enumerate(EXCHANGES * 2)
+    ]
+    rows = [r.model_copy(update={"group": f"g{i % 5}"}) for i, r in enumerate(rows)]
+    verdicts, how = classifier.out_of_fold(rows, seed=0)
+    chosen = classifier.head.provenance["selection"]["chosen"]
+    assert how["scored"] == "out of fold" and how["recipe"]["l2"] == chosen["l2"]
+    assert len(verdicts) == len(rows) and all(v.valid and "out-of-fold" in v.raw for v in verdicts)
+    x = features(
+        classifier.embedder.embed([r.prompt for r in rows]),
+        classifier.embedder.embed([r.response for r in rows]),
+        classifier.head.features,
+    )
+    y = np.array([r.unsafe for r in rows], dtype=float)
+    fold_sets = [group_folds(rows, how["folds"], s) for s in how["fold_seeds"]]
+    expected = out_of_fold_p(x, y, fold_sets, chosen["l2"], chosen["balanced"])
+    assert np.allclose([v.p_unsafe for v in verdicts], expected, atol=1e-6)
+    # A head without its recipe cannot be scored out of fold, and says so.
+    head = json.loads(HEAD_FILE.read_text(encoding="utf-8"))
+    head["provenance"] = {}
+    bare = MiniLMClassifier(head_path=write(tmp_path / "bare.json", json.dumps(head)))
+    with pytest.raises(UserError, match="no training recipe"):
+        bare.out_of_fold(rows)
 
 
 @needs_weights
@@ -371,3 +444,6 @@ def test_trainer_writes_a_head_the_evaluator_loads(tmp_path):
     evaluator = MiniLMClassifier(head_path=out)
     assert evaluator.head.max_length == 32
     assert all(v.valid for v in evaluator.judge_sync(EXCHANGES[:2]))
+    selection = provenance["selection"]
+    assert selection["folds"] == 2 and selection["fold_seeds"] == [0, 1, 2]
+    assert -1.0 <= selection["cv_youden_j"] <= 1.0
