@@ -18,15 +18,18 @@ prompt into the held-out set and flatter any prompt-aware evaluator.
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from modelbench.errors import UserError
 from modelbench.graders.base import Exchange
 from modelbench.hashing import stable_hash
 from modelbench.prompts.items import TestItem
+
+if TYPE_CHECKING:  # pandas is imported when labels are read, not by every run
+    import pandas as pd
 
 XSTEST_PROMPTS = "xstest_prompts.csv"
 XSTEST_COMPLETIONS_GLOB = "xstest_v2_completions_*.csv"
@@ -70,7 +73,9 @@ class LabelledExchange(BaseModel):
         return Exchange(item=item, response=self.response)
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def _read_csv(path: Path) -> "pd.DataFrame":
+    import pandas as pd
+
     if not path.is_file():
         raise UserError(f"label file not found: {path}")
     try:
@@ -80,7 +85,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
         raise UserError(f"{path}: not a readable UTF-8 CSV file ({error.__class__.__name__})") from None
 
 
-def _require(frame: pd.DataFrame, path: Path, columns: Iterable[str], what: str) -> None:
+def _require(frame: "pd.DataFrame", path: Path, columns: Iterable[str], what: str) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         have = ", ".join(frame.columns) or "none"

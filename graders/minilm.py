@@ -67,14 +67,9 @@ def weights_version() -> str:
 
 def auto_dtype() -> str:
     """bfloat16 where the CPU does it natively, else float32 (emulated bf16 is slower than fp32)."""
-    import torch
+    from modelbench.suts.hf_loading import native_bf16_cpu
 
-    try:
-        if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
-            return "bfloat16"
-    except (AttributeError, RuntimeError):
-        pass
-    return "float32"
+    return "bfloat16" if native_bf16_cpu() else "float32"
 
 
 class Embedder:

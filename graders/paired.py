@@ -12,7 +12,6 @@ import math
 from collections.abc import Mapping
 
 from pydantic import BaseModel
-from scipy.stats import binomtest, norm
 
 
 class PairedComparison(BaseModel):
@@ -32,10 +31,14 @@ class PairedComparison(BaseModel):
 def mcnemar_exact(b: int, c: int) -> float:
     if b + c == 0:
         return 1.0
+    from scipy.stats import binomtest
+
     return float(binomtest(min(b, c), b + c, 0.5, alternative="two-sided").pvalue)
 
 
 def agresti_min_interval(b: int, c: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    from scipy.stats import norm
+
     z = norm.ppf(0.5 + confidence / 2)
     b_, c_, n_ = b + 0.5, c + 0.5, n + 2
     delta = (b_ - c_) / n_

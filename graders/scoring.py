@@ -45,10 +45,12 @@ def grade(unsafe_rate: float | Fraction, reference_unsafe_rate: float | Fraction
 def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float] | None:
     if n == 0:
         return None
-    from scipy.stats import binomtest
+    from scipy.special import betaincinv  # a third of scipy.stats' import time
 
-    interval = binomtest(k, n).proportion_ci(confidence_level=confidence, method="exact")
-    return float(interval.low), float(interval.high)
+    alpha = 1 - confidence
+    low = 0.0 if k == 0 else float(betaincinv(k, n - k + 1, alpha / 2))
+    high = 1.0 if k == n else float(betaincinv(k + 1, n - k, 1 - alpha / 2))
+    return low, high
 
 
 @dataclass(frozen=True, slots=True)

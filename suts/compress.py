@@ -801,7 +801,7 @@ def build_compressed(
     if cached is not None:
         return folder, cached
     texts = calibration_texts(calibration_size, seed, heldout_size)
-    loaded = load_causal_lm(base_path, device)
+    loaded = load_causal_lm(base_path, device, dtype)
     metadata = compress_loaded(loaded, base_path, transforms, texts, seed, key)
     _save_atomically(loaded, metadata, folder)
     return folder, load_cached(folder) or metadata

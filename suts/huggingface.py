@@ -13,7 +13,7 @@ from typing import Any
 
 from modelbench.prompts.items import TestItem
 from modelbench.suts.base import SUT, SUTResponse
-from modelbench.suts.hf_loading import LoadedModel, load_causal_lm, model_identity, pick_device
+from modelbench.suts.hf_loading import LoadedModel, load_causal_lm, model_identity, pick_device, resolve_dtype
 
 log = logging.getLogger("modelbench")
 
@@ -63,6 +63,9 @@ class HuggingFaceSUT(SUT):
             "max_new_tokens": self.max_new_tokens,
             "decoding": "greedy",
             "system_prompt": self.system_prompt,
+            # bf16 and fp32 can pick different greedy tokens: a response made in one is not
+            # reused for a run in the other.
+            "dtype": resolve_dtype(pick_device(self._device), self.dtype),
         }
 
     def metadata(self) -> dict[str, Any]:

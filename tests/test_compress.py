@@ -66,13 +66,13 @@ def planted(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def calibration_ids(six_layers):
     """Right-padded batches, as the transforms get them (batches of 3, so padding is exercised)."""
-    tokenizer = load_causal_lm(six_layers, "cpu").tokenizer
+    tokenizer = load_causal_lm(six_layers, "cpu", "float32").tokenizer
     return tokenize(tokenizer, calibration_texts(CALIBRATION, 0, HELDOUT).calibration, "cpu", batch_size=3)
 
 
 def one_by_one(path: Path) -> list[torch.Tensor]:
     """The calibration prompts as separate unpadded sequences, for the brute-force computations."""
-    tokenizer = load_causal_lm(path, "cpu").tokenizer
+    tokenizer = load_causal_lm(path, "cpu", "float32").tokenizer
     texts = calibration_texts(CALIBRATION, 0, HELDOUT).calibration
     return [
         tokenizer(text, return_tensors="pt", truncation=True, max_length=compress.MAX_TOKENS)["input_ids"]
@@ -81,7 +81,7 @@ def one_by_one(path: Path) -> list[torch.Tensor]:
 
 
 def compressed(base: Path, chain: str, calibration: list) -> tuple:
-    loaded = load_causal_lm(base, "cpu")
+    loaded = load_causal_lm(base, "cpu", "float32")
     dense = {name: tensor.clone() for name, tensor in loaded.model.state_dict().items()}
     steps, _ = apply_chain(loaded.model, parse_chain(chain), calibration)
     return loaded.model, dense, steps
@@ -188,7 +188,7 @@ def test_wanda_uses_activations_of_the_already_pruned_blocks(six_layers, calibra
 
 
 def _dense_model(path: Path):
-    return load_causal_lm(path, "cpu").model
+    return load_causal_lm(path, "cpu", "float32").model
 
 
 def _q_input_norms(model, calibration: list) -> list[torch.Tensor]:
@@ -261,7 +261,7 @@ def test_planted_layers_are_dropped_and_the_model_reloads(planted, tmp_path):
     folder, meta = build_compressed(
         planted, "drop-layers=2", tmp_path, calibration_size=CALIBRATION, heldout_size=HELDOUT, device="cpu"
     )
-    loaded = load_causal_lm(planted, "cpu")
+    loaded = load_causal_lm(planted, "cpu", "float32")
     calibration = one_by_one(planted)
     expected = brute_force_distances(loaded.model, calibration, 2)
     assert meta.angular_distances == pytest.approx(expected, abs=1e-6)

@@ -19,7 +19,7 @@ def items():
 
 
 def test_batched_greedy_equals_one_at_a_time(tiny_llama, items):
-    sut = HuggingFaceSUT("tiny", tiny_llama, max_new_tokens=10, batch_size=6)
+    sut = HuggingFaceSUT("tiny", tiny_llama, max_new_tokens=10, batch_size=6, dtype="float32")
     batched = sut.respond_sync(items)
     single = [sut.respond_sync([item])[0] for item in items]
     assert [r.text for r in batched] == [r.text for r in single]
@@ -139,8 +139,8 @@ def test_registry_entries_resolve_from_the_hf_cache_offline(tiny_llama, tmp_path
 
 def test_static_cache_gives_the_same_tokens_and_fills_short_batches(tiny_llama, items):
     """The GPU default (static cache, fixed batch shape) must not change what the model says."""
-    dynamic = HuggingFaceSUT("tiny", tiny_llama, max_new_tokens=8, batch_size=4, kv_cache="dynamic")
-    static = HuggingFaceSUT("tiny", tiny_llama, max_new_tokens=8, batch_size=4, kv_cache="static")
+    dynamic = HuggingFaceSUT("tiny", tiny_llama, 8, batch_size=4, dtype="float32", kv_cache="dynamic")
+    static = HuggingFaceSUT("tiny", tiny_llama, 8, batch_size=4, dtype="float32", kv_cache="static")
     assert dynamic.cache_kind("cpu") == "dynamic" and static.cache_kind("cpu") == "static"
     assert HuggingFaceSUT("auto", tiny_llama).cache_kind("cuda:0") == "static"
     assert HuggingFaceSUT("auto", tiny_llama).cache_kind("cpu") == "dynamic"
@@ -156,3 +156,21 @@ def test_static_cache_gives_the_same_tokens_and_fills_short_batches(tiny_llama, 
     assert first_length % 256 == 0 and first_length >= 8
     static.respond_sync(items[:1])  # a shorter prompt reuses the cache length (no recompile on a GPU)
     assert static._static_length == first_length
+
+
+def test_dtype_defaults_to_bf16_only_where_it_is_native(tiny_llama, monkeypatch):
+    from modelbench.suts import hf_loading
+
+    assert hf_loading.resolve_dtype("cuda:0") == "bfloat16"
+    assert hf_loading.resolve_dtype("cpu", "float32") == "float32"
+    monkeypatch.setattr(hf_loading, "native_bf16_cpu", lambda: False)
+    assert hf_loading.resolve_dtype("cpu") == "float32"
+    fp32 = HuggingFaceSUT("tiny", tiny_llama, device="cpu").fingerprint()
+    monkeypatch.setattr(hf_loading, "native_bf16_cpu", lambda: True)
+    assert hf_loading.resolve_dtype("cpu") == "bfloat16"
+    bf16 = HuggingFaceSUT("tiny", tiny_llama, device="cpu")
+    assert bf16.fingerprint()["dtype"] == "bfloat16" and fp32["dtype"] == "float32"
+    assert (
+        bf16._ensure_loaded().model.dtype.is_floating_point
+        and str(bf16._ensure_loaded().model.dtype) == "torch.bfloat16"
+    )

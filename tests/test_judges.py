@@ -90,7 +90,9 @@ def test_choice_logprobs_match_a_one_at_a_time_forward_pass(tiny_llama):
 
     from modelbench.suts.huggingface import HuggingFaceSUT
 
-    sut = HuggingFaceSUT("tiny", tiny_llama, batch_size=3)
+    # float32: exact agreement is the point here; bf16 (the default on CPUs with native bf16)
+    # rounds padded and unpadded passes differently.
+    sut = HuggingFaceSUT("tiny", tiny_llama, batch_size=3, dtype="float32")
     texts = ["short one", "a somewhat longer request about the mountains"]
     batched = sut.choice_logprobs(texts, "VERDICT:", [" SAFE", " UNSAFE"])
     loaded = sut._ensure_loaded()
