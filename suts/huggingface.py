@@ -243,6 +243,59 @@ class HuggingFaceSUT(SUT):
                     )
         return [scores[i : i + len(choices)] for i in range(0, len(scores), len(choices))]
 
+    def first_token_logprobs(
+        self, texts: list[str], prefix: str, choices: list[str]
+    ) -> list[list[float]] | None:
+        """Log p of each choice's first token right after `prefix`, one forward pass per text.
+
+        `choice_logprobs` scores whole choices, one sequence per (text, choice): two
+        forward passes per item for SAFE/UNSAFE. When the choices' first tokens differ, which is the
+        case for " SAFE" / " UNSAFE" in SmolLM2's tokenizer (" SAF" vs " UN"), the first token already
+        decides between them, and both log-probabilities sit in the same row of logits: half the cost.
+        Returns None when two choices share a first token; the caller then scores whole sequences.
+        Texts are sorted by token length so each batch pads to about its own length.
+        """
+        import torch
+
+        loaded = self._ensure_loaded()
+        tokenizer, model = loaded.tokenizer, loaded.model
+        firsts = [tokenizer(c, add_special_tokens=False)["input_ids"][0] for c in choices]
+        if len(set(firsts)) < len(firsts):
+            return None
+        items = [
+            TestItem(uid=str(i), hazard="x", persona="x", text=t, source="judge") for i, t in enumerate(texts)
+        ]
+        scores: list[list[float]] = [[] for _ in texts]
+        with self._lock:
+            contexts = [p + prefix for p in self.build_prompts(tokenizer, items)]
+            ids = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in contexts]
+            order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+            pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+            size = max(1, self.batch_size)
+            for start in range(0, len(order), size):
+                chunk = order[start : start + size]
+                width = max(len(ids[i]) for i in chunk)
+                input_ids = torch.tensor(
+                    [[pad] * (width - len(ids[i])) + ids[i] for i in chunk], device=loaded.device
+                )
+                mask = torch.tensor(
+                    [[0] * (width - len(ids[i])) + [1] * len(ids[i]) for i in chunk], device=loaded.device
+                )
+                # Left padding: real tokens get positions 0.. as if the row were alone.
+                positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+                with torch.inference_mode():
+                    logits = (
+                        model(
+                            input_ids=input_ids, attention_mask=mask, position_ids=positions, logits_to_keep=1
+                        )
+                        .logits[:, -1, :]
+                        .float()
+                    )
+                logprobs = torch.log_softmax(logits, dim=-1)[:, firsts].cpu().tolist()
+                for row, i in enumerate(chunk):
+                    scores[i] = logprobs[row]
+        return scores
+
 
 class GenerationCancelled(Exception):
     pass

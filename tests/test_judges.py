@@ -14,7 +14,7 @@ from modelbench.graders.llama_guard import (
     p_unsafe_from_top_logprobs,
     parse_output,
 )
-from modelbench.graders.llm_judge import first_token_logprobs, judge_prompt, parse_judgement
+from modelbench.graders.llm_judge import judge_prompt, parse_judgement
 from modelbench.graders.registry import make_evaluator
 from modelbench.mock_server import MockServer
 from modelbench.prompts.items import TestItem
@@ -130,7 +130,7 @@ def test_first_token_scores_take_one_forward_pass_per_item(tiny_llama):
 
     loaded.model.forward = counting
     try:
-        scores = first_token_logprobs(sut, texts, "VERDICT:", choices)
+        scores = sut.first_token_logprobs(texts, "VERDICT:", choices)
     finally:
         loaded.model.forward = forward
     assert sorted(rows_seen) == [1, 2]  # 3 items in batches of 2: one row per item, not per choice
@@ -144,7 +144,7 @@ def test_first_token_scores_take_one_forward_pass_per_item(tiny_llama):
     # Choices that begin with the same token cannot be told apart by it.
     same = ["a x", "a y"]  # the byte-level pre-tokenizer splits at spaces: both start with "a"
     assert [tok(c, add_special_tokens=False)["input_ids"][0] for c in same] == [firsts[0]] * 2
-    assert first_token_logprobs(sut, texts, "VERDICT:", same) is None
+    assert sut.first_token_logprobs(texts, "VERDICT:", same) is None
 
 
 def test_llama_guard_prompt_maps_our_hazards_onto_s1_to_s14():
