@@ -116,15 +116,23 @@ class HuggingFaceSUT(SUT):
         extra: dict[str, Any] = {}
         if static:
             extra = {"cache_implementation": "static", "max_cache_len": self._static_cache_length(encoded)}
+        arguments = {
+            "max_new_tokens": self.max_new_tokens,
+            "do_sample": False,
+            "pad_token_id": tokenizer.pad_token_id,
+            "stopping_criteria": _stop_when(self._cancelled),
+        }
         with torch.inference_mode():
-            output = model.generate(
-                **encoded,
-                max_new_tokens=self.max_new_tokens,
-                do_sample=False,
-                pad_token_id=tokenizer.pad_token_id,
-                stopping_criteria=_stop_when(self._cancelled),
-                **extra,
-            )
+            try:
+                output = model.generate(**encoded, **arguments, **extra)
+            except ValueError as exc:
+                if not extra or self.kv_cache == "static":
+                    raise
+                # Chosen automatically, not asked for: a model whose architecture has no static
+                # cache keeps transformers' dynamic one.
+                log.warning("%s: no static KV cache (%s); using the dynamic one", self.uid, str(exc)[:200])
+                self.kv_cache = "dynamic"
+                output = model.generate(**encoded, **arguments)
         if self._cancelled.is_set():
             raise GenerationCancelled(f"{self.uid}: generation cancelled")
         generated = output[:real, encoded["input_ids"].shape[1] :].tolist()

@@ -174,3 +174,28 @@ def test_dtype_defaults_to_bf16_only_where_it_is_native(tiny_llama, monkeypatch)
         bf16._ensure_loaded().model.dtype.is_floating_point
         and str(bf16._ensure_loaded().model.dtype) == "torch.bfloat16"
     )
+
+
+def test_automatic_static_cache_falls_back_to_dynamic_for_models_without_one(tiny_llama, items, caplog):
+    """On a GPU the static cache is chosen automatically; an architecture that has none must not
+    fail the run. Simulated on the CPU by asking for "auto" on a device that picks static."""
+    sut = HuggingFaceSUT("tiny", tiny_llama, max_new_tokens=6, batch_size=2, dtype="float32")
+    expected = [r.text for r in sut.respond_sync(items[:2])]
+    sut.cache_kind = lambda device: "static"  # what auto picks on a GPU
+    model = sut._ensure_loaded().model
+    original = model.generate
+
+    def generate(*args, **kwargs):
+        if "cache_implementation" in kwargs:
+            raise ValueError("This model does not support `cache_implementation='static'`")
+        return original(*args, **kwargs)
+
+    model.generate = generate
+    with caplog.at_level(logging.WARNING, logger="modelbench"):
+        got = [r.text for r in sut.respond_sync(items[:2])]
+    assert got == expected and sut.kv_cache == "dynamic"
+    assert "no static KV cache" in caplog.text
+    asked = HuggingFaceSUT("tiny", tiny_llama, max_new_tokens=6, batch_size=2, kv_cache="static")
+    asked._ensure_loaded().model.generate = generate
+    with pytest.raises(ValueError):  # asked for by name: the error stands
+        asked.respond_sync(items[:2])
