@@ -65,9 +65,20 @@ def judge_rows(evaluators: list[Evaluator], rows: list[LabelledExchange]) -> dic
 
 
 def evaluate(
-    evaluators: list[Evaluator], rows: list[LabelledExchange], ensemble: EnsembleConfig
+    evaluators: list[Evaluator],
+    rows: list[LabelledExchange],
+    ensemble: EnsembleConfig,
+    out_of_fold: frozenset[str] = frozenset(),
+    seed: int = 0,
 ) -> list[Agreement]:
-    verdicts = judge_rows(evaluators, rows)
+    """Agreement of each member and the ensemble with the labels. Members named in `out_of_fold`
+    were trained on some of these rows and are scored out of fold instead (see member_verdicts)."""
+    direct = [e for e in evaluators if e.uid not in out_of_fold]
+    verdicts = judge_rows(direct, rows) if direct else {}
+    for evaluator in evaluators:
+        if evaluator.uid in out_of_fold:
+            verdicts[evaluator.uid], _ = evaluator.out_of_fold(rows, seed)  # type: ignore[attr-defined]
+    verdicts = {e.uid: verdicts[e.uid] for e in evaluators}
     labels = [row.unsafe for row in rows]
     results = [agreement(uid, labels, [v.p_unsafe for v in vs]) for uid, vs in verdicts.items()]
     combined = [

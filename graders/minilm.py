@@ -268,6 +268,21 @@ class MiniLMClassifier(Evaluator):
     async def judge(self, exchanges: list[Exchange]) -> list[Verdict]:
         return await asyncio.to_thread(self.judge_sync, exchanges)
 
+    def in_sample_on(self, labels: Path, split: str, seed: int, held_out: float) -> bool:
+        """Whether rows of `split` of `labels` include rows this head was trained on.
+
+        The head's provenance names its training files by sha256 and its split; any of those
+        files among the labels, in any split but the head's own held-out one, is training data.
+        """
+        data = self.head.provenance.get("data")
+        trained = set((data.get("files") or {}).values()) if isinstance(data, dict) else set()
+        files = [labels] if Path(labels).is_file() else sorted(Path(labels).rglob("*.csv"))
+        if not trained or not any(hashlib.sha256(f.read_bytes()).hexdigest() in trained for f in files):
+            return False
+        own = self.head.provenance.get("split") or {}
+        same_split = own.get("seed") == seed and own.get("held_out_fraction") == held_out
+        return not (split == "heldout" and same_split)
+
     def out_of_fold(self, rows: Sequence[Any], seed: int = 0) -> tuple[list[Verdict], dict[str, Any]]:
         """Verdicts on labelled rows from heads that never saw them: (verdicts, how).
 

@@ -563,16 +563,25 @@ def graders_evaluate(labels, specs, seed, held_out, split, reliability, json_out
     rows = labelled_rows(labels, split, seed, held_out)
     evaluators = _evaluators(specs)
     ensemble = load_ensemble_config(reliability)
-    results = evaluate(evaluators, rows, ensemble)
+    # Never report a trained member on its own training rows: those are scored out of fold.
+    in_sample = frozenset(
+        e.uid
+        for e in evaluators
+        if callable(getattr(e, "in_sample_on", None)) and e.in_sample_on(labels, split, seed, held_out)  # type: ignore[attr-defined]
+    )
+    results = evaluate(evaluators, rows, ensemble, out_of_fold=in_sample, seed=seed)
     console = _console()
     console.print(
         f"{len(rows)} labelled rows ({split} split, seed {seed}), {sum(r.unsafe for r in rows)} unsafe"
     )
+    for uid in sorted(in_sample):
+        console.print(f"{uid}: trained on some of these rows, so scored out of fold (its recipe refitted)")
     console.print(_agreement_table(results))
     if json_out:
         payload = {
             "labels": str(labels), "split": split, "seed": seed, "held_out": held_out,
             "reliability": ensemble.reliability, "results": [r.model_dump() for r in results],
+            "scored_out_of_fold": sorted(in_sample),
         }  # fmt: skip
         json_out.write_text(json.dumps(payload, indent=2) + "\n", "utf-8")
         console.print(f"results written to {json_out}")

@@ -447,3 +447,39 @@ def test_trainer_writes_a_head_the_evaluator_loads(tmp_path):
     selection = provenance["selection"]
     assert selection["folds"] == 2 and selection["fold_seeds"] == [0, 1, 2]
     assert -1.0 <= selection["cv_youden_j"] <= 1.0
+
+
+@needs_weights
+def test_the_head_is_never_judged_on_its_own_training_rows(tmp_path):
+    """`graders evaluate` on labels the head was trained on scores it out of fold, except on the
+    head's own held-out split."""
+    import hashlib
+
+    from modelbench.graders.ensemble import EnsembleConfig
+    from modelbench.graders.evaluation import evaluate
+    from modelbench.graders.minilm import HEAD_FILE, MiniLMClassifier
+
+    labels = write(tmp_path / "labels.csv", "prompt,response,label\nhi,hello,safe\n")
+    other = write(tmp_path / "other.csv", "prompt,response,label\nyo,hey,safe\n")
+    head = json.loads(HEAD_FILE.read_text(encoding="utf-8"))
+    sha = hashlib.sha256(labels.read_bytes()).hexdigest()
+    head["provenance"]["data"] = {"files": {"labels.csv": sha}}
+    head["provenance"]["split"] = {"seed": 0, "held_out_fraction": 0.3}
+    clf = MiniLMClassifier(head_path=write(tmp_path / "head.json", json.dumps(head)))
+    assert clf.in_sample_on(labels, "train", 0, 0.3)
+    assert clf.in_sample_on(labels, "all", 0, 0.3)
+    assert clf.in_sample_on(labels, "heldout", 1, 0.3)  # another split's held-out rows were trained on
+    assert not clf.in_sample_on(labels, "heldout", 0, 0.3)
+    assert not clf.in_sample_on(other, "train", 0, 0.3)  # data the head never saw
+    assert clf.in_sample_on(tmp_path, "train", 0, 0.3)  # a folder holding the training file
+
+    rows = [
+        LabelledExchange(
+            prompt=e.item.text, response=e.response, unsafe=i in (0, 4), source="t", group=f"g{i % 5}"
+        )
+        for i, e in enumerate(EXCHANGES * 2)
+    ]
+    calls = []
+    clf.out_of_fold = lambda rs, seed=0: calls.append(seed) or MiniLMClassifier.out_of_fold(clf, rs, seed)
+    evaluate([clf], rows, EnsembleConfig(), out_of_fold=frozenset({clf.uid}), seed=3)
+    assert calls == [3]
