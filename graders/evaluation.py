@@ -73,12 +73,7 @@ def evaluate(
 ) -> list[Agreement]:
     """Agreement of each member and the ensemble with the labels. Members named in `out_of_fold`
     were trained on some of these rows and are scored out of fold instead (see member_verdicts)."""
-    direct = [e for e in evaluators if e.uid not in out_of_fold]
-    verdicts = judge_rows(direct, rows) if direct else {}
-    for evaluator in evaluators:
-        if evaluator.uid in out_of_fold:
-            verdicts[evaluator.uid], _ = evaluator.out_of_fold(rows, seed)  # type: ignore[attr-defined]
-    verdicts = {e.uid: verdicts[e.uid] for e in evaluators}
+    verdicts, _ = member_verdicts(evaluators, rows, seed, trained=out_of_fold)
     labels = [row.unsafe for row in rows]
     results = [agreement(uid, labels, [v.p_unsafe for v in vs]) for uid, vs in verdicts.items()]
     combined = [
@@ -88,22 +83,40 @@ def evaluate(
     return results
 
 
+def in_sample_members(
+    evaluators: list[Evaluator], labels: Path, split: str, seed: int, held_out: float
+) -> frozenset[str]:
+    """Trained members whose training rows are among `split` of `labels`: never to be reported on
+    them directly."""
+    return frozenset(
+        e.uid
+        for e in evaluators
+        if callable(getattr(e, "in_sample_on", None)) and e.in_sample_on(labels, split, seed, held_out)  # type: ignore[attr-defined]
+    )
+
+
 def member_verdicts(
-    evaluators: list[Evaluator], rows: list[LabelledExchange], seed: int = 0
+    evaluators: list[Evaluator],
+    rows: list[LabelledExchange],
+    seed: int = 0,
+    trained: frozenset[str] | None = None,
 ) -> tuple[dict[str, list[Verdict]], dict[str, dict[str, Any]]]:
-    """Out-of-sample verdicts of each member on calibration rows, and how each was obtained.
+    """Out-of-sample verdicts of each member on labelled rows, and how each was obtained.
 
     A member that is not fitted to labelled data judges the rows directly: they are out of sample
     for it. A trained member (one with `out_of_fold`, i.e. minilm-clf) would be judged on its own
     training rows, so it is scored out of fold instead: its recipe refitted without each row's prompt.
+    `trained` names the members to score out of fold; by default every member that can be.
     """
-    trained = [e for e in evaluators if callable(getattr(e, "out_of_fold", None))]
-    direct = [e for e in evaluators if e not in trained]
+    if trained is None:
+        trained = frozenset(e.uid for e in evaluators if callable(getattr(e, "out_of_fold", None)))
+    direct = [e for e in evaluators if e.uid not in trained]
     verdicts = judge_rows(direct, rows) if direct else {}
     how: dict[str, dict[str, Any]] = {e.uid: {"scored": DIRECT} for e in direct}
-    for evaluator in trained:
-        scored, how[evaluator.uid] = evaluator.out_of_fold(rows, seed)  # type: ignore[attr-defined]
-        verdicts[evaluator.uid] = scored
+    for evaluator in evaluators:
+        if evaluator.uid in trained:
+            scored, how[evaluator.uid] = evaluator.out_of_fold(rows, seed)  # type: ignore[attr-defined]
+            verdicts[evaluator.uid] = scored
     return {e.uid: verdicts[e.uid] for e in evaluators}, how
 
 

@@ -558,17 +558,18 @@ def graders_evaluate(labels, specs, seed, held_out, split, reliability, json_out
     """Agreement of each member and of the ensemble with human labels."""
     import json
 
-    from modelbench.graders.evaluation import evaluate, labelled_rows, load_ensemble_config
+    from modelbench.graders.evaluation import (
+        evaluate,
+        in_sample_members,
+        labelled_rows,
+        load_ensemble_config,
+    )
 
     rows = labelled_rows(labels, split, seed, held_out)
     evaluators = _evaluators(specs)
     ensemble = load_ensemble_config(reliability)
     # Never report a trained member on its own training rows: those are scored out of fold.
-    in_sample = frozenset(
-        e.uid
-        for e in evaluators
-        if callable(getattr(e, "in_sample_on", None)) and e.in_sample_on(labels, split, seed, held_out)  # type: ignore[attr-defined]
-    )
+    in_sample = in_sample_members(evaluators, labels, split, seed, held_out)
     results = evaluate(evaluators, rows, ensemble, out_of_fold=in_sample, seed=seed)
     console = _console()
     console.print(

@@ -4,6 +4,7 @@ Shared by the HuggingFace SUT and by evaluators that run local models. GGUF file
 dequantised by transformers (with the `gguf` package) into ordinary torch weights.
 """
 
+import functools
 import logging
 import os
 import threading
@@ -35,12 +36,14 @@ def pick_device(device: str | None = None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+@functools.cache
 def native_bf16_cpu() -> bool:
     """Whether this CPU does bfloat16 matrix work natively (AVX512-BF16 or AMX); emulated bf16
     is slower than float32.
 
     On x86 Linux the CPU flags answer without importing torch (a second of a cached re-run,
-    which needs the answer for the MiniLM grader's fingerprint); elsewhere torch is asked."""
+    which needs the answer for the MiniLM grader's fingerprint); elsewhere torch is asked.
+    Cached: every response key asks, through the SUT's fingerprint."""
     flags = _x86_cpu_flags()
     if flags is not None:
         return bool(flags & {"avx512_bf16", "amx_bf16"})

@@ -212,15 +212,10 @@ class HuggingFaceSUT(SUT):
 
         loaded = self._ensure_loaded()
         tokenizer, model = loaded.tokenizer, loaded.model
-        items = [
-            TestItem(uid=str(i), hazard="x", persona="x", text=t, source="judge") for i, t in enumerate(texts)
-        ]
         with self._lock:
-            contexts = [p + prefix for p in self.build_prompts(tokenizer, items)]
             choice_ids = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in choices]
             rows = []
-            for context in contexts:
-                context_ids = tokenizer(context, add_special_tokens=False)["input_ids"]
+            for context_ids in self._context_ids(tokenizer, texts, prefix):
                 rows += [(context_ids, ids) for ids in choice_ids]
             scores: list[float] = []
             size = max(1, self.batch_size)
@@ -228,13 +223,7 @@ class HuggingFaceSUT(SUT):
                 chunk = rows[start : start + size]
                 sequences = [c + ids for c, ids in chunk]
                 width = max(len(s) for s in sequences)
-                pad = tokenizer.pad_token_id
-                input_ids = torch.tensor(
-                    [[pad] * (width - len(s)) + s for s in sequences], device=loaded.device
-                )
-                mask = torch.tensor(
-                    [[0] * (width - len(s)) + [1] * len(s) for s in sequences], device=loaded.device
-                )
+                input_ids, mask = _left_padded(sequences, tokenizer.pad_token_id, loaded.device)
                 keep = max(len(ids) for _, ids in chunk) + 1
                 with torch.inference_mode():
                     # Only the last positions matter: full-vocabulary logits for every position of
@@ -250,6 +239,14 @@ class HuggingFaceSUT(SUT):
                         sum(float(logprobs[row, pos, tok]) for pos, tok in zip(positions, ids, strict=True))
                     )
         return [scores[i : i + len(choices)] for i in range(0, len(scores), len(choices))]
+
+    def _context_ids(self, tokenizer: Any, texts: list[str], prefix: str) -> list[list[int]]:
+        """Token ids of each text as a chat prompt followed by `prefix` (the judge's answer start)."""
+        items = [
+            TestItem(uid=str(i), hazard="x", persona="x", text=t, source="judge") for i, t in enumerate(texts)
+        ]
+        contexts = [p + prefix for p in self.build_prompts(tokenizer, items)]
+        return [tokenizer(c, add_special_tokens=False)["input_ids"] for c in contexts]
 
     def first_token_logprobs(
         self, texts: list[str], prefix: str, choices: list[str]
@@ -270,25 +267,14 @@ class HuggingFaceSUT(SUT):
         firsts = [tokenizer(c, add_special_tokens=False)["input_ids"][0] for c in choices]
         if len(set(firsts)) < len(firsts):
             return None
-        items = [
-            TestItem(uid=str(i), hazard="x", persona="x", text=t, source="judge") for i, t in enumerate(texts)
-        ]
         scores: list[list[float]] = [[] for _ in texts]
         with self._lock:
-            contexts = [p + prefix for p in self.build_prompts(tokenizer, items)]
-            ids = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in contexts]
+            ids = self._context_ids(tokenizer, texts, prefix)
             order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-            pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
             size = max(1, self.batch_size)
             for start in range(0, len(order), size):
                 chunk = order[start : start + size]
-                width = max(len(ids[i]) for i in chunk)
-                input_ids = torch.tensor(
-                    [[pad] * (width - len(ids[i])) + ids[i] for i in chunk], device=loaded.device
-                )
-                mask = torch.tensor(
-                    [[0] * (width - len(ids[i])) + [1] * len(ids[i]) for i in chunk], device=loaded.device
-                )
+                input_ids, mask = _left_padded([ids[i] for i in chunk], tokenizer.pad_token_id, loaded.device)
                 # Left padding: real tokens get positions 0.. as if the row were alone.
                 positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
                 with torch.inference_mode():
@@ -303,6 +289,17 @@ class HuggingFaceSUT(SUT):
                 for row, i in enumerate(chunk):
                     scores[i] = logprobs[row]
         return scores
+
+
+def _left_padded(sequences: list[list[int]], pad: int | None, device: str) -> tuple[Any, Any]:
+    """(input_ids, attention_mask) with every sequence right-aligned, as generation pads."""
+    import torch
+
+    width = max(len(s) for s in sequences)
+    fill = pad if pad is not None else 0
+    input_ids = torch.tensor([[fill] * (width - len(s)) + s for s in sequences], device=device)
+    mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in sequences], device=device)
+    return input_ids, mask
 
 
 class GenerationCancelled(Exception):

@@ -33,17 +33,13 @@ def make_async_client(base_url: str, api_key: str, timeout_s: float, connections
 
     On 2 cores at concurrency 64 against a 100 ms server, the SDK's default httpx transport
     spent 1.1 ms of CPU per request (its connection pool scans every connection for every
-    request); the aiohttp transport spends about 0.55 ms, which is the difference between
-    ~75% and ~90% of the ideal request rate (benchmarks/sut_throughput.py api).
+    request) and the aiohttp transport about 0.55 ms (benchmarks/sut_throughput.py api).
     """
     import httpx2
     import openai
 
     limits = httpx2.Limits(max_connections=connections, max_keepalive_connections=connections)
-    try:
-        http_client = openai.DefaultAioHttpClient(timeout=timeout_s, limits=limits)
-    except RuntimeError:  # aiohttp missing: the SDK's default transport still works, only slower
-        http_client = openai.DefaultAsyncHttpxClient(timeout=timeout_s, limits=limits)
+    http_client = openai.DefaultAioHttpClient(timeout=timeout_s, limits=limits)
     return openai.AsyncOpenAI(
         base_url=base_url, api_key=api_key, max_retries=0, timeout=timeout_s, http_client=http_client
     )
