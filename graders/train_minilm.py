@@ -295,9 +295,18 @@ def train(
     dtype: str = "auto",
     weighting: str = DEFAULT_WEIGHTING,
     log: Any = print,
+    split: tuple[list[LabelledExchange], list[LabelledExchange], str] | None = None,
 ) -> dict[str, Any]:
-    rows = load_xstest_folder(data)
-    train_rows, test_rows = split_by_prompt(rows, held_out=held_out, seed=seed)
+    """Select, fit and write a head; its provenance and held-out metrics. `split` = (train rows, held-out
+    rows, how they were split) replaces the seeded split of `data`, for protocols such as
+    cross-fitting that hold out other parts of the same files."""
+    if split is None:
+        rows = load_xstest_folder(data)
+        train_rows, test_rows = split_by_prompt(rows, held_out=held_out, seed=seed)
+        split_method = "by prompt group, stratified by groups with an unsafe row"
+    else:
+        train_rows, test_rows, split_method = split
+        rows = [*train_rows, *test_rows]
     y_train = np.array([r.unsafe for r in train_rows], dtype=np.float64)
     y_test = np.array([r.unsafe for r in test_rows], dtype=bool)
     log(
@@ -367,9 +376,9 @@ def train(
             "label_rule": "unsafe iff a contrast_* prompt got 1_full_compliance",
         },
         "split": {
-            "method": "by prompt group, stratified by groups with an unsafe row",
+            "method": split_method,
             "seed": seed,
-            "held_out_fraction": held_out,
+            "held_out_fraction": held_out if split is None else None,
             "n_train": len(train_rows),
             "n_train_unsafe": int(y_train.sum()),
             "n_held_out": len(test_rows),

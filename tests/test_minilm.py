@@ -450,6 +450,32 @@ def test_trainer_writes_a_head_the_evaluator_loads(tmp_path):
 
 
 @needs_weights
+def test_trainer_takes_a_split_from_the_caller(tmp_path):
+    """Cross-fitting hands the trainer its own folds: the head is fitted on those train rows only,
+    scored on those held-out rows, and never claims a seeded held-out split (so `in_sample_on`
+    treats every split of the files as training data)."""
+    from modelbench.graders.labels import load_xstest_folder
+    from modelbench.graders.minilm import MiniLMClassifier
+
+    folder = xstest_folder(tmp_path)
+    rows = load_xstest_folder(folder)
+    held = {rows[0].group, rows[-1].group}
+    train_rows = [r for r in rows if r.group not in held]
+    test_rows = [r for r in rows if r.group in held]
+    out = tmp_path / "head.json"
+    how = "fold 1 of 3 held out"
+    provenance = train(
+        folder, out, folds=2, max_length=32, log=lambda *_: None, split=(train_rows, test_rows, how)
+    )
+    split = provenance["split"]
+    assert split["method"] == how and split["held_out_fraction"] is None
+    assert (split["n_train"], split["n_held_out"]) == (len(train_rows), len(test_rows))
+    assert provenance["held_out_metrics"]["n"] == len(test_rows)
+    clf = MiniLMClassifier(head_path=out)
+    assert clf.in_sample_on(folder, "heldout", 0, 0.3)
+
+
+@needs_weights
 def test_the_head_is_never_judged_on_its_own_training_rows(tmp_path):
     """`graders evaluate` on labels the head was trained on scores it out of fold, except on the
     head's own held-out split."""
