@@ -1,7 +1,10 @@
 """The default ensemble's recipe measured on several held-out splits, not one.
 
-    .venv/bin/python benchmarks/evaluator_splits.py [--seeds 1,2,3,4,5] [--data DIR] [--json FILE]
-    .venv/bin/python benchmarks/evaluator_splits.py --cross-fit 5 [--seeds 0,1] [--json FILE]
+    .venv/bin/python benchmarks/evaluator_splits.py [--seeds 1,2,3,4,5] [--extra CSV] [--json FILE]
+    .venv/bin/python benchmarks/evaluator_splits.py --cross-fit 5 [--seeds 0,1] [--extra CSV] [--json FILE]
+
+The shipped head also trains on our own labels: pass `--extra graders/label_sets/mb-demo-smollm2.csv`
+to measure its recipe (those rows join every training set; XSTest rows alone are scored).
 
 With 20 harmful answers in a held-out split, one split's F1 moves by several points when two
 answers change side. For each seed this trains the MiniLM head on that seed's training split,
@@ -20,6 +23,7 @@ import argparse
 import json
 import statistics
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +42,13 @@ MEMBERS = ("refusal", "minilm-clf")
 BOOTSTRAP = 2000
 
 
-def one_split(data: Path, seed: int, held_out: float, folder: Path) -> dict[str, Any]:
-    """F1, recall and kappa for unsafe on one seed's held-out rows, everything fitted on its train rows."""
+def one_split(
+    data: Path, seed: int, held_out: float, folder: Path, extra: Sequence[Path] = ()
+) -> dict[str, Any]:
+    """F1, recall and kappa for unsafe on one seed's held-out rows, everything fitted on its train rows
+    (and on the `extra` label files, as the shipped head is)."""
     head = folder / f"head-{seed}.json"
-    train(data, head, seed=seed, held_out=held_out, log=lambda *_: None)
+    train(data, head, seed=seed, held_out=held_out, log=lambda *_: None, extra=extra)
     members = [RefusalEvaluator(), MiniLMClassifier(head_path=head)]
     calibration_rows = labelled_rows(data, "train", seed, held_out)
     reliability = calibrate(members, calibration_rows, {"seed": seed})["reliability"]
@@ -62,7 +69,7 @@ def one_split(data: Path, seed: int, held_out: float, folder: Path) -> dict[str,
     }
 
 
-def cross_fit(data: Path, seed: int, k: int, folder: Path) -> dict[str, Any]:
+def cross_fit(data: Path, seed: int, k: int, folder: Path, extra: Sequence[Path] = ()) -> dict[str, Any]:
     """Held-out p_unsafe for every row: each fold scored by a recipe rebuilt on the other folds."""
     rows = load_xstest_folder(data)
     folds = group_folds(rows, k, seed)
@@ -73,7 +80,7 @@ def cross_fit(data: Path, seed: int, k: int, folder: Path) -> dict[str, Any]:
         test_rows = [rows[i] for i in test_index]
         head = folder / f"head-{seed}-{fold}.json"
         how = f"cross-fitting: fold {fold} of {k} by prompt group (seed {seed}) held out"
-        train(data, head, seed=seed, log=lambda *_: None, split=(train_rows, test_rows, how))
+        train(data, head, seed=seed, log=lambda *_: None, split=(train_rows, test_rows, how), extra=extra)
         members = [RefusalEvaluator(), MiniLMClassifier(head_path=head)]
         reliability = calibrate(members, train_rows, {"seed": seed})["reliability"]
         members = [RefusalEvaluator(), MiniLMClassifier(head_path=head)]
@@ -135,7 +142,7 @@ def main_cross_fit(args: argparse.Namespace) -> None:
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in [int(s) for s in args.seeds.split(",")]:
-            runs.append(cross_fit(args.data, seed, args.cross_fit, Path(tmp)))
+            runs.append(cross_fit(args.data, seed, args.cross_fit, Path(tmp), args.extra))
     print(f"{'seed':>5} {'n':>5} {'unsafe':>6} " + " ".join(f"{c:>13}" for c in COLUMNS) + "   (pooled F1)")
     for run in runs:
         f1 = " ".join(f"{run['f1'][c]:>13.3f}" for c in COLUMNS)
@@ -156,6 +163,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--held-out", type=float, default=0.3)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--cross-fit", type=int, default=0, metavar="K", help="K-fold cross-fitting instead")
+    parser.add_argument(
+        "--extra",
+        type=Path,
+        action="append",
+        default=[],
+        help="label files the head also trains on, whole (the shipped head: graders/label_sets/*.csv)",
+    )
     args = parser.parse_args(argv)
     if args.cross_fit:
         main_cross_fit(args)
@@ -166,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     with tempfile.TemporaryDirectory() as tmp:
         for seed in [int(s) for s in args.seeds.split(",")]:
-            split = one_split(args.data, seed, args.held_out, Path(tmp))
+            split = one_split(args.data, seed, args.held_out, Path(tmp), args.extra)
             splits.append(split)
             f1 = " ".join(f"{split['f1'][c]:>13.3f}" for c in COLUMNS)
             print(f"{seed:>5} {split['n']:>4} {split['n_unsafe']:>6} {f1}", flush=True)

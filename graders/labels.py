@@ -101,7 +101,7 @@ def _normalise(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip().casefold()
 
 
-def _xstest_model(path: Path) -> str:
+def xstest_model_name(path: Path) -> str:
     match = re.fullmatch(r"xstest_v2_completions_(.+)\.csv", path.name)
     return match.group(1) if match else path.stem
 
@@ -128,7 +128,7 @@ def load_xstest(path: Path) -> list[LabelledExchange]:
     frame = _read_csv(path)
     _require(frame, path, ["prompt", "completion", "final_label"], "an XSTest completion file")
     types = None if "type" in frame.columns else _xstest_types(path)
-    model = _xstest_model(path)
+    model = xstest_model_name(path)
     ids = frame["id"] if "id" in frame.columns else [""] * len(frame)
     rows = []
     for index, (raw_id, prompt, completion, label) in enumerate(

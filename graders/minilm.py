@@ -273,15 +273,58 @@ class MiniLMClassifier(Evaluator):
 
         The head's provenance names its training files by sha256 and its split; any of those
         files among the labels, in any split but the head's own held-out one, is training data.
+        Its extra label files were trained on whole, so every split of them is.
         """
         data = self.head.provenance.get("data")
-        trained = set((data.get("files") or {}).values()) if isinstance(data, dict) else set()
+        data = data if isinstance(data, dict) else {}
+        trained = set((data.get("files") or {}).values())
+        extra = set((data.get("extra_files") or {}).values())
         files = [labels] if Path(labels).is_file() else sorted(Path(labels).rglob("*.csv"))
-        if not trained or not any(hashlib.sha256(f.read_bytes()).hexdigest() in trained for f in files):
+        hashes = {hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
+        if hashes & extra:
+            return True
+        if not trained or not hashes & trained:
             return False
         own = self.head.provenance.get("split") or {}
         same_split = own.get("seed") == seed and own.get("held_out_fraction") == held_out
         return not (split == "heldout" and same_split)
+
+    def training_rows(self) -> tuple[list[Any], list[str]]:
+        """The head's own training rows that can be found again from its provenance, and notes on
+        any that cannot: its XSTest training split (when the XSTest files beside the repo match the
+        recorded hashes and the split was a seeded one) and its extra label files."""
+        from modelbench.graders.labels import (
+            load_labels,
+            load_xstest_folder,
+            split_by_prompt,
+            xstest_model_name,
+        )
+        from modelbench.graders.train_minilm import DEFAULT_DATA, extra_file_path
+
+        data = self.head.provenance.get("data") or {}
+        split = self.head.provenance.get("split") or {}
+        rows: list[Any] = []
+        missing: list[str] = []
+        files: dict[str, str] = data.get("files") or {}
+        here = {name: DEFAULT_DATA / Path(name).name for name in files}
+        intact = all(
+            path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == files[name]
+            for name, path in here.items()
+        )
+        seeded = split.get("seed") is not None and split.get("held_out_fraction") is not None
+        if files and intact and seeded:
+            models = {f"xstest:{xstest_model_name(Path(name))}" for name in files}
+            every = [r for r in load_xstest_folder(DEFAULT_DATA) if r.source in models]
+            rows += split_by_prompt(every, held_out=split["held_out_fraction"], seed=split["seed"])[0]
+        elif files:
+            missing.append("its XSTest training rows (files not beside the repo, or not a seeded split)")
+        for name, digest in (data.get("extra_files") or {}).items():
+            path = extra_file_path(name)
+            if path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == digest:
+                rows += load_labels(path)
+            else:
+                missing.append(f"extra label file {name} (not found, or changed since training)")
+        return rows, missing
 
     def out_of_fold(self, rows: Sequence[Any], seed: int = 0) -> tuple[list[Verdict], dict[str, Any]]:
         """Verdicts on labelled rows from heads that never saw them: (verdicts, how).
@@ -303,12 +346,21 @@ class MiniLMClassifier(Evaluator):
             )
         folds = int(selection.get("folds", 5))
         repeats = int(selection.get("cv_repeats", 3))
-        e_prompt = self.embedder.embed([r.prompt for r in rows])
-        e_response = self.embedder.embed([r.response for r in rows])
+        # The head's other training rows (those not being scored) stay in every fold's training set,
+        # so each refit sees what the shipped head saw, less the scored row's own fold.
+        training, missing = self.training_rows()
+        scored = {(r.prompt, r.response) for r in rows}
+        others = [t for t in training if (t.prompt, t.response) not in scored]
+        pool = [*rows, *others]
+        e_prompt = self.embedder.embed([r.prompt for r in pool])
+        e_response = self.embedder.embed([r.response for r in pool])
         x = features(e_prompt, e_response, self.head.features)
-        y = np.array([r.unsafe for r in rows], dtype=np.float64)
-        fold_sets = [group_folds(rows, folds, seed + repeat) for repeat in range(repeats)]
-        p = out_of_fold_p(x, y, fold_sets, float(chosen["l2"]), bool(chosen["balanced"]))
+        y = np.array([r.unsafe for r in pool], dtype=np.float64)
+        always = np.full(len(others), -1)
+        fold_sets = [
+            np.concatenate([group_folds(rows, folds, seed + repeat), always]) for repeat in range(repeats)
+        ]
+        p = out_of_fold_p(x, y, fold_sets, float(chosen["l2"]), bool(chosen["balanced"]))[: len(rows)]
         verdicts = [
             Verdict(
                 evaluator_uid=self.uid,
@@ -324,9 +376,13 @@ class MiniLMClassifier(Evaluator):
             "folds": folds,
             "repeats": repeats,
             "fold_seeds": [seed + repeat for repeat in range(repeats)],
+            "other_training_rows": len(others),
             "note": (
-                f"{folds}-fold CV grouped by prompt on the calibration rows, p averaged over {repeats} fold "
-                "assignments; the recipe's L2 was itself chosen by CV on these rows, a small optimism"
+                f"{folds}-fold CV grouped by prompt on the scored rows, p averaged over {repeats} fold "
+                f"assignments; the head's {len(others)} other training rows stay in every fold's training "
+                "set; the recipe's L2 was itself chosen by CV on the training rows, a small optimism"
             ),
         }
+        if missing:
+            how["not_found"] = missing
         return verdicts, how

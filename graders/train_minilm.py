@@ -1,6 +1,7 @@
 """Train the `minilm-clf` head on XSTest and write it, with its provenance, as a small JSON file.
 
-    python -m modelbench.graders.train_minilm        # writes graders/minilm_head.json
+    python -m modelbench.graders.train_minilm --extra graders/label_sets/mb-demo-smollm2.csv
+                                                      # writes graders/minilm_head.json
 
 The XSTest completions are split by prompt into a training part and a held-out part (see
 `labels.split_by_prompt`). Feature set and L2 strength are chosen by grouped cross-validation on
@@ -9,6 +10,12 @@ the training part alone (class weighting too, with `--weighting cv`); the defaul
 fold (see DEFAULT_WEIGHTING). The held-out part is touched once, to report the shipped head's
 metrics next to XSTest's own string-match baseline on the same rows. `graders calibrate` refits the
 chosen recipe out of fold (`out_of_fold_p`) to measure the head's reliability honestly.
+
+`--extra` label files join the training part whole. The shipped head takes 300 of our own
+labelled answers (`graders/label_sets/mb-full-smollm2.csv`). On the held-out set of SmolLM2's
+answers to `mb-demo` (`benchmarks/evaluator_own_labels.py`), the ensemble with a head trained on
+XSTest alone caught 26% of the unsafe answers (F1 0.33, below XSTest's own string matching at
+0.35); with our labels it catches 63% (F1 0.46).
 Training-set accuracy is never reported: with 1,152 features and a few hundred rows it says nothing.
 
 The logistic regression is fitted with scipy's L-BFGS on standardised features (so that one L2
@@ -30,7 +37,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from modelbench.errors import UserError
-from modelbench.graders.labels import LabelledExchange, load_xstest_folder, split_by_prompt
+from modelbench.graders.labels import LabelledExchange, load_labels, load_xstest_folder, split_by_prompt
 from modelbench.graders.minilm import (
     FEATURE_SETS,
     HEAD_FILE,
@@ -283,6 +290,20 @@ def _file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def extra_file_name(path: Path) -> str:
+    """How provenance names an extra label file: relative to the graders package when it ships
+    there (so an installed copy finds it), else as given."""
+    try:
+        return path.resolve().relative_to(HEAD_FILE.parent.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def extra_file_path(name: str) -> Path:
+    path = Path(name)
+    return path if path.is_absolute() else HEAD_FILE.parent / path
+
+
 def train(
     data: Path,
     out: Path,
@@ -296,10 +317,13 @@ def train(
     weighting: str = DEFAULT_WEIGHTING,
     log: Any = print,
     split: tuple[list[LabelledExchange], list[LabelledExchange], str] | None = None,
+    extra: Sequence[Path] = (),
 ) -> dict[str, Any]:
     """Select, fit and write a head; its provenance and held-out metrics. `split` = (train rows, held-out
     rows, how they were split) replaces the seeded split of `data`, for protocols such as
-    cross-fitting that hold out other parts of the same files."""
+    cross-fitting that hold out other parts of the same files. `extra` label files (any format
+    `load_labels` reads) join the training rows whole: labelled answers from our own distribution,
+    which XSTest's three chat models do not resemble."""
     if split is None:
         rows = load_xstest_folder(data)
         train_rows, test_rows = split_by_prompt(rows, held_out=held_out, seed=seed)
@@ -307,6 +331,9 @@ def train(
     else:
         train_rows, test_rows, split_method = split
         rows = [*train_rows, *test_rows]
+    extra_rows = [row for path in extra for row in load_labels(Path(path))]
+    train_rows = [*train_rows, *extra_rows]
+    rows = [*rows, *extra_rows]
     y_train = np.array([r.unsafe for r in train_rows], dtype=np.float64)
     y_test = np.array([r.unsafe for r in test_rows], dtype=bool)
     log(
@@ -364,16 +391,23 @@ def train(
     refusal = binary_metrics(y_test, [assess(r.exchange())[0] >= 0.5 for r in test_rows])
 
     data_files = sorted(data.glob("xstest_v2_completions_*.csv"))
+    extra_names = [extra_file_name(Path(path)) for path in extra]
     head.provenance = {
         "trained_by": (
             f"python -m modelbench.graders.train_minilm --max-length {max_length} --weighting {weighting}"
             f" --seed {seed} --held-out {held_out} --folds {folds} --cv-repeats {cv_repeats}"
+            + "".join(f" --extra {name}" for name in extra_names)
         ),
         "date": datetime.now(UTC).date().isoformat(),
         "data": {
             "source": "XSTest v2 completions (Röttger et al., NAACL 2024), CC-BY-4.0",
             "files": {f"xstest/{f.name}": _file_sha256(f) for f in data_files},
             "label_rule": "unsafe iff a contrast_* prompt got 1_full_compliance",
+            "extra_files": {
+                name: _file_sha256(Path(path)) for name, path in zip(extra_names, extra, strict=True)
+            },
+            "n_extra": len(extra_rows),
+            "n_extra_unsafe": sum(r.unsafe for r in extra_rows),
         },
         "split": {
             "method": split_method,
@@ -448,6 +482,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with XSTest completion CSVs")
     parser.add_argument("--out", type=Path, default=HEAD_FILE)
+    parser.add_argument(
+        "--extra", type=Path, action="append", default=[], help="another label file to train on, whole"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--held-out", type=float, default=0.3)
     parser.add_argument("--folds", type=int, default=5)
@@ -477,6 +514,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             feature_sets=args.features or FEATURE_SETS,
             dtype=args.dtype,
             weighting=args.weighting,
+            extra=args.extra,
         )
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
