@@ -67,7 +67,10 @@ _RUN_OPTIONS = [
     ),
     click.option("--run-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True),
     click.option(
-        "--graders", "graders", multiple=True, help="Evaluator names; repeatable. Default: refusal."
+        "--graders",
+        "graders",
+        multiple=True,
+        help="Evaluator specs; repeatable. Default: refusal and minilm-clf.",
     ),
     click.option(
         "--sut-config", type=click.Path(path_type=Path), default=None, help="Extra SUT registry YAML."
