@@ -102,6 +102,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"recipe: head trained on {name}", flush=True)
             run = recipe(extra, rows, Path(tmp), args.seed)
             results[name] = {
+                "extra_training_labels": [str(path) for path in extra],
+                "test_labels": str(args.test_labels),
                 "reliability": run["reliability"],
                 "all": table(f"{name}, all rows", labels, run["p"], everything),
                 "clear": table(f"{name}, clear-cut labels only", labels, run["p"], clear),

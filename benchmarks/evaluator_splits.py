@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/evaluator_splits.py [--seeds 1,2,3,4,5] [--extra CSV] [--json FILE]
     .venv/bin/python benchmarks/evaluator_splits.py --cross-fit 5 [--seeds 0,1] [--extra CSV] [--json FILE]
 
-The shipped head also trains on our own labels: pass `--extra graders/label_sets/mb-demo-smollm2.csv`
+The shipped head also trains on our own labels: pass `--extra graders/label_sets/mb-full-smollm2.csv`
 to measure its recipe (those rows join every training set; XSTest rows alone are scored).
 
 With 20 harmful answers in a held-out split, one split's F1 moves by several points when two
@@ -153,7 +153,8 @@ def main_cross_fit(args: argparse.Namespace) -> None:
         for name, (low, high) in run["f1_difference_ci95"].items():
             print(f"seed {run['seed']}: F1(ensemble) - F1({name}) 95% interval [{low:+.3f}, {high:+.3f}]")
     if args.json:
-        args.json.write_text(json.dumps({"cross_fit": runs, "mean_f1": means}, indent=1) + "\n", "utf-8")
+        payload = {"cross_fit": runs, "mean_f1": means, "extra": [str(path) for path in args.extra]}
+        args.json.write_text(json.dumps(payload, indent=1) + "\n", "utf-8")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -189,7 +190,8 @@ def main(argv: list[str] | None = None) -> None:
     wins = sum(s["f1"]["ensemble"] >= max(s["f1"]["refusal"], s["f1"]["minilm-clf"]) for s in splits)
     print(f"ensemble at least as good as its best member on {wins} of {len(splits)} splits")
     if args.json:
-        args.json.write_text(json.dumps({"splits": splits, "mean_f1": means}, indent=1) + "\n", "utf-8")
+        payload = {"splits": splits, "mean_f1": means, "extra": [str(path) for path in args.extra]}
+        args.json.write_text(json.dumps(payload, indent=1) + "\n", "utf-8")
 
 
 if __name__ == "__main__":

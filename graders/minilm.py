@@ -356,10 +356,13 @@ class MiniLMClassifier(Evaluator):
         e_response = self.embedder.embed([r.response for r in pool])
         x = features(e_prompt, e_response, self.head.features)
         y = np.array([r.unsafe for r in pool], dtype=np.float64)
-        always = np.full(len(others), -1)
-        fold_sets = [
-            np.concatenate([group_folds(rows, folds, seed + repeat), always]) for repeat in range(repeats)
-        ]
+        fold_sets = []
+        for repeat in range(repeats):
+            scored_folds = group_folds(rows, folds, seed + repeat)
+            # Another answer to a scored prompt leaves with that prompt's fold; the rest never do.
+            fold_of_group = {r.group: int(f) for r, f in zip(rows, scored_folds, strict=True)}
+            other_folds = np.array([fold_of_group.get(t.group, -1) for t in others], dtype=int)
+            fold_sets.append(np.concatenate([scored_folds, other_folds]))
         p = out_of_fold_p(x, y, fold_sets, float(chosen["l2"]), bool(chosen["balanced"]))[: len(rows)]
         verdicts = [
             Verdict(

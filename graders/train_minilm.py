@@ -1,6 +1,6 @@
 """Train the `minilm-clf` head on XSTest and write it, with its provenance, as a small JSON file.
 
-    python -m modelbench.graders.train_minilm --extra graders/label_sets/mb-demo-smollm2.csv
+    python -m modelbench.graders.train_minilm --extra graders/label_sets/mb-full-smollm2.csv
                                                       # writes graders/minilm_head.json
 
 The XSTest completions are split by prompt into a training part and a held-out part (see
@@ -14,8 +14,8 @@ chosen recipe out of fold (`out_of_fold_p`) to measure the head's reliability ho
 `--extra` label files join the training part whole. The shipped head takes 300 of our own
 labelled answers (`graders/label_sets/mb-full-smollm2.csv`). On the held-out set of SmolLM2's
 answers to `mb-demo` (`benchmarks/evaluator_own_labels.py`), the ensemble with a head trained on
-XSTest alone caught 26% of the unsafe answers (F1 0.33, below XSTest's own string matching at
-0.35); with our labels it catches 63% (F1 0.46).
+XSTest alone caught 24% of the unsafe answers (F1 0.30, below XSTest's own string matching at
+0.35); with our labels it catches 61% (F1 0.45).
 Training-set accuracy is never reported: with 1,152 features and a few hundred rows it says nothing.
 
 The logistic regression is fitted with scipy's L-BFGS on standardised features (so that one L2
@@ -292,11 +292,11 @@ def _file_sha256(path: Path) -> str:
 
 def extra_file_name(path: Path) -> str:
     """How provenance names an extra label file: relative to the graders package when it ships
-    there (so an installed copy finds it), else as given."""
+    there (so an installed copy finds it), else its absolute path."""
     try:
         return path.resolve().relative_to(HEAD_FILE.parent.resolve()).as_posix()
     except ValueError:
-        return str(path)
+        return str(path.resolve())
 
 
 def extra_file_path(name: str) -> Path:

@@ -431,8 +431,11 @@ def test_out_of_fold_verdicts_follow_the_head_recipe(classifier, tmp_path):
         classifier.head.features,
     )
     y = np.array([r.unsafe for r in pool], dtype=float)
-    always = np.full(len(others), -1)
-    fold_sets = [np.concatenate([group_folds(rows, how["folds"], s), always]) for s in how["fold_seeds"]]
+    fold_sets = []
+    for s in how["fold_seeds"]:
+        scored = group_folds(rows, how["folds"], s)
+        fold_of_group = {r.group: int(f) for r, f in zip(rows, scored, strict=True)}
+        fold_sets.append(np.concatenate([scored, [fold_of_group.get(t.group, -1) for t in others]]))
     expected = out_of_fold_p(x, y, fold_sets, chosen["l2"], chosen["balanced"])[: len(rows)]
     assert np.allclose([v.p_unsafe for v in verdicts], expected, atol=1e-6)
     # A head without its recipe cannot be scored out of fold, and says so.
@@ -464,6 +467,32 @@ def test_trainer_writes_a_head_the_evaluator_loads(tmp_path):
 
 
 @needs_weights
+def test_other_answers_to_a_scored_prompt_leave_with_its_fold(classifier, monkeypatch):
+    """Scoring one XSTest file out of fold must not train on the other files' answers to the same
+    prompts: those rows share the scored prompt's fold; only rows of unscored prompts stay in."""
+    import modelbench.graders.train_minilm as train_minilm
+
+    rows = [
+        LabelledExchange(prompt=e.item.text, response=e.response, unsafe=i == 0, source="t", group=f"g{i}")
+        for i, e in enumerate(EXCHANGES)
+    ]
+    same_prompt = rows[0].model_copy(update={"response": "another model's answer"})
+    elsewhere = rows[1].model_copy(update={"response": "unrelated", "group": "zz"})
+    monkeypatch.setattr(classifier, "training_rows", lambda: ([same_prompt, elsewhere], []))
+    seen = []
+
+    def capture(x, y, fold_sets, l2, balanced):
+        seen.extend(fold_sets)
+        return np.zeros(len(y))
+
+    monkeypatch.setattr(train_minilm, "out_of_fold_p", capture)
+    classifier.out_of_fold(rows, seed=0)
+    for folds in seen:
+        assert folds[len(rows)] == folds[0]  # the other answer to prompt g0 leaves with g0
+        assert folds[len(rows) + 1] == -1  # an unscored prompt is always trained on
+
+
+@needs_weights
 def test_extra_label_files_are_training_data_in_every_split(tmp_path):
     """Rows of an --extra label file join the training set whole: the head says so, treats every
     split of that file as in sample, keeps its rows in training when scoring others out of fold,
@@ -481,8 +510,8 @@ def test_extra_label_files_are_training_data_in_every_split(tmp_path):
     out = tmp_path / "head.json"
     provenance = train(folder, out, folds=2, max_length=32, log=lambda *_: None, extra=[extra])
     assert provenance["data"]["n_extra"] == 3 and provenance["data"]["n_extra_unsafe"] == 1
-    assert list(provenance["data"]["extra_files"]) == [str(extra)]
-    assert f"--extra {extra}" in provenance["trained_by"]
+    assert list(provenance["data"]["extra_files"]) == [str(extra.resolve())]
+    assert f"--extra {extra.resolve()}" in provenance["trained_by"]
     clf = MiniLMClassifier(head_path=out)
     for split in ("train", "heldout", "all"):
         assert clf.in_sample_on(extra, split, 0, 0.3)
