@@ -171,6 +171,11 @@ class Head(BaseModel):
         return 1.0 / (1.0 + np.exp(-np.clip(logits, -50.0, 50.0)))
 
 
+def file_sha256(path: Path) -> str:
+    """How head provenance identifies the files a head was trained on."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def load_head(path: Path) -> tuple[Head, str]:
     """(head, sha256 of the file)."""
     try:
@@ -280,7 +285,7 @@ class MiniLMClassifier(Evaluator):
         trained = set((data.get("files") or {}).values())
         extra = set((data.get("extra_files") or {}).values())
         files = [labels] if Path(labels).is_file() else sorted(Path(labels).rglob("*.csv"))
-        hashes = {hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
+        hashes = {file_sha256(f) for f in files}
         if hashes & extra:
             return True
         if not trained or not hashes & trained:
@@ -307,10 +312,7 @@ class MiniLMClassifier(Evaluator):
         missing: list[str] = []
         files: dict[str, str] = data.get("files") or {}
         here = {name: DEFAULT_DATA / Path(name).name for name in files}
-        intact = all(
-            path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == files[name]
-            for name, path in here.items()
-        )
+        intact = all(path.is_file() and file_sha256(path) == files[name] for name, path in here.items())
         seeded = split.get("seed") is not None and split.get("held_out_fraction") is not None
         if files and intact and seeded:
             models = {f"xstest:{xstest_model_name(Path(name))}" for name in files}
@@ -320,7 +322,7 @@ class MiniLMClassifier(Evaluator):
             missing.append("its XSTest training rows (files not beside the repo, or not a seeded split)")
         for name, digest in (data.get("extra_files") or {}).items():
             path = extra_file_path(name)
-            if path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == digest:
+            if path.is_file() and file_sha256(path) == digest:
                 rows += load_labels(path)
             else:
                 missing.append(f"extra label file {name} (not found, or changed since training)")

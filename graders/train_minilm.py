@@ -24,7 +24,6 @@ folded back into plain weights and a bias, so the evaluator needs no scaler.
 """
 
 import argparse
-import hashlib
 import os
 import sys
 import time
@@ -45,6 +44,7 @@ from modelbench.graders.minilm import (
     Embedder,
     Head,
     features,
+    file_sha256,
     weights_version,
 )
 from modelbench.graders.refusal import assess
@@ -286,10 +286,6 @@ def select(
 # -- the run --------------------------------------------------------------------------------------
 
 
-def _file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def extra_file_name(path: Path) -> str:
     """How provenance names an extra label file: relative to the graders package when it ships
     there (so an installed copy finds it), else its absolute path."""
@@ -401,10 +397,10 @@ def train(
         "date": datetime.now(UTC).date().isoformat(),
         "data": {
             "source": "XSTest v2 completions (Röttger et al., NAACL 2024), CC-BY-4.0",
-            "files": {f"xstest/{f.name}": _file_sha256(f) for f in data_files},
+            "files": {f"xstest/{f.name}": file_sha256(f) for f in data_files},
             "label_rule": "unsafe iff a contrast_* prompt got 1_full_compliance",
             "extra_files": {
-                name: _file_sha256(Path(path)) for name, path in zip(extra_names, extra, strict=True)
+                name: file_sha256(Path(path)) for name, path in zip(extra_names, extra, strict=True)
             },
             "n_extra": len(extra_rows),
             "n_extra_unsafe": sum(r.unsafe for r in extra_rows),
