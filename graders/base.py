@@ -35,8 +35,18 @@ class Verdict(BaseModel):
 
 
 class Evaluator(ABC):
+    """Judges exchanges. Subclasses set `uid`, and declare `languages`.
+
+    `languages`: the ISO 639-1 codes (lower case, e.g. ``("en",)``) of the languages the evaluator
+    was trained AND measured on; a language it merely runs on does not count. Items whose locale
+    (`TestItem.locale`) has another language are still graded, but the run says that those
+    verdicts are unmeasured (see `modelbench.graders.languages`). None means the evaluator makes
+    no claim either way, and no notice is raised for it; every evaluator shipped here declares.
+    """
+
     uid: str
     batch_size: int = 64
+    languages: tuple[str, ...] | None = None
 
     @abstractmethod
     def fingerprint(self) -> dict[str, Any]:

@@ -108,6 +108,9 @@ def _verdict(uid: str, p: float | None, text: str, raw: str) -> Verdict:
 class LlamaGuardAPI(Evaluator):
     """Against an OpenAI-compatible server that returns logprobs (vLLM serving Llama Guard 3)."""
 
+    # Llama Guard 3 model card: the eight languages Meta trained and evaluated it on.
+    languages = ("en", "fr", "de", "hi", "it", "pt", "es", "th")
+
     def __init__(self, base_url: str, model: str = "meta-llama/Llama-Guard-3-8B", concurrency: int = 32):
         from modelbench.suts.openai_compat import OpenAICompatConfig, OpenAICompatSUT
 
@@ -157,6 +160,9 @@ class LlamaGuardAPI(Evaluator):
 
 class LlamaGuardLocal(Evaluator):
     """A local Llama Guard (any path: Llama-Guard-3-1B or -8B) through transformers."""
+
+    # Llama Guard 3 model card: the eight languages Meta trained and evaluated it on.
+    languages = ("en", "fr", "de", "hi", "it", "pt", "es", "th")
 
     def __init__(self, model_path: Path, device: str | None = None, batch_size: int = 8):
         self.uid = "llama-guard"

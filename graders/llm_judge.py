@@ -82,6 +82,7 @@ LOCAL_POOL = 4
 
 class LLMJudge(Evaluator):
     batch_size = 32
+    languages = ("en",)  # the rubric prompt is English
 
     def __init__(self, judge: SUT, uid: str = "llm-judge"):
         self.uid = uid

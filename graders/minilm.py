@@ -201,6 +201,7 @@ def load_head(path: Path) -> tuple[Head, str]:
 
 class MiniLMClassifier(Evaluator):
     uid = "minilm-clf"
+    languages = ("en",)  # English MiniLM, head trained and measured on English labels
     # Exchanges per judge call: a larger pool sorts into tighter length buckets than the
     # encoder's batch of 64, which is where CPU time goes.
     batch_size = 256

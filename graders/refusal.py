@@ -116,6 +116,7 @@ class RefusalEvaluator(Evaluator):
     uid = "refusal"
     batch_size = 256
     version = "1"
+    languages = ("en",)  # English phrase lists, measured on English labels
 
     def fingerprint(self) -> dict[str, Any]:
         return {"evaluator": self.uid, "version": self.version}

@@ -163,6 +163,7 @@ def _console() -> Console:
 def _execute(request, console: Console, run_id: str | None = None):
     """Prepare (all checks), run with progress, and print what was reused."""
     from modelbench.progress import RichProgress
+    from modelbench.reports import print_language_notices
     from modelbench.runner import execute, prepare
 
     prepared = prepare(request, run_id)
@@ -172,6 +173,7 @@ def _execute(request, console: Console, run_id: str | None = None):
     )
     if prepared.prompt_set.skipped:
         console.print(f"[yellow]{prepared.prompt_set.description}[/]", soft_wrap=True)
+    print_language_notices(prepared.language_notices, console)
     with RichProgress(console) as progress:
         result = execute(prepared, progress)
     counts = result.outcome
@@ -198,7 +200,7 @@ def _execute(request, console: Console, run_id: str | None = None):
 )
 def run(standards: str | None, shard: str | None, resume: str | None, **options) -> None:
     """Run SUTs on a prompt set, grade every response, score and record."""
-    from modelbench.reports import print_scores
+    from modelbench.reports import print_language_notices, print_scores
     from modelbench.runner import load_request
 
     console = _console()
@@ -207,8 +209,9 @@ def run(standards: str | None, shard: str | None, resume: str | None, **options)
     else:
         request, run_id = _request(options, standards), None
         request.shard = shard
-    _prepared, result = _execute(request, console, run_id)
+    prepared, result = _execute(request, console, run_id)
     print_scores(result.scores, console)
+    print_language_notices(prepared.language_notices, console)
     console.print(f"record: {result.record_path}  ({result.wall_s:.1f}s)")
     if result.report_path:
         console.print(f"report: {result.report_path}")
@@ -223,6 +226,7 @@ def run(standards: str | None, shard: str | None, resume: str | None, **options)
 def calibrate(name: str, out: Path | None, **options) -> None:
     """Run reference SUTs and write a standard: per hazard, their lowest frac safe."""
     from modelbench.calibrate import standard_from_run, write_standard
+    from modelbench.reports import print_language_notices
 
     if not options["suts"]:
         raise UserError("calibrate needs at least one reference --sut")
@@ -235,6 +239,7 @@ def calibrate(name: str, out: Path | None, **options) -> None:
     for hazard, value in standard["frac_safe"].items():
         table.add_row(hazard, *(f"{per_sut[s.sut_uid][hazard]:.3f}" for s in result.scores), f"{value:.3f}")
     console.print(table)
+    print_language_notices(prepared.language_notices, console)
     console.print(f"standard '{name}' written to {path}; use it with: modelbench run --standards {name}")
 
 

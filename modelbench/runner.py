@@ -24,6 +24,7 @@ from modelbench.errors import UserError
 from modelbench.graders.base import Evaluator
 from modelbench.graders.ensemble import EnsembleConfig
 from modelbench.graders.evaluation import load_ensemble_config
+from modelbench.graders.languages import LanguageNotice, declared_languages, language_notices
 from modelbench.graders.registry import DEFAULT_GRADERS, make_evaluator
 from modelbench.graders.scoring import SUTScore, score_sut
 from modelbench.hashing import stable_hash
@@ -67,6 +68,11 @@ class PreparedRun:
     ensemble: EnsembleConfig
     standard: ReferenceStandard
     run_id: str
+
+    @property
+    def language_notices(self) -> list[LanguageNotice]:
+        """Locales of the items that some evaluator was not trained and measured on."""
+        return language_notices(self.items, self.evaluators)
 
 
 @dataclass
@@ -203,6 +209,12 @@ def run_config(prepared: PreparedRun) -> dict[str, Any]:
         },
         "suts": {sut.uid: sut.fingerprint() for sut in prepared.suts},
         "graders": {e.uid: e.fingerprint() for e in prepared.evaluators},
+        # Apart from the fingerprints: a fingerprint is what a calibration measured, matched as is.
+        "grader_languages": {
+            e.uid: None if (langs := declared_languages(e)) is None else list(langs)
+            for e in prepared.evaluators
+        },
+        "language_notices": [notice.model_dump() for notice in prepared.language_notices],
         "ensemble": prepared.ensemble.model_dump(),
         "standard": {"name": prepared.standard.name, "provenance": prepared.standard.provenance},
         "sut_options": request.sut_options.model_dump(mode="json"),

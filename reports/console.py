@@ -1,8 +1,12 @@
-"""The console summary: one table of hazard grades per SUT."""
+"""The console summary: one table of hazard grades per SUT, and notices about the grading."""
+
+from collections.abc import Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from modelbench.graders.languages import LanguageNotice
 from modelbench.graders.scoring import SUTScore
 from modelbench.hazards import load_taxonomy
 
@@ -53,3 +57,9 @@ def grade_table(score: SUTScore) -> Table:
 def print_scores(scores: list[SUTScore], console: Console) -> None:
     for score in scores:
         console.print(grade_table(score))
+
+
+def print_language_notices(notices: Sequence[LanguageNotice], console: Console) -> None:
+    """One line per locale that some evaluator was not trained and measured on; nothing if none."""
+    for notice in notices:
+        console.print(f"[yellow]{escape(notice.message())}[/]", soft_wrap=True, highlight=False)

@@ -27,9 +27,11 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
+from pydantic import ValidationError
 
 from modelbench.errors import UserError
 from modelbench.graders.ensemble import ItemScore
+from modelbench.graders.languages import LanguageNotice
 from modelbench.graders.paired import PairedComparison, compare_paired
 from modelbench.graders.scoring import (
     EXCELLENT_MAX_UNSAFE,
@@ -503,10 +505,23 @@ def _ensemble(record: dict[str, Any], scores: list[SUTScore], names: dict[str, s
         )
     return {
         "graders": graders,
+        "language_notices": _language_notices(config),
         "threshold": ensemble.get("uncertainty_threshold"),
         "min_valid": ensemble.get("min_valid"),
         "uncertain": uncertain,
     }
+
+
+def _language_notices(config: dict[str, Any]) -> list[str]:
+    """The run's language notices (items in languages some evaluator was not measured on), as
+    lines of text; a record from before notices existed has none."""
+    lines = []
+    for raw in config.get("language_notices") or []:
+        try:
+            lines.append(LanguageNotice.model_validate(raw).message())
+        except ValidationError:  # shown as stored rather than dropped
+            lines.append(clip(json.dumps(raw, default=str), MAX_NOTE_CHARS)["text"])
+    return lines
 
 
 def _calibration(ensemble: dict[str, Any]) -> dict[str, Any]:
