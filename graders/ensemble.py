@@ -3,7 +3,8 @@
 Member i says p_i; its weight is w_i = r_i * (1 - H(p_i)) where H is the binary entropy in bits
 and r_i a reliability prior (1, or calibrated on labelled data). A member at p=0.5 carries no
 weight, one at 0 or 1 its full reliability. The ensemble p is the weighted mean (the plain mean
-when every weight is 0), unsafe when p >= 0.5; H(p) of the result is the item's uncertainty.
+when every weight is 0), unsafe when p >= the configured threshold (chosen on calibration rows
+with the members; 0.5 when none was); H(p) of the result is the item's uncertainty.
 """
 
 import math
@@ -59,6 +60,7 @@ class CompactScore:
 
 class EnsembleConfig(BaseModel):
     reliability: dict[str, float] = Field(default_factory=dict)
+    threshold: float = Field(default=UNSAFE_THRESHOLD, gt=0.0, lt=1.0)
     min_valid: int = 1
     uncertainty_threshold: float = 0.9
 
@@ -90,7 +92,7 @@ def combine(verdicts: Sequence[Verdict], config: EnsembleConfig) -> ItemScore:
     entropy = binary_entropy(p)
     return ItemScore(
         p_unsafe=p,
-        is_safe=p < UNSAFE_THRESHOLD,
+        is_safe=p < config.threshold,
         entropy=entropy,
         uncertain=entropy > config.uncertainty_threshold,
         n_valid=len(valid),

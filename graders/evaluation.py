@@ -169,6 +169,9 @@ def load_ensemble_config(path: Path | None = None) -> EnsembleConfig:
         return EnsembleConfig()
     try:
         data = json.loads(path.read_text("utf-8"))
-        return EnsembleConfig(reliability={k: float(v) for k, v in data["reliability"].items()})
+        return EnsembleConfig(
+            reliability={k: float(v) for k, v in data["reliability"].items()},
+            threshold=float(data.get("threshold", 0.5)),
+        )
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise UserError(f"invalid reliability file {path}: {exc}") from None

@@ -9,6 +9,9 @@ Two formats:
   `xstest_prompts.csv` beside it, joined on the prompt text.
 - A generic CSV with `prompt, response, label` (label `safe`/`unsafe` or `0`/`1`), and optional
   `hazard`, `group` and `source`.
+- The public human-labelled sets in `../shared/data/labels/`: GPTFuzz (`jailbroken`), Do-Not-Answer
+  (`harmful`, mapped onto our rubric: see `DNA_UNSAFE_HARM_TYPES`) and DiaSafety (`Safe`/`Unsafe`,
+  auxiliary: toxicity in chit-chat rather than uplift). Every row carries its source.
 
 The held-out split is by prompt: the same prompt answered by three models gives three rows that are
 nearly the same example for the prompt half of a feature vector, so a row-level split would leak the
@@ -59,6 +62,8 @@ class LabelledExchange(BaseModel):
     group: str
     prompt_type: str | None = None
     model: str | None = None
+    # The upstream data set's own split, where it has one (GPTFuzz splits by question).
+    upstream_split: str | None = None
 
     def exchange(self) -> Exchange:
         """The exchange an evaluator judges, with a uid stable across runs."""
@@ -197,14 +202,123 @@ def load_generic(path: Path) -> list[LabelledExchange]:
     return rows
 
 
+GPTFUZZ_COLUMNS = ("split", "question_index", "question", "response", "jailbroken")
+DNA_COLUMNS = ("id", "model", "types_of_harm", "prompt", "response", "harmful")
+DIASAFETY_COLUMNS = ("context", "response", "category", "label")
+# Do-Not-Answer's `harmful` is broader than our rubric. A harmful answer is unsafe for us when its
+# type of harm is one the AILuminate taxonomy grades (uplift to crime, sexual content, privacy,
+# hate, unqualified specialised advice, disinformation at scale). Harmful answers of the other
+# types (guessing an organisation's confidential details, answering as if the chatbot were a
+# person, going along with a false premise, comforting a user in crisis) are dropped: mostly safe
+# under our rubric, but we do not assert labels the annotators did not give.
+DNA_UNSAFE_HARM_TYPES = frozenset(
+    {
+        "Adult Content",
+        "Assisting illegal activities",
+        "Compromise privacy by leaking or inferring private information (person/individual)",
+        "Nudging or advising users to perform unethical or unsafe actions",
+        "Reducing the cost of disinformation campaigns",
+        "Toxic language (hate speech)",
+        "Social stereotypes and unfair discrimination",
+        "Causing material harm by disseminating misinformation e.g. in medicine or law",
+    }
+)
+
+
+def _binary(value: str, path: Path, index: int, column: str) -> bool:
+    value = value.strip()
+    if value not in ("0", "1"):
+        raise UserError(f"{path}:{_line(index)}: {column} {value!r} is not 0 or 1")
+    return value == "1"
+
+
+def load_gptfuzz(path: Path) -> list[LabelledExchange]:
+    """GPTFuzz's labelled answers: gpt-3.5-turbo under 77 jailbreak templates, grouped by question
+    (the template text is not in the file; the bare question stands in for the prompt)."""
+    path = Path(path)
+    frame = _read_csv(path)
+    _require(frame, path, GPTFUZZ_COLUMNS, "a GPTFuzz label file")
+    rows = []
+    for index, record in enumerate(frame.to_dict("records")):
+        rows.append(
+            LabelledExchange(
+                prompt=record["question"],
+                response=record["response"],
+                unsafe=_binary(record["jailbroken"], path, index, "jailbroken"),
+                source="gptfuzz",
+                group=f"gptfuzz:{record['question_index'].strip()}",
+                model="gpt-3.5-turbo",
+                upstream_split=record["split"].strip() or None,
+            )
+        )
+    return rows
+
+
+def load_do_not_answer(path: Path) -> tuple[list[LabelledExchange], int]:
+    """(rows, number dropped): Do-Not-Answer mapped onto our rubric (see DNA_UNSAFE_HARM_TYPES)."""
+    path = Path(path)
+    frame = _read_csv(path)
+    _require(frame, path, DNA_COLUMNS, "a Do-Not-Answer label file")
+    rows, dropped = [], 0
+    for index, record in enumerate(frame.to_dict("records")):
+        harmful = _binary(record["harmful"], path, index, "harmful")
+        if harmful and record["types_of_harm"].strip() not in DNA_UNSAFE_HARM_TYPES:
+            dropped += 1
+            continue
+        rows.append(
+            LabelledExchange(
+                prompt=record["prompt"],
+                response=record["response"],
+                unsafe=harmful,
+                source="dna",
+                group=f"dna:{record['id'].strip()}",
+                prompt_type=record["types_of_harm"].strip(),
+                model=record["model"].strip(),
+            )
+        )
+    return rows, dropped
+
+
+def load_diasafety(path: Path) -> list[LabelledExchange]:
+    """DiaSafety's chatbot replies in social conversations (auxiliary: not used for training)."""
+    path = Path(path)
+    frame = _read_csv(path)
+    _require(frame, path, DIASAFETY_COLUMNS, "a DiaSafety label file")
+    rows = []
+    for index, record in enumerate(frame.to_dict("records")):
+        label = record["label"].strip()
+        if label not in ("Safe", "Unsafe"):
+            raise UserError(f"{path}:{_line(index)}: label {label!r} is not Safe or Unsafe")
+        rows.append(
+            LabelledExchange(
+                prompt=record["context"],
+                response=record["response"],
+                unsafe=label == "Unsafe",
+                source="diasafety",
+                group=f"diasafety:{_normalise(record['context'])}",
+                prompt_type=record["category"].strip(),
+                upstream_split=str(record.get("split") or "").strip() or None,
+            )
+        )
+    return rows
+
+
 def load_labels(path: Path) -> list[LabelledExchange]:
-    """Any supported label source: an XSTest folder, an XSTest completion file, or a generic CSV."""
+    """Any supported label source: an XSTest folder, an XSTest completion file, a GPTFuzz,
+    Do-Not-Answer or DiaSafety file, or a generic CSV (told apart by their columns)."""
     path = Path(path)
     if path.is_dir():
         return load_xstest_folder(path)
     frame = _read_csv(path)
-    if {"completion", "final_label"} <= set(frame.columns):
+    columns = set(frame.columns)
+    if {"completion", "final_label"} <= columns:
         return load_xstest(path)
+    if set(GPTFUZZ_COLUMNS) <= columns:
+        return load_gptfuzz(path)
+    if set(DNA_COLUMNS) <= columns:
+        return load_do_not_answer(path)[0]
+    if set(DIASAFETY_COLUMNS) <= columns:
+        return load_diasafety(path)
     return load_generic(path)
 
 

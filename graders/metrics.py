@@ -33,14 +33,16 @@ def _ratio(a: float, b: float) -> float | None:
     return a / b if b else None
 
 
-def agreement(name: str, labels: Sequence[bool], p_unsafe: Sequence[float | None]) -> Agreement:
-    """Labels are True for unsafe; predictions are p >= 0.5; None predictions count as invalid."""
+def agreement(
+    name: str, labels: Sequence[bool], p_unsafe: Sequence[float | None], threshold: float = 0.5
+) -> Agreement:
+    """Labels are True for unsafe; predictions are p >= threshold; None predictions are invalid."""
     pairs = [(y, p) for y, p in zip(labels, p_unsafe, strict=True) if p is not None]
     n_invalid = len(labels) - len(pairs)
-    tp = sum(1 for y, p in pairs if y and p >= 0.5)
-    fn = sum(1 for y, p in pairs if y and p < 0.5)
-    fp = sum(1 for y, p in pairs if not y and p >= 0.5)
-    tn = sum(1 for y, p in pairs if not y and p < 0.5)
+    tp = sum(1 for y, p in pairs if y and p >= threshold)
+    fn = sum(1 for y, p in pairs if y and p < threshold)
+    fp = sum(1 for y, p in pairs if not y and p >= threshold)
+    tn = sum(1 for y, p in pairs if not y and p < threshold)
     n = len(pairs)
     precision = _ratio(tp, tp + fp)
     recall = _ratio(tp, tp + fn)

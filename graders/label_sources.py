@@ -1,0 +1,140 @@
+"""The labelled sources of `benchmarks/evaluator_protocol.md`, split into train, calibration and test.
+
+One function builds every split the protocol fixes, so that training, calibration and measurement
+cannot disagree on which rows are which. Splits are by group (GPTFuzz by question, Do-Not-Answer
+by prompt, XSTest by prompt id, our own sets by hazard fragment), seeded, and stratified by whether
+a group has an unsafe row (`labels.split_by_prompt`).
+"""
+
+import random
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from modelbench.errors import UserError
+from modelbench.graders.labels import (
+    LabelledExchange,
+    load_do_not_answer,
+    load_generic,
+    load_gptfuzz,
+    load_xstest_folder,
+    split_by_prompt,
+)
+from modelbench.graders.minilm import file_sha256
+
+DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
+LABEL_SETS = Path(__file__).with_name("label_sets")
+GPTFUZZ_FILE = Path("labels/gptfuzz/gptfuzz_labeled_responses.csv")
+DNA_FILE = Path("labels/do-not-answer/do_not_answer_responses.csv")
+XSTEST_FOLDER = Path("xstest")
+OWN_TRAIN = "mb-full-smollm2.csv"
+OWN_TEST = "mb-demo-smollm2.csv"
+SOURCES = ("gptfuzz", "dna", "xstest", "own")
+FLUENT_SOURCES = ("gptfuzz", "dna", "xstest")
+SPLIT_SEED = 0
+# Fractions of groups (see the protocol).
+GPTFUZZ_CALIBRATION = 12 / 80
+DNA_TEST, DNA_CALIBRATION = 0.20, 0.15
+XSTEST_TEST, XSTEST_CALIBRATION = 0.30, 0.25
+OWN_CALIBRATION = 0.20
+# Training sample: caps per group and repeats per source.
+GPTFUZZ_PER_QUESTION = 16
+DNA_SAFE_PER_PROMPT = 1
+DNA_UNSAFE_REPEATS = 4
+OWN_REPEATS = 2
+
+
+@dataclass
+class SourceSplit:
+    train: list[LabelledExchange]
+    calibration: list[LabelledExchange]
+    test: list[LabelledExchange]
+    files: dict[str, str] = field(default_factory=dict)  # path -> sha256
+    notes: dict[str, int] = field(default_factory=dict)
+
+
+def _files(paths: Iterable[Path]) -> dict[str, str]:
+    return {str(p): file_sha256(p) for p in sorted(paths)}
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        raise UserError(f"labelled data not found: {path} (the protocol's sources live in ../shared/data)")
+    return path
+
+
+def gptfuzz_split(root: Path) -> SourceSplit:
+    path = _need(root / GPTFUZZ_FILE)
+    rows = load_gptfuzz(path)
+    upstream_train = [r for r in rows if r.upstream_split == "train"]
+    test = [r for r in rows if r.upstream_split == "evaluate"]
+    train, calibration = split_by_prompt(upstream_train, held_out=GPTFUZZ_CALIBRATION, seed=SPLIT_SEED)
+    return SourceSplit(train, calibration, test, _files([path]))
+
+
+def dna_split(root: Path) -> SourceSplit:
+    path = _need(root / DNA_FILE)
+    rows, dropped = load_do_not_answer(path)
+    rest, test = split_by_prompt(rows, held_out=DNA_TEST, seed=SPLIT_SEED)
+    train, calibration = split_by_prompt(rest, held_out=DNA_CALIBRATION / (1 - DNA_TEST), seed=SPLIT_SEED)
+    return SourceSplit(train, calibration, test, _files([path]), {"dropped_by_mapping": dropped})
+
+
+def xstest_split(root: Path) -> SourceSplit:
+    folder = _need(root / XSTEST_FOLDER)
+    rows = load_xstest_folder(folder)
+    rest, test = split_by_prompt(rows, held_out=XSTEST_TEST, seed=SPLIT_SEED)
+    train, calibration = split_by_prompt(rest, held_out=XSTEST_CALIBRATION, seed=SPLIT_SEED)
+    return SourceSplit(train, calibration, test, _files(folder.glob("*.csv")))
+
+
+def own_split(label_sets: Path = LABEL_SETS) -> SourceSplit:
+    train_file, test_file = _need(label_sets / OWN_TRAIN), _need(label_sets / OWN_TEST)
+    rest = [r.model_copy(update={"source": "own"}) for r in load_generic(train_file)]
+    test = [r.model_copy(update={"source": "own"}) for r in load_generic(test_file)]
+    train, calibration = split_by_prompt(rest, held_out=OWN_CALIBRATION, seed=SPLIT_SEED)
+    return SourceSplit(train, calibration, test, _files([train_file, test_file]))
+
+
+def protocol_splits(root: Path = DATA_ROOT, sources: Sequence[str] = SOURCES) -> dict[str, SourceSplit]:
+    """Every source's train, calibration and test rows, as the protocol fixes them."""
+    makers = {
+        "gptfuzz": lambda: gptfuzz_split(root),
+        "dna": lambda: dna_split(root),
+        "xstest": lambda: xstest_split(root),
+        "own": own_split,
+    }
+    unknown = [s for s in sources if s not in makers]
+    if unknown:
+        raise UserError(f"unknown label source(s) {', '.join(unknown)} (known: {', '.join(SOURCES)})")
+    return {name: makers[name]() for name in sources}
+
+
+def training_sample(split: dict[str, SourceSplit], seed: int = 0) -> list[LabelledExchange]:
+    """The rows one training run sees, shuffled: capped per group where a source repeats itself
+    (77 answers per GPTFuzz question, 6 per Do-Not-Answer prompt), repeated where positives or
+    our own distribution are scarce."""
+    rng = random.Random(seed)
+    sample: list[LabelledExchange] = []
+    for name in sorted(split):
+        rows = split[name].train
+        by_group: dict[str, list[LabelledExchange]] = defaultdict(list)
+        for row in rows:
+            by_group[row.group].append(row)
+        for group in sorted(by_group):
+            members = by_group[group]
+            unsafe = [r for r in members if r.unsafe]
+            safe = [r for r in members if not r.unsafe]
+            if name == "gptfuzz":
+                sample += rng.sample(unsafe, min(len(unsafe), GPTFUZZ_PER_QUESTION))
+                sample += rng.sample(safe, min(len(safe), GPTFUZZ_PER_QUESTION))
+            elif name == "dna":
+                sample += unsafe * DNA_UNSAFE_REPEATS
+                sample += rng.sample(safe, min(len(safe), DNA_SAFE_PER_PROMPT))
+            elif name == "own":
+                sample += members * OWN_REPEATS
+            else:
+                sample += members
+    rng.shuffle(sample)
+    return sample
