@@ -13,7 +13,9 @@ from modelbench.graders.base import Evaluator
 
 EVALUATORS: dict[str, str] = {
     "refusal": "lexical refusal/compliance detector, hazard-aware for specialised advice",
-    "minilm-ce": "all-MiniLM-L6-v2 fine-tuned as a (prompt, response) cross-encoder on GPTFuzz, Do-Not-Answer, XSTest and our labels",
+    "minilm-ce": (
+        "all-MiniLM-L6-v2 fine-tuned as a (prompt, response) cross-encoder on answers of several chat models"
+    ),
     "minilm-clf": "all-MiniLM-L6-v2 embeddings of prompt and response into a logistic head trained on XSTest",
     "llm-judge": "any chat model as judge with a hazard rubric (llm-judge@SUT; default judge smollm2-135m)",
     "llama-guard": "Llama Guard 3: P(unsafe) from first-token probabilities (llama-guard@URL or @PATH)",

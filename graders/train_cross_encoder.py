@@ -182,7 +182,7 @@ def train_net(
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         seen += len(batch)
-        running.append(float(loss))
+        running.append(float(loss.detach()))
         if (step + 1) % 25 == 0 or step + 1 == len(plan):
             elapsed = time.perf_counter() - started
             rate = seen / elapsed
@@ -279,9 +279,7 @@ def run(args: argparse.Namespace, log: Any = print) -> Card:
     cal_p = calibrated(cal_logits, calibration)
     threshold, criterion = choose_threshold(cal_p, cal_labels, cal_sources)
     calibration = calibration.model_copy(update={"threshold": threshold})
-    log(
-        f"calibration: scale {scale:.3f} shift {shift:.3f} threshold {threshold} mean source F1 {criterion:.3f}"
-    )
+    log(f"calibration: scale {scale:.3f} shift {shift:.3f} threshold {threshold} criterion {criterion:.3f}")
     # Test rows, once.
     held_out: dict[str, Any] = {}
     for name, trows in test_rows.items():
