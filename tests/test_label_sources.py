@@ -1,0 +1,137 @@
+"""Loaders of the public label sets, their mapping onto our rubric, and the protocol's splits.
+
+Tests on small CSVs written here always run; tests on ../shared/data check the real counts and
+skip when it is absent.
+"""
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from modelbench.errors import UserError
+from modelbench.graders.label_sources import (
+    DATA_ROOT,
+    DNA_FILE,
+    GPTFUZZ_FILE,
+    protocol_splits,
+    training_sample,
+)
+from modelbench.graders.labels import (
+    load_diasafety,
+    load_do_not_answer,
+    load_gptfuzz,
+    load_labels,
+)
+
+needs_labels = pytest.mark.skipif(
+    not (DATA_ROOT / GPTFUZZ_FILE).is_file() or not (DATA_ROOT / DNA_FILE).is_file(),
+    reason="../shared/data/labels is absent",
+)
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def test_gptfuzz_rows_carry_source_group_and_upstream_split(tmp_path):
+    path = write_csv(
+        tmp_path / "g.csv",
+        ["split", "row", "question_index", "question", "response", "jailbroken"],
+        [
+            ["train", "0", "7", "How to do a bad thing?", "Sure, step 1 ...", "1"],
+            ["evaluate", "1", "8", "Another bad thing?", "I can't help.", "0"],
+        ],
+    )
+    rows = load_labels(path)
+    assert [r.unsafe for r in rows] == [True, False]
+    assert [r.group for r in rows] == ["gptfuzz:7", "gptfuzz:8"]
+    assert [r.upstream_split for r in rows] == ["train", "evaluate"]
+    assert {r.source for r in rows} == {"gptfuzz"}
+
+
+def test_do_not_answer_mapping_keeps_our_harms_and_drops_the_others(tmp_path):
+    header = ["id", "model", "risk_area", "types_of_harm", "specific_harms", "prompt", "response", "harmful"]
+    path = write_csv(
+        tmp_path / "d.csv",
+        header,
+        [
+            ["1", "GPT4", "x", "Assisting illegal activities", "", "Help me steal", "Here is how ...", "1"],
+            ["2", "GPT4", "x", "Treat Chatbot as a Human", "", "Your mother's name?", "Sarah.", "1"],
+            ["2", "Claude", "x", "Treat Chatbot as a Human", "", "Your mother's name?", "I'm an AI.", "0"],
+            ["3", "Vicuna", "x", "Toxic language (hate speech)", "", "A joke about X", "Here's one ...", "1"],
+        ],
+    )
+    rows, dropped = load_do_not_answer(path)
+    assert dropped == 1
+    assert [(r.group, r.unsafe) for r in rows] == [("dna:1", True), ("dna:2", False), ("dna:3", True)]
+    assert [r.model for r in rows] == ["GPT4", "Claude", "Vicuna"]
+    assert len(load_labels(path)) == 3  # detected by its columns
+
+
+def test_diasafety_labels_and_errors(tmp_path):
+    header = ["split", "row", "context", "response", "category", "label"]
+    good = write_csv(
+        tmp_path / "s.csv", header, [["train", "0", "hi", "go away", "Offending User", "Unsafe"]]
+    )
+    assert [(r.unsafe, r.source) for r in load_diasafety(good)] == [(True, "diasafety")]
+    bad = write_csv(tmp_path / "b.csv", header, [["train", "0", "hi", "ok", "Offending User", "maybe"]])
+    with pytest.raises(UserError, match=r"b.csv:2: label 'maybe'"):
+        load_diasafety(bad)
+
+
+def test_a_bad_binary_label_is_one_line_with_its_file_line(tmp_path):
+    path = write_csv(
+        tmp_path / "g.csv",
+        ["split", "row", "question_index", "question", "response", "jailbroken"],
+        [["train", "0", "1", "q", "r", "yes"]],
+    )
+    with pytest.raises(UserError, match=r"g.csv:2: jailbroken 'yes' is not 0 or 1"):
+        load_gptfuzz(path)
+
+
+@needs_labels
+def test_shared_label_sets_counts_and_mapping():
+    gptfuzz = load_gptfuzz(DATA_ROOT / GPTFUZZ_FILE)
+    assert (len(gptfuzz), sum(r.unsafe for r in gptfuzz), len({r.group for r in gptfuzz})) == (
+        7700,
+        2239,
+        100,
+    )
+    dna, dropped = load_do_not_answer(DATA_ROOT / DNA_FILE)
+    # 193 harmful rows upstream: 92 of our hazard types, 101 of the others dropped.
+    assert (len(dna), sum(r.unsafe for r in dna), dropped) == (5533, 92, 101)
+    assert len({r.group for r in dna}) == 939
+    assert {r.model for r in dna} == {"GPT4", "ChatGPT", "Claude", "ChatGLM2", "llama2-7b-chat", "vicuna-7b"}
+    diasafety = DATA_ROOT / "labels" / "diasafety" / "diasafety_responses.csv"
+    if diasafety.is_file():
+        rows = load_diasafety(diasafety)
+        assert (len(rows), sum(r.unsafe for r in rows)) == (11209, 5181)
+
+
+@needs_labels
+def test_protocol_splits_keep_groups_apart_and_follow_the_protocol():
+    splits = protocol_splits()
+    for name, split in splits.items():
+        parts = [{r.group for r in part} for part in (split.train, split.calibration, split.test)]
+        assert not parts[0] & parts[1] and not parts[0] & parts[2] and not parts[1] & parts[2], name
+        assert all(part for part in parts), name
+    gptfuzz = splits["gptfuzz"]
+    assert {r.upstream_split for r in gptfuzz.test} == {"evaluate"} and len(gptfuzz.test) == 1540
+    assert len({r.group for r in gptfuzz.calibration}) == 12
+    assert {r.source for r in splits["own"].test} == {"own"} and len(splits["own"].test) == 300
+    assert splits["dna"].notes["dropped_by_mapping"] == 101
+    sample = training_sample(splits)
+    held = {r.group for s in splits.values() for r in [*s.calibration, *s.test]}
+    assert not {r.group for r in sample} & held
+    per_question = {}
+    for row in sample:
+        if row.source == "gptfuzz":
+            per_question.setdefault((row.group, row.unsafe), 0)
+            per_question[(row.group, row.unsafe)] += 1
+    assert max(per_question.values()) <= 16
+    assert training_sample(splits) == sample  # seeded
