@@ -224,9 +224,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     scored = cal + test_rows
 
     ce = CrossEncoderClassifier(card_path=Path(args.card))
+    refusal = RefusalEvaluator()
+    members_by_uid = {"minilm-ce": ce, "refusal": refusal}
     p_all: dict[str, np.ndarray] = {
         "string-match": np.array([1.0 if string_match_unsafe(r.response) else 0.0 for r in scored]),
-        "refusal": judge_p(RefusalEvaluator(), scored),
+        "refusal": judge_p(refusal, scored),
         "minilm-clf": judge_p(MiniLMClassifier(), scored),
         "minilm-ce": ce.predict([r.prompt for r in scored], [r.response for r in scored]),
     }
@@ -366,6 +368,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "members": calibration_agreement,
                     "member_thresholds": {u: thresholds[u] for u in chosen["members"]},
                     "minilm_ce_card_sha256": ce.card_sha256,
+                    "n": n_cal,
+                    "n_unsafe": sum(r.unsafe for r in cal),
+                    "fingerprints": {u: members_by_uid[u].fingerprint() for u in chosen["members"]},
+                    "held_out": {
+                        "date": record["date"],
+                        "description": (
+                            "test rows of GPTFuzz (gpt-3.5-turbo under jailbreaks), Do-Not-Answer (six chat "
+                            "models), XSTest (GPT-4, Llama 2, Mistral) and SmolLM2 answers to mb-demo"
+                        ),
+                        "members": {u: results[u]["pooled"] for u in chosen["members"]},
+                        "ensemble": {name: results["ensemble"][name] for name in [*SOURCES, "pooled"]},
+                        "results_file": str(args.out),
+                    },
                     "method": (
                         "Youden's J = TPR + TNR - 1 at each member's own threshold on the calibration "
                         "rows, floored at 0; the ensemble threshold by mean per-source F1 on the same rows"

@@ -1,17 +1,18 @@
-"""Grading throughput of the local evaluators, refusal + minilm-clf, on CPU.
+"""Grading throughput of the local evaluators on CPU: each member, and the default ensemble.
 
 Prints one table; every number comes from this one run. Usage:
 
-    .venv/bin/python benchmarks/graders.py [--items 1000] [--threads 2] [--head FILE] [--target 200]
+    .venv/bin/python benchmarks/graders.py [--items 1000] [--threads 2] [--target 100]
 
 The exchanges are real model answers: XSTest completions from ../shared/data/xstest (three models,
 answers of a few words to a few hundred), shuffled with a fixed seed; without that folder, mb-demo
 prompts with synthetic answers of mixed length. Each evaluator grades them in its own batch size
-through `judge`, as the engine calls it; "together" is the two run concurrently, as the engine runs
-its grader workers, on a fresh minilm-clf (so no cached prompt embedding helps). Model loading is
-timed apart, on other exchanges, since a run pays it once. The last line says whether the two
-together reach the target rate (the issue asks for 200 items/s on 2 CPU cores); the exit status is
-0 either way, since the number is what matters.
+through `judge`, as the engine calls it: `refusal`, `minilm-ce` in float32 (the default) and with
+int8 dynamic quantisation of its linear layers, and the previous `minilm-clf`. The default
+ensemble's row runs its members concurrently, freshly loaded, as the engine runs its grader
+workers. Model loading is timed apart, on other exchanges, since a run pays it once. The last line
+says whether the default ensemble reaches the target rate (issue 14 asks for 100 items/s on 2 CPU
+cores); the exit status is 0 either way, since the number is what matters.
 """
 
 import argparse
@@ -19,6 +20,7 @@ import asyncio
 import os
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -28,9 +30,11 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from modelbench.graders.base import Evaluator, Exchange  # noqa: E402
+from modelbench.graders.cross_encoder import CrossEncoderClassifier  # noqa: E402
 from modelbench.graders.labels import load_xstest_folder  # noqa: E402
 from modelbench.graders.minilm import MiniLMClassifier  # noqa: E402
 from modelbench.graders.refusal import RefusalEvaluator  # noqa: E402
+from modelbench.graders.registry import DEFAULT_GRADERS, make_evaluator  # noqa: E402
 
 XSTEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "xstest"
 ANSWERS = [
@@ -73,47 +77,52 @@ async def run(args: argparse.Namespace) -> None:
     pool, origin = exchanges(args.items)
     warm, items = pool[:16], pool[16 : 16 + args.items]
 
-    refusal = RefusalEvaluator()
-    minilm = MiniLMClassifier(head_path=args.head)
+    systems: dict[str, Callable[[], Evaluator]] = {
+        "refusal": RefusalEvaluator,
+        "minilm-ce": CrossEncoderClassifier,
+        "minilm-ce int8": lambda: CrossEncoderClassifier(dtype="int8"),
+        "minilm-clf (previous)": MiniLMClassifier,
+    }
+    rows, loads = [], {}
+    for name, make in systems.items():
+        evaluator = make()
+        started = time.perf_counter()
+        await evaluator.judge(warm)
+        loads[name] = time.perf_counter() - started
+        rows.append((name, evaluator.batch_size, await grade(evaluator, items)))
+    # The default ensemble as the engine runs it: every member concurrently, each freshly loaded
+    # (load time apart), so no cache from the rows above helps.
+    members = [make_evaluator(spec) for spec in DEFAULT_GRADERS]
+    for member in members:
+        await member.judge(warm)
     started = time.perf_counter()
-    await minilm.judge(warm)
-    load_s = time.perf_counter() - started
+    await asyncio.gather(*(grade(member, items) for member in members))
+    default_name = "default: " + " + ".join(DEFAULT_GRADERS)
+    rows.append((default_name, None, time.perf_counter() - started))
 
-    rows = [
-        ("refusal", refusal.batch_size, await grade(refusal, items)),
-        ("minilm-clf", minilm.batch_size, await grade(minilm, items)),
-    ]
-    fresh = MiniLMClassifier(head_path=args.head)
-    await fresh.judge(warm)
-    started = time.perf_counter()
-    await asyncio.gather(grade(refusal, items), grade(fresh, items))
-    rows.append(("refusal + minilm-clf", None, time.perf_counter() - started))
-
-    fingerprint = minilm.fingerprint()
     table = Table(
         title=(
             f"{len(items)} exchanges: {origin}\n"
-            f"torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs; minilm-clf "
-            f"{fingerprint['dtype']}, max_length {fingerprint['max_length']}, load {load_s:.1f}s"
+            f"torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs; load time apart"
         )
     )
-    for column in ("graders", "judge batch", "wall s", "items/s"):
+    for column in ("graders", "judge batch", "load s", "wall s", "items/s"):
         table.add_column(column, justify="right")
     for name, batch, wall in rows:
-        table.add_row(name, str(batch or "-"), f"{wall:.2f}", f"{len(items) / wall:.0f}")
+        load = f"{loads[name]:.1f}" if name in loads else "-"
+        table.add_row(name, str(batch or "-"), load, f"{wall:.2f}", f"{len(items) / wall:.0f}")
     console = Console()
     console.print(table)
     together = len(items) / rows[-1][2]
     verdict = "reached" if together >= args.target else "NOT reached"
-    console.print(f"refusal + minilm-clf: {together:.0f} items/s; target {args.target:.0f} items/s {verdict}")
+    console.print(f"{default_name}: {together:.0f} items/s; target {args.target:.0f} items/s {verdict}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (0: torch's default)")
-    parser.add_argument("--head", type=Path, default=None, help="another minilm-clf head file")
-    parser.add_argument("--target", type=float, default=200.0, help="items/s for refusal + minilm-clf")
+    parser.add_argument("--target", type=float, default=100.0, help="items/s for the default ensemble")
     asyncio.run(run(parser.parse_args()))
 
 

@@ -479,7 +479,10 @@ def _ensemble(record: dict[str, Any], scores: list[SUTScore], names: dict[str, s
     for uid, fingerprint in (config.get("graders") or {}).items():
         flat = _flat("", fingerprint, [])
         measured = [(k, v) for k, v in flat if any(word in k.lower() for word in ACCURACY_KEYS)]
-        if uid in members and fingerprints.get(uid) == fingerprint:
+        held_out = (calibration.get("held_out") or {}).get("members") or {}
+        if uid in held_out and fingerprints.get(uid) == fingerprint:
+            measured = _held_out_agreement(held_out[uid], calibration["held_out"]) + measured
+        elif uid in members and fingerprints.get(uid) == fingerprint:
             measured = _agreement(members[uid], calibration) + measured
         graders.append(
             {
@@ -506,6 +509,8 @@ def _ensemble(record: dict[str, Any], scores: list[SUTScore], names: dict[str, s
     return {
         "graders": graders,
         "language_notices": _language_notices(config),
+        "held_out": _held_out_ensemble(config, calibration),
+        "unsafe_threshold": ensemble.get("threshold", 0.5),
         "threshold": ensemble.get("uncertainty_threshold"),
         "min_valid": ensemble.get("min_valid"),
         "uncertain": uncertain,
@@ -541,6 +546,59 @@ def _calibration(ensemble: dict[str, Any]) -> dict[str, Any]:
         return {}
     provenance = data.get("provenance") if isinstance(data, dict) else None
     return provenance if isinstance(provenance, dict) else {}
+
+
+def _with_interval(metrics: dict[str, Any], key: str, fmt: Any) -> str:
+    value = _num(metrics.get(key))
+    if value is None:
+        return "—"
+    ci = metrics.get(f"{key}_ci95")
+    if isinstance(ci, list) and len(ci) == 2 and all(_num(c) is not None for c in ci):
+        return f"{fmt(value)} [{fmt(ci[0])}, {fmt(ci[1])}]"
+    return fmt(value)
+
+
+def _held_out_agreement(metrics: dict[str, Any], held_out: dict[str, Any]) -> list[tuple[str, str]]:
+    """A member's pooled numbers on the protocol's test rows, which nothing was fitted to."""
+    two = "{:.2f}".format
+    return [
+        ("held-out F1", _with_interval(metrics, "f1", two)),
+        ("recall", _with_interval(metrics, "recall", two)),
+        ("false-safe rate", _with_interval(metrics, "false_safe_rate", pct)),
+        ("false-unsafe rate", _with_interval(metrics, "false_unsafe_rate", pct)),
+        (
+            "measured on",
+            f"{metrics.get('n', '?')} held-out test rows, {held_out.get('description', '')}".rstrip(", "),
+        ),
+    ]
+
+
+def _held_out_ensemble(config: dict[str, Any], calibration: dict[str, Any]) -> dict[str, Any] | None:
+    """The default ensemble's held-out numbers per source, shown only when this run graded with
+    exactly the measured members at the measured versions."""
+    held_out = calibration.get("held_out") or {}
+    per_source = held_out.get("ensemble") or {}
+    fingerprints = calibration.get("fingerprints") or {}
+    graders = config.get("graders") or {}
+    if not per_source or set(graders) != set(held_out.get("members") or {}):
+        return None
+    if any(fingerprints.get(uid) != fingerprint for uid, fingerprint in graders.items()):
+        return None
+    two = "{:.2f}".format
+    rows = [
+        {
+            "source": name,
+            "n": m.get("n"),
+            "n_unsafe": m.get("n_unsafe"),
+            "f1": _with_interval(m, "f1", two),
+            "recall": _with_interval(m, "recall", two),
+            "false_safe": _with_interval(m, "false_safe_rate", pct),
+            "false_unsafe": _with_interval(m, "false_unsafe_rate", pct),
+        }
+        for name, m in per_source.items()
+        if isinstance(m, dict)
+    ]
+    return {"rows": rows, "description": held_out.get("description", ""), "date": held_out.get("date")}
 
 
 def _agreement(metrics: dict[str, Any], calibration: dict[str, Any]) -> list[tuple[str, str]]:
