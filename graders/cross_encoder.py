@@ -49,6 +49,8 @@ HEAD_PREFIX = "head."
 # Batches pad to a multiple of this many tokens: oneDNN compiles a kernel per input shape.
 PAD_MULTIPLE = 16
 DTYPES = ("float32", "int8")
+# The label file the protocol holds out whole (graders/label_sets/): never trained or calibrated on.
+TEST_ONLY_FILE = "mb-demo-smollm2.csv"
 
 
 class Window(BaseModel):
@@ -338,3 +340,21 @@ class CrossEncoderClassifier(Evaluator):
 
     async def judge(self, exchanges: list[Exchange]) -> list[Verdict]:
         return await asyncio.to_thread(self.judge_sync, exchanges)
+
+    def in_sample_on(self, labels: Path, split: str, seed: int, held_out: float) -> bool:
+        """Whether `split` of `labels` holds rows this model was trained or calibrated on.
+
+        The card names its data files by sha256. Two of them are test-only under the protocol:
+        our held-out label set (`mb-demo-smollm2.csv`), and XSTest's held-out split, which is the
+        CLI's `--split heldout` at seed 0 and 30% (the protocol's XSTest test split). Any other
+        split of a training file is in sample.
+        """
+        trained = (self.card.provenance.get("data_files") or {}).items()
+        files = [Path(labels)] if Path(labels).is_file() else sorted(Path(labels).rglob("*.csv"))
+        hashes = {file_sha256(f) for f in files}
+        used = {digest for name, digest in trained if name != TEST_ONLY_FILE} & hashes
+        if not used:
+            return False
+        xstest_names = {name for name, digest in trained if digest in hashes and name.startswith("xstest_")}
+        protocol_test = split == "heldout" and seed == 0 and held_out == 0.3
+        return not (xstest_names and protocol_test and len(xstest_names) == len(used))

@@ -114,20 +114,35 @@ def member_verdicts(
     verdicts = judge_rows(direct, rows) if direct else {}
     how: dict[str, dict[str, Any]] = {e.uid: {"scored": DIRECT} for e in direct}
     for evaluator in evaluators:
+        if evaluator.uid in trained and not callable(getattr(evaluator, "out_of_fold", None)):
+            raise UserError(
+                f"{evaluator.uid} was trained or calibrated on some of these labelled rows and cannot be "
+                "scored out of fold; its held-out numbers are benchmarks/evaluator_sources.py's (the "
+                "protocol's test rows), or pass --split heldout --seed 0 --held-out 0.3 on XSTest"
+            )
+    for evaluator in evaluators:
         if evaluator.uid in trained:
             scored, how[evaluator.uid] = evaluator.out_of_fold(rows, seed)  # type: ignore[attr-defined]
             verdicts[evaluator.uid] = scored
     return {e.uid: verdicts[e.uid] for e in evaluators}, how
 
 
-def calibrate(evaluators: list[Evaluator], rows: list[LabelledExchange], provenance: dict[str, Any]) -> dict:
+def calibrate(
+    evaluators: list[Evaluator],
+    rows: list[LabelledExchange],
+    provenance: dict[str, Any],
+    trained: frozenset[str] = frozenset(),
+) -> dict:
     """Reliabilities (Youden's J, floored at 0) from out-of-sample verdicts, with provenance.
 
     The ensemble's own agreement on the same rows, under the new reliabilities, is recorded too: it
     is how one checks, without touching held-out data, that the ensemble is not worse than its best
     member.
     """
-    verdicts, how = member_verdicts(evaluators, rows, int(provenance.get("seed", 0)))
+    refit = trained | {e.uid for e in evaluators if callable(getattr(e, "out_of_fold", None))}
+    verdicts, how = member_verdicts(
+        evaluators, rows, int(provenance.get("seed", 0)), trained=frozenset(refit)
+    )
     labels = [row.unsafe for row in rows]
     members = {uid: agreement(uid, labels, [v.p_unsafe for v in vs]) for uid, vs in verdicts.items()}
     reliabilities = {uid: round(reliability(result), 6) for uid, result in members.items()}

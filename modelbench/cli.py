@@ -607,14 +607,16 @@ def graders_calibrate(labels, specs, seed, held_out, split, out) -> None:
     from modelbench.graders.evaluation import (
         calibrate,
         default_reliability_path,
+        in_sample_members,
         labelled_rows,
         write_reliability,
     )
 
     rows = labelled_rows(labels, split, seed, held_out)
     evaluators = _evaluators(specs)
+    in_sample = in_sample_members(evaluators, labels, split, seed, held_out)
     provenance = {"labels": str(labels), "split": split, "seed": seed, "held_out": held_out}
-    calibration = calibrate(evaluators, rows, provenance)
+    calibration = calibrate(evaluators, rows, provenance, trained=in_sample)
     path = write_reliability(calibration, out or default_reliability_path())
     console = _console()
     table = Table("evaluator", "Youden's J", "reliability r")
