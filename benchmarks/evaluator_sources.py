@@ -8,7 +8,8 @@
    (refusal + minilm-clf), and `minilm-ce`.
 2. Chooses the new default ensemble on calibration rows only: members from {minilm-ce} and
    {minilm-ce, refusal}, reliabilities (Youden's J at each member's own threshold) and the
-   ensemble's threshold, by mean per-source F1; a tie goes to fewer members.
+   ensemble's threshold, by mean per-source F1; a larger candidate must beat a smaller one
+   beyond bootstrap noise on the calibration rows.
 3. Reports every system on test rows, per source and pooled: F1 for unsafe, precision, recall,
    false-safe and false-unsafe rates, AUC, each with a 95% bootstrap interval over prompt groups,
    and the paired bootstrap of F1(ensemble) - F1(best member) per source.
@@ -177,11 +178,32 @@ def summarise(point: np.ndarray, draws: np.ndarray, labels: np.ndarray, scores: 
     return result
 
 
+def mean_source_f1_draws(
+    cal: list[LabelledExchange], predicted: np.ndarray, draws: dict[str, np.ndarray]
+) -> np.ndarray:
+    """Mean per-source F1 on each bootstrap resample of calibration groups."""
+    per_source = []
+    for name, index in draws.items():
+        rows = [i for i, r in enumerate(cal) if source_of(r) == name]
+        _, counts = group_counts([cal[i] for i in rows], predicted[rows])
+        per_source.append(np.nan_to_num(rates(counts[index].sum(axis=1))["f1"]))
+    return np.mean(per_source, axis=0)
+
+
 def choose_ensemble(
-    cal: list[LabelledExchange], members: dict[str, np.ndarray], thresholds: dict[str, float]
+    cal: list[LabelledExchange], members: dict[str, np.ndarray], thresholds: dict[str, float], draws: int
 ) -> dict[str, Any]:
+    """Members, reliabilities and threshold, from calibration rows only.
+
+    A larger candidate replaces a smaller one only when it beats it beyond noise on the
+    calibration rows: the 95% paired bootstrap interval (over calibration groups) of the
+    difference in mean per-source F1 lies above 0. A member has to earn its place.
+    """
     labels = [r.unsafe for r in cal]
     sources = [source_of(r) for r in cal]
+    rng = np.random.default_rng(0)
+    groups = {name: sorted({r.group for r in cal if source_of(r) == name}) for name in sorted(set(sources))}
+    draw_index = {name: rng.integers(0, len(g), (draws, len(g))) for name, g in groups.items()}
     tried = []
     for candidate in CANDIDATES:
         reliabilities = {
@@ -196,10 +218,22 @@ def choose_ensemble(
                 "reliability": reliabilities,
                 "threshold": threshold,
                 "mean_source_f1": round(criterion, 4),
+                "_draws": mean_source_f1_draws(cal, p >= threshold, draw_index),
             }
         )
-    best = max(tried, key=lambda t: (t["mean_source_f1"], -len(t["members"])))
-    return {"chosen": best, "candidates": tried}
+    chosen = tried[0]
+    for candidate in tried[1:]:
+        diff = candidate["_draws"] - chosen["_draws"]
+        candidate["vs_chosen_ci95"] = interval(diff)
+        if candidate["vs_chosen_ci95"] and candidate["vs_chosen_ci95"][0] > 0:
+            chosen = candidate
+    for candidate in tried:
+        del candidate["_draws"]
+    rule = (
+        "the smallest candidate unless a larger one beats it on calibration rows beyond noise (95% paired "
+        "bootstrap interval over calibration groups of the mean per-source F1 difference above 0)"
+    )
+    return {"chosen": chosen, "candidates": tried, "rule": rule}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -210,6 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--bootstrap", type=int, default=BOOTSTRAP)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--cache", default=None, help="an .npz file to keep member probabilities in")
     args = parser.parse_args(argv)
     console = Console(width=150)
     if args.threads:
@@ -226,19 +261,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     ce = CrossEncoderClassifier(card_path=Path(args.card))
     refusal = RefusalEvaluator()
     members_by_uid = {"minilm-ce": ce, "refusal": refusal}
-    p_all: dict[str, np.ndarray] = {
-        "string-match": np.array([1.0 if string_match_unsafe(r.response) else 0.0 for r in scored]),
-        "refusal": judge_p(refusal, scored),
-        "minilm-clf": judge_p(MiniLMClassifier(), scored),
-        "minilm-ce": ce.predict([r.prompt for r in scored], [r.response for r in scored]),
-    }
+    cache = Path(args.cache) if args.cache else None
+    key = f"{ce.card_sha256}-{len(scored)}"
+    if cache and cache.is_file() and str(np.load(cache)["key"]) == key:
+        p_all = {
+            name: np.load(cache)[name] for name in ("string-match", "refusal", "minilm-clf", "minilm-ce")
+        }
+        console.print(f"member probabilities from {cache}")
+    else:
+        p_all = {
+            "string-match": np.array([1.0 if string_match_unsafe(r.response) else 0.0 for r in scored]),
+            "refusal": judge_p(refusal, scored),
+            "minilm-clf": judge_p(MiniLMClassifier(), scored),
+            "minilm-ce": ce.predict([r.prompt for r in scored], [r.response for r in scored]),
+        }
+        if cache:
+            np.savez(cache, key=np.array(key), **p_all)
     p_all["previous ensemble"] = ensemble_p(
         {u: p_all[u] for u in ("refusal", "minilm-clf")}, EnsembleConfig(reliability=PREVIOUS_RELIABILITY)
     )
     console.print(f"scored {len(scored)} rows in {time.perf_counter() - started:.0f} s")
     thresholds = {"refusal": 0.5, "minilm-ce": ce.card.calibration.threshold}
     n_cal = len(cal)
-    selection = choose_ensemble(cal, {u: p_all[u][:n_cal] for u in thresholds}, thresholds)
+    selection = choose_ensemble(cal, {u: p_all[u][:n_cal] for u in thresholds}, thresholds, args.bootstrap)
     chosen = selection["chosen"]
     config = EnsembleConfig(reliability=chosen["reliability"], threshold=chosen["threshold"])
     p_all["ensemble"] = ensemble_p({u: p_all[u] for u in chosen["members"]}, config)
@@ -331,7 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"vs {paired[name]['best_member']}",
         )
     console.print(detail)
-    console.print(f"chosen on calibration rows: {json.dumps(selection['candidates'])}")
+    console.print(f"chosen on calibration rows ({selection['rule']}): {json.dumps(selection['candidates'])}")
 
     record = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),

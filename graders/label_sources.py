@@ -111,7 +111,9 @@ def protocol_splits(root: Path = DATA_ROOT, sources: Sequence[str] = SOURCES) ->
     return {name: makers[name]() for name in sources}
 
 
-def training_sample(split: dict[str, SourceSplit], seed: int = 0) -> list[LabelledExchange]:
+def training_sample(
+    split: dict[str, SourceSplit], seed: int = 0, gptfuzz_per_question: int = GPTFUZZ_PER_QUESTION
+) -> list[LabelledExchange]:
     """The rows one training run sees, shuffled: capped per group where a source repeats itself
     (77 answers per GPTFuzz question, 6 per Do-Not-Answer prompt), repeated where positives or
     our own distribution are scarce."""
@@ -127,8 +129,8 @@ def training_sample(split: dict[str, SourceSplit], seed: int = 0) -> list[Labell
             unsafe = [r for r in members if r.unsafe]
             safe = [r for r in members if not r.unsafe]
             if name == "gptfuzz":
-                sample += rng.sample(unsafe, min(len(unsafe), GPTFUZZ_PER_QUESTION))
-                sample += rng.sample(safe, min(len(safe), GPTFUZZ_PER_QUESTION))
+                sample += rng.sample(unsafe, min(len(unsafe), gptfuzz_per_question))
+                sample += rng.sample(safe, min(len(safe), gptfuzz_per_question))
             elif name == "dna":
                 sample += unsafe * DNA_UNSAFE_REPEATS
                 sample += rng.sample(safe, min(len(safe), DNA_SAFE_PER_PROMPT))

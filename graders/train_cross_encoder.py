@@ -42,6 +42,7 @@ from modelbench.graders.cross_encoder import (
 )
 from modelbench.graders.label_sources import (
     DATA_ROOT,
+    GPTFUZZ_PER_QUESTION,
     LABEL_SETS,
     SOURCES,
     protocol_splits,
@@ -261,7 +262,7 @@ def run(args: argparse.Namespace, log: Any = print) -> Card:
     if args.leave_out and args.leave_out not in splits:
         raise UserError(f"--leave-out {args.leave_out}: not one of {', '.join(SOURCES)}")
     trained_on = {name: split for name, split in splits.items() if name != args.leave_out}
-    rows = training_sample(trained_on, seed=args.seed)
+    rows = training_sample(trained_on, seed=args.seed, gptfuzz_per_question=args.gptfuzz_per_question)
     calibration_rows = [r for s in trained_on.values() for r in s.calibration]
     test_rows = {name: split.test for name, split in splits.items()}
     if args.limit:  # a tiny slice, for tests of the script itself
@@ -338,6 +339,7 @@ def run(args: argparse.Namespace, log: Any = print) -> Card:
             else None,
             "recipe": {
                 "epochs": args.epochs,
+                "gptfuzz_per_question": args.gptfuzz_per_question,
                 "batch": BATCH,
                 "encoder_lr": ENCODER_LR,
                 "head_lr": HEAD_LR,
@@ -371,6 +373,12 @@ def parser() -> argparse.ArgumentParser:
         "--leave-out", choices=SOURCES, default=None, help="train and calibrate without this source"
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--gptfuzz-per-question",
+        type=int,
+        default=GPTFUZZ_PER_QUESTION,
+        help="training answers per GPTFuzz question and class",
+    )
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
     p.add_argument("--limit", type=int, default=0, help="use only this many training and calibration rows")

@@ -31,9 +31,11 @@ from modelbench.prompts.export import write_items
 from modelbench.prompts.items import TestItem
 from modelbench.suts.base import SUT, SUTResponse
 
+# Every default member is English-only, so the notice names them all.
 FRENCH_NOTICE = (
-    "3 items in fr_FR: graded by evaluators trained and measured on English only (refusal, minilm-clf); "
-    "their verdicts on these items are unmeasured"
+    f"3 items in fr_FR: graded by {'evaluators' if len(DEFAULT_GRADERS) > 1 else 'an evaluator'} trained "
+    f"and measured on English only ({', '.join(DEFAULT_GRADERS)}); "
+    f"{'their' if len(DEFAULT_GRADERS) > 1 else 'its'} verdicts on these items are unmeasured"
 )
 
 
@@ -86,7 +88,7 @@ def test_language_of(locale, language):
 
 def test_shipped_evaluators_declare_their_languages():
     evaluators = [make_evaluator(spec) for spec in DEFAULT_GRADERS]
-    assert {e.uid: declared_languages(e) for e in evaluators} == {"refusal": ("en",), "minilm-clf": ("en",)}
+    assert {e.uid: declared_languages(e) for e in evaluators} == {uid: ("en",) for uid in DEFAULT_GRADERS}
     meta = {"en", "fr", "de", "hi", "it", "pt", "es", "th"}
     assert set(LlamaGuardAPI.languages) == set(LlamaGuardLocal.languages) == meta
     assert describe_languages(("en",)) == "English only"
@@ -112,9 +114,8 @@ def test_every_evaluator_class_in_the_package_declares_languages():
         declares = any("languages" in vars(c) for c in cls.__mro__ if c is not Evaluator)
         if not declares or not all(re.fullmatch(r"[a-z]{2}", code) for code in cls.languages or ()):
             undeclared.append(cls.__name__)
-    assert {"RefusalEvaluator", "MiniLMClassifier", "LLMJudge", "LlamaGuardAPI", "LlamaGuardLocal"} <= set(
-        found
-    )
+    shipped = {"RefusalEvaluator", "MiniLMClassifier", "CrossEncoderClassifier", "LLMJudge"}
+    assert shipped | {"LlamaGuardAPI", "LlamaGuardLocal"} <= set(found)
     assert undeclared == []
 
 
@@ -124,7 +125,7 @@ def test_french_items_with_the_default_evaluators_raise_a_notice_naming_them():
     items = [item(k, "fr_FR") for k in range(3)] + [item(k) for k in range(5)]
     (notice,) = language_notices(items, evaluators)
     assert (notice.locale, notice.language, notice.n_items) == ("fr_FR", "fr", 3)
-    assert notice.evaluators == ["refusal", "minilm-clf"]
+    assert notice.evaluators == list(DEFAULT_GRADERS)
     assert notice.message() == FRENCH_NOTICE
     assert LanguageNotice.model_validate(json.loads(json.dumps(notice.model_dump()))) == notice
 
