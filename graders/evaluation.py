@@ -175,8 +175,12 @@ def write_reliability(calibration: dict, out: Path) -> Path:
     return write_json(calibration, out)
 
 
-def load_ensemble_config(path: Path | None = None) -> EnsembleConfig:
-    """The ensemble with calibrated priors (the shipped file unless another is given)."""
+def load_ensemble_config(path: Path | None = None, graders: list[str] | None = None) -> EnsembleConfig:
+    """The ensemble with calibrated priors (the shipped file unless another is given).
+
+    The decision threshold belongs to the member set it was chosen for: when `graders` names
+    another set than the file's `members`, the threshold falls back to 0.5.
+    """
     path = path or default_reliability_path()
     if not path.is_file():
         if path != default_reliability_path():
@@ -184,9 +188,13 @@ def load_ensemble_config(path: Path | None = None) -> EnsembleConfig:
         return EnsembleConfig()
     try:
         data = json.loads(path.read_text("utf-8"))
+        members = data.get("members")
+        threshold = float(data.get("threshold", 0.5))
+        if graders is not None and members is not None and set(graders) != set(members):
+            threshold = 0.5
         return EnsembleConfig(
             reliability={k: float(v) for k, v in data["reliability"].items()},
-            threshold=float(data.get("threshold", 0.5)),
+            threshold=threshold,
         )
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise UserError(f"invalid reliability file {path}: {exc}") from None

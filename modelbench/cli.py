@@ -575,7 +575,7 @@ def graders_evaluate(labels, specs, seed, held_out, split, reliability, json_out
 
     rows = labelled_rows(labels, split, seed, held_out)
     evaluators = _evaluators(specs)
-    ensemble = load_ensemble_config(reliability)
+    ensemble = load_ensemble_config(reliability, graders=[e.uid for e in evaluators])
     # Never report a trained member on its own training rows: those are scored out of fold.
     in_sample = in_sample_members(evaluators, labels, split, seed, held_out)
     results = evaluate(evaluators, rows, ensemble, out_of_fold=in_sample, seed=seed)

@@ -189,7 +189,7 @@ def prepare(request: RunRequest, run_id: str | None = None) -> PreparedRun:
         items=items,
         suts=suts,
         evaluators=evaluators,
-        ensemble=load_ensemble_config(),
+        ensemble=load_ensemble_config(graders=[e.uid for e in evaluators]),
         standard=standard,
         run_id=run_id,
     )
