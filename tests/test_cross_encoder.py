@@ -181,3 +181,17 @@ def test_the_default_graders_are_the_calibrated_ensemble():
     assert tuple(data["members"]) == DEFAULT_GRADERS
     config = load_ensemble_config()
     assert set(config.reliability) == set(DEFAULT_GRADERS) and config.threshold == data["threshold"]
+
+
+def test_the_ensemble_threshold_belongs_to_its_member_set(tmp_path):
+    from modelbench.graders.base import Verdict
+    from modelbench.graders.ensemble import combine
+    from modelbench.graders.evaluation import load_ensemble_config
+
+    path = tmp_path / "reliability.json"
+    path.write_text(json.dumps({"members": ["a", "b"], "reliability": {"a": 0.8, "b": 0.2}, "threshold": 0.3}))
+    assert load_ensemble_config(path, graders=["b", "a"]).threshold == 0.3
+    assert load_ensemble_config(path, graders=["a"]).threshold == 0.5
+    config = load_ensemble_config(path)
+    score = combine([Verdict(evaluator_uid="a", p_unsafe=0.35)], config)
+    assert score.is_safe is False  # 0.35 >= 0.3
