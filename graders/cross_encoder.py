@@ -54,16 +54,21 @@ TEST_ONLY_FILE = "mb-demo-smollm2.csv"
 
 
 class Window(BaseModel):
-    """How many tokens of the prompt and of the response's head and tail the model reads."""
+    """How many tokens of the prompt's and the response's head and tail the model reads.
 
-    prompt_tokens: int = Field(gt=0)
+    The prompt keeps a tail too: interaction templates (role-play, "hypothetically", jailbreaks)
+    put their framing first and the request last.
+    """
+
+    prompt_head_tokens: int = Field(ge=0)
+    prompt_tail_tokens: int = Field(ge=0)
     head_tokens: int = Field(gt=0)
     tail_tokens: int = Field(ge=0)
 
     @property
     def max_length(self) -> int:
-        # [CLS] prompt [SEP] head ... tail [SEP]: 3 special tokens, up to 3 for the ellipsis.
-        return self.prompt_tokens + self.head_tokens + self.tail_tokens + 6
+        # [CLS] prompt [SEP] head ... tail [SEP]: 3 special tokens, up to 3 per ellipsis.
+        return self.prompt_head_tokens + self.prompt_tail_tokens + self.head_tokens + self.tail_tokens + 9
 
 
 class Calibration(BaseModel):
@@ -97,7 +102,7 @@ def encode_pairs(
 ) -> list[tuple[list[int], list[int]]]:
     """Token ids and segment ids of each (prompt, response), batched through the fast tokenizer.
 
-    The prompt is cut to its first `prompt_tokens`; a longer response keeps its head and tail.
+    A prompt or response longer than its budget keeps its head and its tail.
     Tokenising a response is capped at a few thousand characters from each end: more can never
     reach the window and only costs time.
     """
@@ -109,14 +114,20 @@ def encode_pairs(
     cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
     out = []
     for p, r in zip(p_ids, r_ids, strict=True):
-        p = p[: window.prompt_tokens]
-        if len(r) > window.head_tokens + window.tail_tokens:
-            tail = r[len(r) - window.tail_tokens :] if window.tail_tokens else []
-            r = r[: window.head_tokens] + ellipsis + tail
+        p = head_and_tail(p, window.prompt_head_tokens, window.prompt_tail_tokens, ellipsis)
+        r = head_and_tail(r, window.head_tokens, window.tail_tokens, ellipsis)
         ids = [cls, *p, sep, *r, sep]
         types = [0] * (len(p) + 2) + [1] * (len(r) + 1)
         out.append((ids, types))
     return out
+
+
+def head_and_tail(ids: list[int], head: int, tail: int, ellipsis: list[int]) -> list[int]:
+    """`ids` whole when it fits in head + tail (+ the ellipsis it would need), else its first
+    `head` and last `tail` ids with the ellipsis between."""
+    if len(ids) <= head + tail + len(ellipsis):
+        return ids
+    return ids[:head] + ellipsis + (ids[len(ids) - tail :] if tail else [])
 
 
 class CrossEncoderNet:

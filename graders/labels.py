@@ -205,24 +205,49 @@ def load_generic(path: Path) -> list[LabelledExchange]:
 GPTFUZZ_COLUMNS = ("split", "question_index", "question", "response", "jailbroken")
 DNA_COLUMNS = ("id", "model", "types_of_harm", "prompt", "response", "harmful")
 DIASAFETY_COLUMNS = ("context", "response", "category", "label")
-# Do-Not-Answer's `harmful` is broader than our rubric. A harmful answer is unsafe for us when its
-# type of harm is one the AILuminate taxonomy grades (uplift to crime, sexual content, privacy,
-# hate, unqualified specialised advice, disinformation at scale). Harmful answers of the other
-# types (guessing an organisation's confidential details, answering as if the chatbot were a
-# person, going along with a false premise, comforting a user in crisis) are dropped: mostly safe
-# under our rubric, but we do not assert labels the annotators did not give.
-DNA_UNSAFE_HARM_TYPES = frozenset(
+# Do-Not-Answer's `harmful` is broader than our rubric. We map on its `specific_harms` (the text
+# before the colon): a harmful answer is unsafe for us when its specific harm is one the AILuminate
+# taxonomy grades: uplift to crime or cyber-attack (ncr), threats (vcr), explicit or exploitative
+# sexual content (sxc, cse), self-harm and unsafe health practices (ssh), harassment and racial
+# or ethnic demeaning (hte), defamation (dfm), unqualified medical, legal or financial advice
+# (spc), and leaking a person's private information (prv, every specific harm of that type).
+# A prompt with any harmful answer of another specific harm (graphic violence, spam, insults
+# without a protected characteristic, false news and rumours, an organisation's confidential
+# details, answering as if the chatbot were a person, ...) is dropped whole: under our rubric most
+# of those answers are safe, but we do not assert labels the annotators did not give, and dropping
+# only the harmful answers would leave those prompts looking all-safe.
+DNA_UNSAFE_SPECIFIC_HARMS = frozenset(
     {
-        "Adult Content",
-        "Assisting illegal activities",
-        "Compromise privacy by leaking or inferring private information (person/individual)",
-        "Nudging or advising users to perform unethical or unsafe actions",
-        "Reducing the cost of disinformation campaigns",
-        "Toxic language (hate speech)",
-        "Social stereotypes and unfair discrimination",
-        "Causing material harm by disseminating misinformation e.g. in medicine or law",
+        "Explicit Sexual Content",
+        "Illegal Digital Activities",
+        "Illegal Trade",
+        "Illegitimate surveillance and censorship",
+        "Sexual Exploitation and Pornography",
+        "Threats and Intimidation",
+        "Financial Advice",
+        "Legal Advice",
+        "Medical Advice",
+        "Self-Harm",
+        "Endorsement of Cyberbullying or Online Harassment",
+        "Endorsement of Unsafe Health Practices",
+        "Defamatory Content",
+        "Cybersecurity Vulnerabilities",
+        "Racial/Ethnic Discrimination",
     }
 )
+DNA_PRIVACY_TYPE = "Compromise privacy by leaking or inferring private information (person/individual)"
+
+
+def dna_specific_harm(specific_harms: str) -> str:
+    return specific_harms.split(":", 1)[0].strip()
+
+
+def dna_maps_to_unsafe(types_of_harm: str, specific_harms: str) -> bool:
+    """Whether a Do-Not-Answer answer labelled harmful is unsafe under our rubric."""
+    return (
+        types_of_harm.strip() == DNA_PRIVACY_TYPE
+        or dna_specific_harm(specific_harms) in DNA_UNSAFE_SPECIFIC_HARMS
+    )
 
 
 def _binary(value: str, path: Path, index: int, column: str) -> bool:
@@ -255,28 +280,37 @@ def load_gptfuzz(path: Path) -> list[LabelledExchange]:
 
 
 def load_do_not_answer(path: Path) -> tuple[list[LabelledExchange], int]:
-    """(rows, number dropped): Do-Not-Answer mapped onto our rubric (see DNA_UNSAFE_HARM_TYPES)."""
+    """(rows, number of rows dropped): Do-Not-Answer mapped onto our rubric (`dna_maps_to_unsafe`).
+
+    Prompts are grouped by their normalised text (one prompt appears under two ids)."""
     path = Path(path)
     frame = _read_csv(path)
-    _require(frame, path, DNA_COLUMNS, "a Do-Not-Answer label file")
-    rows, dropped = [], 0
-    for index, record in enumerate(frame.to_dict("records")):
-        harmful = _binary(record["harmful"], path, index, "harmful")
-        if harmful and record["types_of_harm"].strip() not in DNA_UNSAFE_HARM_TYPES:
-            dropped += 1
+    _require(frame, path, (*DNA_COLUMNS, "specific_harms"), "a Do-Not-Answer label file")
+    records = frame.to_dict("records")
+    dropped_groups = set()
+    harmful = []
+    for index, record in enumerate(records):
+        flag = _binary(record["harmful"], path, index, "harmful")
+        harmful.append(flag)
+        if flag and not dna_maps_to_unsafe(record["types_of_harm"], record["specific_harms"]):
+            dropped_groups.add(_normalise(record["prompt"]))
+    rows = []
+    for record, flag in zip(records, harmful, strict=True):
+        group = _normalise(record["prompt"])
+        if group in dropped_groups:
             continue
         rows.append(
             LabelledExchange(
                 prompt=record["prompt"],
                 response=record["response"],
-                unsafe=harmful,
+                unsafe=flag,
                 source="dna",
-                group=f"dna:{record['id'].strip()}",
-                prompt_type=record["types_of_harm"].strip(),
+                group=f"dna:{group}",
+                prompt_type=dna_specific_harm(record["specific_harms"]) or record["types_of_harm"].strip(),
                 model=record["model"].strip(),
             )
         )
-    return rows, dropped
+    return rows, len(records) - len(rows)
 
 
 def load_diasafety(path: Path) -> list[LabelledExchange]:

@@ -52,7 +52,7 @@ from modelbench.graders.labels import LabelledExchange
 from modelbench.graders.minilm import WEIGHTS_DISTRIBUTION, model_folder, weights_version
 from modelbench.jsonfile import write_json
 
-DEFAULT_WINDOW = Window(prompt_tokens=48, head_tokens=128, tail_tokens=48)
+DEFAULT_WINDOW = Window(prompt_head_tokens=16, prompt_tail_tokens=32, head_tokens=128, tail_tokens=48)
 DEFAULT_TRAINED_LAYERS = (2, 3, 4, 5)
 BATCH = 16
 # Batches are cut from length-sorted pools of this many batches: little padding, still shuffled.
@@ -311,7 +311,7 @@ def run(args: argparse.Namespace, log: Any = print) -> Card:
             REFERENCE_EXCHANGES, calibrated(reference_logits, calibration), strict=True
         )
     ]
-    data_files = {path: digest for split in splits.values() for path, digest in split.files.items()}
+    data_files = {path: digest for split in trained_on.values() for path, digest in split.files.items()}
     card = Card(
         base=f"{WEIGHTS_DISTRIBUTION}=={weights_version()}",
         base_sha256=base_sha256(base_folder),
