@@ -44,7 +44,11 @@ from modelbench.graders.labels import LabelledExchange  # noqa: E402
 from modelbench.graders.metrics import agreement, reliability  # noqa: E402
 from modelbench.graders.minilm import MiniLMClassifier  # noqa: E402
 from modelbench.graders.refusal import RefusalEvaluator  # noqa: E402
-from modelbench.graders.train_cross_encoder import choose_threshold, source_of  # noqa: E402
+from modelbench.graders.train_cross_encoder import (  # noqa: E402
+    choose_threshold,
+    mean_source_f1,
+    source_of,
+)
 from modelbench.graders.train_minilm import string_match_unsafe  # noqa: E402
 from modelbench.jsonfile import write_json  # noqa: E402
 
@@ -215,7 +219,11 @@ def choose_ensemble(
             for uid in candidate
         }
         p = ensemble_p({u: members[u] for u in candidate}, EnsembleConfig(reliability=reliabilities))
-        threshold, criterion = choose_threshold(p, labels, sources)
+        if len(candidate) == 1:  # its own threshold, already chosen on these rows: not chosen twice
+            threshold = 0.5
+            criterion = mean_source_f1(p, labels, sources, threshold)
+        else:
+            threshold, criterion = choose_threshold(p, labels, sources)
         tried.append(
             {
                 "members": list(candidate),

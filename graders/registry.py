@@ -20,11 +20,12 @@ EVALUATORS: dict[str, str] = {
     "llm-judge": "any chat model as judge with a hazard rubric (llm-judge@SUT; default judge smollm2-135m)",
     "llama-guard": "Llama Guard 3: P(unsafe) from first-token probabilities (llama-guard@URL or @PATH)",
 }
-# The default adds llm-judge on the embedded SmolLM2. Measured on the calibration rows
-# (XSTest training split, out of sample for an untrained judge), SmolLM2-135M's P(UNSAFE) never
-# reaches 0.5 and ranks refusals above harmful compliances (AUC 0.24), so its Youden's J and its
-# reliability are 0: in the ensemble it would change nothing, at ~0.6 s per item on 2 cores.
-DEFAULT_GRADERS = ("refusal", "minilm-clf")
+# Chosen on calibration rows (benchmarks/evaluator_sources.py, benchmarks/evaluator_protocol.md):
+# adding `refusal` to `minilm-ce` did not beat `minilm-ce` alone beyond noise (calibration mean
+# per-source F1 0.560 vs 0.564), so it left the default. `minilm-clf` was no candidate (it trained
+# on XSTest rows that are calibration rows here), nor was llm-judge on the embedded SmolLM2-135M
+# (reliability 0: its P(UNSAFE) ranks refusals above harmful compliances).
+DEFAULT_GRADERS = ("minilm-ce",)
 DEFAULT_JUDGE = "smollm2-135m"
 JUDGE_MAX_TOKENS = 24
 
