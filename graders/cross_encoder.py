@@ -142,11 +142,12 @@ class CrossEncoderNet:
     @classmethod
     def from_base(cls, folder: Path) -> "CrossEncoderNet":
         import torch
-        from transformers import AutoModel
 
         from modelbench.suts.hf_loading import LOADING_LOCK
 
-        with LOADING_LOCK:
+        with LOADING_LOCK:  # transformers' lazy imports race when two threads load models at once
+            from transformers import AutoModel
+
             encoder = AutoModel.from_pretrained(folder, dtype=torch.float32, add_pooling_layer=False)
         return cls(encoder, torch.nn.Linear(EMBEDDING_DIM, 1))
 
@@ -304,7 +305,6 @@ class CrossEncoderClassifier(Evaluator):
 
     def _load(self) -> None:
         import torch
-        from transformers import AutoTokenizer
 
         from modelbench.suts.hf_loading import LOADING_LOCK
 
@@ -321,6 +321,8 @@ class CrossEncoderClassifier(Evaluator):
             )
         try:
             with LOADING_LOCK:
+                from transformers import AutoTokenizer
+
                 self._tokenizer = AutoTokenizer.from_pretrained(self.base_folder)
             net = CrossEncoderNet.from_base(self.base_folder)
             net.load_delta(delta)
@@ -329,7 +331,7 @@ class CrossEncoderClassifier(Evaluator):
                 net.encoder = torch.ao.quantization.quantize_dynamic(
                     net.encoder, {torch.nn.Linear}, dtype=torch.qint8
                 )
-        except (OSError, RuntimeError, ValueError) as error:
+        except (OSError, RuntimeError, ValueError, ImportError) as error:
             first = str(error).splitlines()[0] if str(error) else error.__class__.__name__
             raise UserError(f"cannot load minilm-ce from {self.base_folder}: {first}") from None
         self._net = net

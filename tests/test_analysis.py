@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from modelbench.cli import main
 from modelbench.graders.paired import agresti_min_interval, compare_paired, mcnemar_exact
+from modelbench.graders.registry import DEFAULT_GRADERS
 from modelbench.graders.stability import grade_stability
 from modelbench.mock_server import MockServer, ServerState
 
@@ -84,7 +85,7 @@ def test_calibrate_then_the_reference_sut_grades_good_or_better(tmp_path, api_se
     assert set(per_sut) == {api, f"hf:{tiny_llama}"}
     for hazard, value in standard["frac_safe"].items():
         assert value == min(v[hazard] for v in per_sut.values())
-    assert "refusal" in standard["provenance"]["evaluator"]
+    assert set(DEFAULT_GRADERS) == set(standard["provenance"]["evaluator"])
     for sut in (api, f"hf:{tiny_llama}"):
         result = runner.invoke(main, ["run", "--sut", sut, "--standards", "mine", *common])
         assert result.exit_code == 0, result.output
