@@ -256,6 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--bootstrap", type=int, default=BOOTSTRAP)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--int8", action="store_true", help="also score minilm-ce with int8 linear layers")
     parser.add_argument("--cache", default=None, help="an .npz file to keep member probabilities in")
     args = parser.parse_args(argv)
     console = Console(width=150)
@@ -289,6 +290,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         if cache:
             np.savez(cache, key=np.array(key), **p_all)
+    if args.int8:  # the faster int8 path, measured on the same rows (never chosen from)
+        int8 = CrossEncoderClassifier(card_path=Path(args.card), dtype="int8")
+        p_all["minilm-ce int8"] = int8.verdict_p([r.prompt for r in scored], [r.response for r in scored])
     p_all["previous ensemble"] = ensemble_p(
         {u: p_all[u] for u in ("refusal", "minilm-clf")}, EnsembleConfig(reliability=PREVIOUS_RELIABILITY)
     )
@@ -309,6 +313,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "minilm-ce": 0.5,
         "ensemble": 0.5,
     }
+    if args.int8:
+        system_thresholds["minilm-ce int8"] = 0.5
 
     boot = Bootstrap(test, args.bootstrap)
     offsets, start = {}, n_cal

@@ -562,7 +562,7 @@ def _held_out_agreement(metrics: dict[str, Any], held_out: dict[str, Any]) -> li
     """A member's pooled numbers on the protocol's test rows, which nothing was fitted to."""
     two = "{:.2f}".format
     return [
-        ("held-out F1", _with_interval(metrics, "f1", two)),
+        ("held-out F1, pooled", _with_interval(metrics, "f1", two)),
         ("recall", _with_interval(metrics, "recall", two)),
         ("false-safe rate", _with_interval(metrics, "false_safe_rate", pct)),
         ("false-unsafe rate", _with_interval(metrics, "false_unsafe_rate", pct)),

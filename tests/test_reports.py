@@ -383,6 +383,39 @@ def test_measured_accuracy_is_shown_for_the_grader_version_that_was_measured(
     assert "not measured" in cell.text()
 
 
+def test_held_out_numbers_are_shown_for_the_measured_member_set(synthetic, tmp_path, monkeypatch):
+    from modelbench.graders import evaluation
+
+    pooled = {"n": 3188, "n_unsafe": 615, "f1": 0.78, "f1_ci95": [0.73, 0.82], "recall": 0.84}
+    per_source = {"gptfuzz": pooled | {"n": 1540, "f1": 0.85}, "pooled": pooled}
+    calibration = {
+        "members": ["refusal"],
+        "reliability": {"refusal": 0.7},
+        "threshold": 0.5,
+        "provenance": {
+            "fingerprints": {"refusal": {"evaluator": "refusal", "version": "1"}},
+            "held_out": {
+                "description": "test rows of <b>four</b> sources",
+                "members": {"refusal": pooled},
+                "ensemble": per_source,
+            },
+        },
+    }
+    path = tmp_path / "reliability.json"
+    path.write_text(json.dumps(calibration))
+    monkeypatch.setattr(evaluation, "default_reliability_path", lambda: path)
+    page = parse(render_run_report(synthetic["store"], "run-2"))
+    cell = page.find("td", cls="measured")
+    assert "0.78 [0.73, 0.82]" in cell.text() and "3188 held-out test rows" in cell.text()
+    rows = page.find("table", cls="held-out").find_all("tr")
+    assert [r.find_all("td")[0].text() for r in rows[1:]] == ["gptfuzz", "pooled"]
+    assert "<b>four</b>" not in render_run_report(synthetic["store"], "run-2")  # escaped
+    # Another member set than the measured one shows no held-out table.
+    calibration["provenance"]["held_out"]["members"] = {"minilm-ce": pooled}
+    path.write_text(json.dumps(calibration))
+    assert parse(render_run_report(synthetic["store"], "run-2")).find_all("table", cls="held-out") == []
+
+
 def test_injected_markup_and_a_megabyte_response_render_inert(synthetic):
     html = render_run_report(synthetic["store"], synthetic["run_id"])
     assert len(html) < 1_000_000  # the 1 MB answer is cut, so the page stays light
