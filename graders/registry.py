@@ -1,9 +1,10 @@
 """Evaluators by spec, and the default ensemble.
 
-Specs: `refusal`, `minilm-clf`, `llm-judge` (the embedded SmolLM2 as judge) or
-`llm-judge@SUT` (any SUT spec: a registry name, hf:PATH, openai:MODEL, openai-compat:MODEL@URL),
-`llama-guard@http://host:port/v1` (vLLM serving Llama Guard 3; `llama-guard@MODEL@URL` names
-the served model) or `llama-guard@/path/to/Llama-Guard-3-1B` (local transformers).
+Specs: `minilm-ce` (the default; `minilm-ce@int8` quantises its linear layers), `refusal`,
+`minilm-clf`, `llm-judge` (the embedded SmolLM2 as judge) or `llm-judge@SUT` (any SUT spec: a
+registry name, hf:PATH, openai:MODEL, openai-compat:MODEL@URL), `llama-guard@http://host:port/v1`
+(vLLM serving Llama Guard 3; `llama-guard@MODEL@URL` names the served model) or
+`llama-guard@/path/to/Llama-Guard-3-1B` (local transformers).
 """
 
 from pathlib import Path
@@ -36,10 +37,10 @@ def make_evaluator(spec: str, sut_options=None, registry=None) -> Evaluator:
         from modelbench.graders.refusal import RefusalEvaluator
 
         return RefusalEvaluator()
-    if name == "minilm-ce" and not target:
+    if name == "minilm-ce" and target in ("", "float32", "int8"):
         from modelbench.graders.cross_encoder import CrossEncoderClassifier
 
-        return CrossEncoderClassifier()
+        return CrossEncoderClassifier(dtype=target or "float32")
     if name == "minilm-clf" and not target:
         from modelbench.graders.minilm import MiniLMClassifier
 
