@@ -568,7 +568,7 @@ def _held_out_agreement(metrics: dict[str, Any], held_out: dict[str, Any]) -> li
         ("false-unsafe rate", _with_interval(metrics, "false_unsafe_rate", pct)),
         (
             "measured on",
-            f"{metrics.get('n', '?')} held-out test rows, {held_out.get('description', '')}".rstrip(", "),
+            f"{metrics.get('n', '?')} held-out test rows (see the table below)",
         ),
     ]
 
