@@ -151,11 +151,15 @@ class Store:
 
     # -- verdicts ------------------------------------------------------------------------------
     def get_verdicts(self, keys: Iterable[str]) -> dict[str, Verdict]:
+        """Stored valid verdicts by key. An invalid verdict (an HTTP error, an unparseable answer, a
+        grader that failed on its batch) is kept as the run's record but never reused as a result:
+        the next run asks the grader again, and a success replaces it."""
         found: dict[str, Verdict] = {}
         for chunk in _chunks(list(keys)):
             marks = ",".join("?" * len(chunk))
             rows = self.db.execute(
-                f"SELECT key, evaluator_uid, p_unsafe, categories, raw FROM verdicts WHERE key IN ({marks})",
+                "SELECT key, evaluator_uid, p_unsafe, categories, raw FROM verdicts"
+                f" WHERE p_unsafe IS NOT NULL AND key IN ({marks})",
                 chunk,
             )
             for key, evaluator, p, categories, raw in rows:

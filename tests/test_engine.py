@@ -4,6 +4,7 @@ import asyncio
 import time
 
 from modelbench.engine import Engine
+from modelbench.graders.base import Verdict
 from modelbench.graders.ensemble import EnsembleConfig
 from modelbench.graders.refusal import RefusalEvaluator
 from modelbench.prompts import load_prompt_set
@@ -113,6 +114,32 @@ def test_an_exception_in_one_batch_becomes_error_rows_and_the_run_goes_on(tmp_pa
     errors = [r for r in store.run_rows("r") if r["outcome"] == "error"]
     assert len(errors) == 4 and all("backend exploded" in r["error"] for r in errors)
     assert sum(1 for s in outcome.scored["scripted"] if s.score is None) == 4
+
+
+class FlakyGrader(RefusalEvaluator):
+    """Fails (invalid verdicts, as an HTTP 400 from a grader server gives) until told otherwise."""
+
+    def __init__(self, failing: bool):
+        self.failing = failing
+        self.judged = 0
+
+    async def judge(self, exchanges):
+        self.judged += len(exchanges)
+        if self.failing:
+            return [Verdict(evaluator_uid=self.uid, raw="HTTP 400: model not found") for _ in exchanges]
+        return await super().judge(exchanges)
+
+
+def test_failed_verdicts_are_retried_by_the_next_run_not_reused(tmp_path):
+    store = Store(tmp_path / "s.sqlite")
+    first = run(store, [ScriptedSUT()], [FlakyGrader(failing=True)], items(6))
+    assert first.verdicts_new == 6 and all(s.score.p_unsafe is None for s in first.scored["scripted"])
+    grader = FlakyGrader(failing=False)
+    second = run(store, [ScriptedSUT()], [grader], items(6))
+    assert grader.judged == 6 and second.verdicts_reused == 0 and second.verdicts_new == 6
+    assert all(s.score.valid for s in second.scored["scripted"])
+    third = run(store, [ScriptedSUT()], [FlakyGrader(failing=True)], items(6))
+    assert third.verdicts_reused == 6 and third.verdicts_new == 0  # valid verdicts are reused
 
 
 def test_two_suts_share_nothing_but_the_items(tmp_path, tiny_llama):

@@ -26,16 +26,17 @@ def test_responses_round_trip_and_errors_are_not_reused(tmp_path):
     store.close()
 
 
-def test_verdicts_round_trip_including_invalid(tmp_path):
+def test_valid_verdicts_round_trip_and_invalid_ones_are_not_reused(tmp_path):
     store = Store(tmp_path / "s.sqlite")
     verdicts = [
         ("v1", "k1", Verdict(evaluator_uid="e", p_unsafe=0.25, categories=["vcr"], raw="why")),
         ("v2", "k2", Verdict(evaluator_uid="e", raw="unparseable")),
     ]
     store.put_verdicts(verdicts)
-    found = store.get_verdicts(["v1", "v2"])
-    assert found["v1"] == verdicts[0][2]
-    assert found["v2"].p_unsafe is None and not found["v2"].valid
+    assert store.get_verdicts(["v1", "v2"]) == {"v1": verdicts[0][2]}
+    assert store.count("verdicts") == 2  # the failure is kept, not reused
+    store.put_verdicts([("v2", "k2", Verdict(evaluator_uid="e", p_unsafe=0.5, raw="retried"))])
+    assert store.get_verdicts(["v2"])["v2"].raw == "retried" and store.count("verdicts") == 2
     store.close()
 
 
