@@ -21,8 +21,6 @@ reproduce it exactly. Their hashes are in the fingerprint: retraining invalidate
 """
 
 import asyncio
-import hashlib
-import json
 import math
 import threading
 from collections.abc import Sequence
@@ -30,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from modelbench.errors import UserError
 from modelbench.graders.base import Evaluator, Exchange, Verdict, probability_verdicts
@@ -41,6 +39,7 @@ from modelbench.graders.minilm import (
     model_folder,
     weights_version,
 )
+from modelbench.jsonfile import read_model
 
 CARD_FILE = Path(__file__).with_name("minilm_ce.json")
 DELTA_FILE = Path(__file__).with_name("minilm_ce.safetensors")
@@ -241,18 +240,10 @@ def base_sha256(folder: Path) -> str:
 
 def load_card(path: Path) -> tuple[Card, str]:
     """(card, sha256 of the card file)."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as error:
-        raise UserError(f"cannot read the minilm-ce card {path}: {error.strerror}") from None
-    try:
-        card = Card.model_validate(json.loads(data))
-    except (json.JSONDecodeError, UnicodeDecodeError, ValidationError) as error:
-        first = str(error).splitlines()[0]
-        raise UserError(f"{path}: not a minilm-ce card ({first})") from None
+    card, digest = read_model(path, Card, "minilm-ce card")
     if card.format != CARD_FORMAT:
         raise UserError(f"{path}: card format {card.format}; this version reads format {CARD_FORMAT}")
-    return card, hashlib.sha256(data).hexdigest()
+    return card, digest
 
 
 def load_delta_file(path: Path, expected_sha256: str) -> dict[str, Any]:

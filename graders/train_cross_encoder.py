@@ -43,7 +43,6 @@ from modelbench.graders.cross_encoder import (
 from modelbench.graders.label_sources import (
     DATA_ROOT,
     GPTFUZZ_PER_QUESTION,
-    LABEL_SETS,
     SOURCES,
     protocol_splits,
     training_sample,
@@ -394,7 +393,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = parser().parse_args(argv)
     args.argv = argv
-    _ = LABEL_SETS  # the own label sets are read from the package folder
     try:
         run(args, log=lambda line: print(line, file=sys.stderr, flush=True))
     except UserError as error:
