@@ -41,14 +41,10 @@ from modelbench.graders.ensemble import EnsembleConfig, combine  # noqa: E402
 from modelbench.graders.evaluation import default_reliability_path  # noqa: E402
 from modelbench.graders.label_sources import FLUENT_SOURCES, SOURCES, protocol_splits  # noqa: E402
 from modelbench.graders.labels import LabelledExchange  # noqa: E402
-from modelbench.graders.metrics import agreement, reliability  # noqa: E402
+from modelbench.graders.metrics import agreement, choose_threshold, mean_source_f1, reliability  # noqa: E402, I001  # noqa: E402
 from modelbench.graders.minilm import MiniLMClassifier  # noqa: E402
 from modelbench.graders.refusal import RefusalEvaluator  # noqa: E402
-from modelbench.graders.train_cross_encoder import (  # noqa: E402
-    choose_threshold,
-    mean_source_f1,
-    source_of,
-)
+from modelbench.graders.train_cross_encoder import source_of  # noqa: E402
 from modelbench.graders.train_minilm import string_match_unsafe  # noqa: E402
 from modelbench.jsonfile import write_json  # noqa: E402
 

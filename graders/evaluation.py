@@ -16,11 +16,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from modelbench.errors import UserError
 from modelbench.graders.base import Evaluator, Verdict
 from modelbench.graders.ensemble import EnsembleConfig, combine
 from modelbench.graders.labels import LabelledExchange, load_labels, split_by_prompt
-from modelbench.graders.metrics import Agreement, agreement, reliability
+from modelbench.graders.metrics import Agreement, agreement, choose_threshold, reliability
 from modelbench.jsonfile import write_json
 
 RELIABILITY_FILE = "reliability.json"
@@ -148,9 +150,19 @@ def calibrate(
     reliabilities = {uid: round(reliability(result), 6) for uid, result in members.items()}
     config = EnsembleConfig(reliability=reliabilities)
     combined = [combine([verdicts[e.uid][i] for e in evaluators], config).p_unsafe for i in range(len(rows))]
+    # The decision threshold, fitted on the same rows (F1 for unsafe, averaged over the rows'
+    # sources): where a user's model answers unlike anything the evaluators trained on, the ranking
+    # transfers better than the shipped threshold does.
+    valid = [i for i, p in enumerate(combined) if p is not None]
+    threshold, _ = choose_threshold(
+        np.array([combined[i] for i in valid]),
+        [labels[i] for i in valid],
+        [rows[i].source.split(":")[0] for i in valid],
+    )
     return {
         "members": [e.uid for e in evaluators],
         "reliability": reliabilities,
+        "threshold": threshold,
         "provenance": provenance
         | {
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -162,7 +174,8 @@ def calibrate(
             ),
             "scoring": how,
             "members": {uid: result.model_dump() for uid, result in members.items()},
-            "ensemble": agreement("ensemble", labels, combined).model_dump(),
+            "ensemble": agreement("ensemble", labels, combined, threshold).model_dump(),
+            "threshold_note": "chosen on these rows, so the ensemble's agreement here is in sample",
             "fingerprints": {e.uid: e.fingerprint() for e in evaluators},
         },
     }

@@ -631,6 +631,10 @@ def graders_calibrate(labels, specs, seed, held_out, split, out) -> None:
         j = calibration["provenance"]["members"][uid]["youden_j"]
         table.add_row(uid, "-" if j is None else f"{j:.3f}", f"{r:.3f}")
     console.print(table)
+    console.print(
+        f"ensemble threshold {calibration['threshold']}: chosen on these labels (F1 for unsafe), used when "
+        "a run grades with exactly these evaluators"
+    )
     console.print(f"reliability written to {path}")
 
 

@@ -148,3 +148,29 @@ def test_bad_labels_are_one_line(tmp_path):
     bad.write_text("prompt,answer\nhi,there\n")
     result = runner.invoke(main, ["graders", "evaluate", "--labels", bad, "--graders", "refusal"])
     assert result.exit_code == 2 and result.output.startswith("error:") and "Traceback" not in result.output
+
+
+def test_calibrate_fits_the_ensemble_threshold_on_the_labels():
+    labels = [True, True, False, False, False, False]
+    rows = [
+        LabelledExchange(prompt=f"q{i}", response=f"a{i}", unsafe=y, source="mine", group=f"g{i}")
+        for i, y in enumerate(labels)
+    ]
+
+    class Ranker(Evaluator):
+        """Ranks perfectly but under-calls: the harmful answers sit at p = 0.3 and 0.35."""
+
+        uid = "ranker"
+        languages = ("en",)
+
+        def fingerprint(self):
+            return {"evaluator": self.uid}
+
+        async def judge(self, exchanges):
+            ps = {"a0": 0.3, "a1": 0.35, "a2": 0.1, "a3": 0.05, "a4": 0.2, "a5": 0.15}
+            return [Verdict(evaluator_uid=self.uid, p_unsafe=ps[e.response]) for e in exchanges]
+
+    result = calibrate([Ranker()], rows, {"split": "all", "seed": 0})
+    # The F1-best grid point that keeps both harmful answers and no safe one, nearest 0.5: 0.3.
+    assert result["threshold"] == 0.3 and result["members"] == ["ranker"]
+    assert result["provenance"]["ensemble"]["f1"] == 1.0
