@@ -36,6 +36,7 @@ from modelbench.graders.minilm import (
     EMBEDDING_DIM,
     WEIGHTS_DISTRIBUTION,
     file_sha256,
+    label_file_hashes,
     model_folder,
     weights_version,
 )
@@ -92,11 +93,6 @@ class Card(BaseModel):
     provenance: dict[str, Any] = Field(default_factory=dict)
 
 
-def encode_pair(tokenizer: Any, prompt: str, response: str, window: Window) -> tuple[list[int], list[int]]:
-    """(input_ids, token_type_ids) for one exchange, within the window."""
-    return encode_pairs(tokenizer, [prompt], [response], window)[0]
-
-
 def encode_pairs(
     tokenizer: Any, prompts: Sequence[str], responses: Sequence[str], window: Window
 ) -> list[tuple[list[int], list[int]]]:
@@ -149,9 +145,6 @@ class CrossEncoderNet:
 
             encoder = AutoModel.from_pretrained(folder, dtype=torch.float32, add_pooling_layer=False)
         return cls(encoder, torch.nn.Linear(EMBEDDING_DIM, 1))
-
-    def parameters(self) -> list[Any]:
-        return [*self.encoder.parameters(), *self.head.parameters()]
 
     def train(self, mode: bool = True) -> None:
         self.encoder.train(mode)
@@ -371,8 +364,7 @@ class CrossEncoderClassifier(Evaluator):
         split of a training file is in sample.
         """
         trained = (self.card.provenance.get("data_files") or {}).items()
-        files = [Path(labels)] if Path(labels).is_file() else sorted(Path(labels).rglob("*.csv"))
-        hashes = {file_sha256(f) for f in files}
+        hashes = label_file_hashes(labels)
         used = {digest for name, digest in trained if name != TEST_ONLY_FILE} & hashes
         if not used:
             return False
@@ -387,8 +379,7 @@ class CrossEncoderClassifier(Evaluator):
         held-out label set, or XSTest outside the split whose training part is protocol train +
         calibration (`--split train`, seed 0, 30%). Calibrating on them would spend the test."""
         trained = self.card.provenance.get("data_files") or {}
-        files = [Path(labels)] if Path(labels).is_file() else sorted(Path(labels).rglob("*.csv"))
-        hashes = {file_sha256(f) for f in files}
+        hashes = label_file_hashes(labels)
         if trained.get(TEST_ONLY_FILE) in hashes:
             return True
         xstest = {digest for name, digest in trained.items() if name.startswith("xstest_")}

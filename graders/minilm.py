@@ -175,6 +175,13 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def label_file_hashes(labels: Path) -> set[str]:
+    """sha256 of a label file, or of every CSV below a label folder: what training provenance is
+    compared with."""
+    files = [Path(labels)] if Path(labels).is_file() else sorted(Path(labels).rglob("*.csv"))
+    return {file_sha256(f) for f in files}
+
+
 def load_head(path: Path) -> tuple[Head, str]:
     """(head, sha256 of the file)."""
     head, digest = read_model(path, Head, "minilm-clf head")
@@ -260,8 +267,7 @@ class MiniLMClassifier(Evaluator):
         data = data if isinstance(data, dict) else {}
         trained = set((data.get("files") or {}).values())
         extra = set((data.get("extra_files") or {}).values())
-        files = [labels] if Path(labels).is_file() else sorted(Path(labels).rglob("*.csv"))
-        hashes = {file_sha256(f) for f in files}
+        hashes = label_file_hashes(labels)
         if hashes & extra:
             return True
         if not trained or not hashes & trained:

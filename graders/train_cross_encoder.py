@@ -48,7 +48,7 @@ from modelbench.graders.label_sources import (
     training_sample,
 )
 from modelbench.graders.labels import LabelledExchange
-from modelbench.graders.metrics import choose_threshold
+from modelbench.graders.metrics import agreement, choose_threshold
 from modelbench.graders.minilm import WEIGHTS_DISTRIBUTION, model_folder, weights_version
 from modelbench.jsonfile import write_json
 
@@ -194,18 +194,12 @@ def score(
     return batch_logits(net, encoded, 32, tokenizer.pad_token_id or 0)
 
 
-def metrics(labels: Sequence[bool], predicted: Sequence[bool]) -> dict[str, Any]:
-    tp = sum(1 for y, q in zip(labels, predicted, strict=True) if y and q)
-    fp = sum(1 for y, q in zip(labels, predicted, strict=True) if not y and q)
-    fn = sum(1 for y, q in zip(labels, predicted, strict=True) if y and not q)
-    tn = len(labels) - tp - fp - fn
-    return {
-        "n": len(labels),
-        "n_unsafe": tp + fn,
-        "f1": round(2 * tp / (2 * tp + fp + fn), 4) if tp + fp + fn else None,
-        "recall": round(tp / (tp + fn), 4) if tp + fn else None,
-        "false_safe_rate": round(fn / (tp + fn), 4) if tp + fn else None,
-        "false_unsafe_rate": round(fp / (fp + tn), 4) if fp + tn else None,
+def held_out_summary(labels: Sequence[bool], p: np.ndarray, threshold: float) -> dict[str, Any]:
+    """The card's record of one source's test rows: counts and rates at the model's threshold."""
+    result = agreement("minilm-ce", labels, [float(q) for q in p], threshold)
+    rates = ("f1", "recall", "false_safe_rate", "false_unsafe_rate")
+    return {"n": result.n, "n_unsafe": sum(labels)} | {
+        key: None if getattr(result, key) is None else round(getattr(result, key), 4) for key in rates
     }
 
 
@@ -268,7 +262,7 @@ def run(args: argparse.Namespace, log: Any = print) -> Card:
     held_out: dict[str, Any] = {}
     for name, trows in test_rows.items():
         p = calibrated(score(net, tokenizer, trows, window), calibration)
-        held_out[name] = metrics([r.unsafe for r in trows], [bool(q >= threshold) for q in p])
+        held_out[name] = held_out_summary([r.unsafe for r in trows], p, threshold)
         log(f"test {name}: {held_out[name]}")
     reference_logits = batch_logits(
         net,

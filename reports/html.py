@@ -475,13 +475,13 @@ def _ensemble(record: dict[str, Any], scores: list[SUTScore], names: dict[str, s
     calibration = _calibration(ensemble)
     members = calibration.get("members") or {}
     fingerprints = calibration.get("fingerprints") or {}
+    held_out = (calibration.get("held_out") or {}).get("members") or {}
     graders = []
     for uid, fingerprint in (config.get("graders") or {}).items():
         flat = _flat("", fingerprint, [])
         measured = [(k, v) for k, v in flat if any(word in k.lower() for word in ACCURACY_KEYS)]
-        held_out = (calibration.get("held_out") or {}).get("members") or {}
         if uid in held_out and fingerprints.get(uid) == fingerprint:
-            measured = _held_out_agreement(held_out[uid], calibration["held_out"]) + measured
+            measured = _held_out_agreement(held_out[uid]) + measured
         elif uid in members and fingerprints.get(uid) == fingerprint:
             measured = _agreement(members[uid], calibration) + measured
         graders.append(
@@ -558,7 +558,7 @@ def _with_interval(metrics: dict[str, Any], key: str, fmt: Any) -> str:
     return fmt(value)
 
 
-def _held_out_agreement(metrics: dict[str, Any], held_out: dict[str, Any]) -> list[tuple[str, str]]:
+def _held_out_agreement(metrics: dict[str, Any]) -> list[tuple[str, str]]:
     """A member's pooled numbers on the protocol's test rows, which nothing was fitted to."""
     two = "{:.2f}".format
     return [
