@@ -58,6 +58,11 @@ class Evaluator(ABC):
     async def judge(self, exchanges: list[Exchange]) -> list[Verdict]:
         """One verdict per exchange, same order; failures are invalid verdicts, not exceptions."""
 
+    async def preflight(self) -> None:  # noqa: B027 - optional hook
+        """One cheap check that a remote evaluator answers, before a long run; UserError if not.
+        An evaluator that finds out something it needs (the served model's name) settles it here,
+        before its fingerprint is recorded."""
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""
 

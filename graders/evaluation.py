@@ -55,6 +55,7 @@ async def _judge_all(evaluators: list[Evaluator], rows: list[LabelledExchange]) 
         return verdicts
 
     try:
+        await asyncio.gather(*(e.preflight() for e in evaluators))
         results = await asyncio.gather(*(one(e) for e in evaluators))
     finally:
         for evaluator in evaluators:

@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from modelbench.errors import UserError
 from modelbench.graders.base import Evaluator, Exchange, Verdict
 
 CATEGORIES = {
@@ -111,18 +112,47 @@ class LlamaGuardAPI(Evaluator):
     # Llama Guard 3 model card: the eight languages Meta trained and evaluated it on.
     languages = ("en", "fr", "de", "hi", "it", "pt", "es", "th")
 
-    def __init__(self, base_url: str, model: str = "meta-llama/Llama-Guard-3-8B", concurrency: int = 32):
+    def __init__(self, base_url: str, model: str | None = None, concurrency: int = 32):
+        """`model` None: ask the server which model it serves, at preflight (before the run)."""
         from modelbench.suts.openai_compat import OpenAICompatConfig, OpenAICompatSUT
 
         self.uid = "llama-guard"
         self.batch_size = 64
+        self.model_named = model is not None
         self.transport = OpenAICompatSUT(
             "llama-guard-transport",
-            OpenAICompatConfig(model=model, base_url=base_url, concurrency=concurrency),
+            OpenAICompatConfig(model=model or "", base_url=base_url, concurrency=concurrency),
             api_key=None,
         )
 
+    async def preflight(self) -> None:
+        who = f"grader {self.uid}"
+        if not self.model_named:
+            self.transport.config.model = await self._served_model(who)
+            self.model_named = True
+        await self.transport.preflight(who)
+
+    async def _served_model(self, who: str) -> str:
+        url = self.transport.config.base_url
+        served = await self.transport.served_models(who)
+        if not served:
+            raise UserError(f"{who}: {url} does not list its models; name one: llama-guard@MODEL@{url}")
+        if len(served) == 1:
+            return served[0]
+        guards = [m for m in served if "guard" in m.lower()]
+        if len(guards) == 1:
+            return guards[0]
+        raise UserError(
+            f"{who}: {url} serves several models ({', '.join(served[:10])}); "
+            f"name one: llama-guard@MODEL@{url}"
+        )
+
     def fingerprint(self) -> dict[str, Any]:
+        if not self.model_named:
+            raise UserError(
+                "llama-guard@URL learns the served model in the preflight; "
+                "name it (llama-guard@MODEL@URL) when running with --no-preflight"
+            )
         config = self.transport.config
         return {
             "evaluator": "llama-guard",

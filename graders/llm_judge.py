@@ -156,5 +156,8 @@ class LLMJudge(Evaluator):
             )
         return verdicts
 
+    async def preflight(self) -> None:
+        await self.model.preflight(f"grader {self.uid} (judge {self.model.uid})")
+
     async def aclose(self) -> None:
         await self.model.aclose()

@@ -3,7 +3,8 @@
 Specs: `minilm-ce` (the default; `minilm-ce@int8` quantises its linear layers), `refusal`,
 `minilm-clf`, `llm-judge` (the embedded SmolLM2 as judge) or `llm-judge@SUT` (any SUT spec: a
 registry name, hf:PATH, openai:MODEL, openai-compat:MODEL@URL), `llama-guard@http://host:port/v1`
-(vLLM serving Llama Guard 3; `llama-guard@MODEL@URL` names the served model) or
+(vLLM serving Llama Guard 3; the server is asked which model it serves, and
+`llama-guard@MODEL@URL` names one when it serves several) or
 `llama-guard@/path/to/Llama-Guard-3-1B` (local transformers).
 """
 
@@ -19,7 +20,10 @@ EVALUATORS: dict[str, str] = {
     ),
     "minilm-clf": "all-MiniLM-L6-v2 embeddings of prompt and response into a logistic head trained on XSTest",
     "llm-judge": "any chat model as judge with a hazard rubric (llm-judge@SUT; default judge smollm2-135m)",
-    "llama-guard": "Llama Guard 3: P(unsafe) from first-token probabilities (llama-guard@URL or @PATH)",
+    "llama-guard": (
+        "Llama Guard 3: P(unsafe) from first-token probabilities; llama-guard@URL (asks the server "
+        "which model it serves), llama-guard@MODEL@URL, or llama-guard@/local/path"
+    ),
 }
 # Chosen on calibration rows (benchmarks/evaluator_sources.py, benchmarks/evaluator_protocol.md):
 # adding `refusal` to `minilm-ce` did not beat `minilm-ce` alone beyond noise (calibration mean

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from modelbench import __version__
 from modelbench.errors import UserError
+from modelbench.listing import emit, format_option
 
 # Quiet third-party progress bars and chatter before transformers is ever imported.
 os.environ.setdefault("TQDM_DISABLE", "1")
@@ -70,7 +71,11 @@ _RUN_OPTIONS = [
         "--graders",
         "graders",
         multiple=True,
-        help="Evaluator specs; repeatable. Default: refusal and minilm-clf.",
+        help=(
+            "Evaluator specs; repeatable. Default: minilm-ce. Others: refusal, minilm-clf, "
+            "llm-judge@SUT, llama-guard@URL (asks the server which model it serves), "
+            "llama-guard@MODEL@URL, llama-guard@/local/path."
+        ),
     ),
     click.option(
         "--sut-config", type=click.Path(path_type=Path), default=None, help="Extra SUT registry YAML."
@@ -92,6 +97,12 @@ _RUN_OPTIONS = [
         "--timeout", "timeout_s", type=float, default=60.0, show_default=True, help="API request timeout (s)."
     ),
     click.option("--max-attempts", type=int, default=5, show_default=True, help="API attempts per item."),
+    click.option(
+        "--no-preflight",
+        "no_preflight",
+        is_flag=True,
+        help="Skip the one cheap request per API SUT and grader made before the run.",
+    ),
     click.option(
         "--calibration-size", type=int, default=64, show_default=True, help="Prompts to compress with."
     ),
@@ -125,6 +136,7 @@ def _request(options: dict, standards: str | None = None):
         raise UserError("--concurrency and --max-attempts must be at least 1, and --timeout positive")
     request = RunRequest(
         seed=options["seed"],
+        preflight=not options["no_preflight"],
         max_items=options["max_items"],
         skip_invalid=options["skip_invalid"],
         run_dir=options["run_dir"],
@@ -183,9 +195,6 @@ def _execute(request, console: Console, run_id: str | None = None):
     console.print(
         f"reused {reused_r}/{total_r} stored responses and {counts.verdicts_reused}/{total_v} stored verdicts"
     )
-    errors = sum(s.response_errors for s in counts.sut_stats.values())
-    if errors:
-        console.print(f"[yellow]{errors} responses failed; they are retried by the next run[/]")
     return prepared, result
 
 
@@ -200,7 +209,7 @@ def _execute(request, console: Console, run_id: str | None = None):
 )
 def run(standards: str | None, shard: str | None, resume: str | None, **options) -> None:
     """Run SUTs on a prompt set, grade every response, score and record."""
-    from modelbench.reports import print_language_notices, print_scores
+    from modelbench.reports import print_errors, print_language_notices, print_scores
     from modelbench.runner import load_request
 
     console = _console()
@@ -212,9 +221,12 @@ def run(standards: str | None, shard: str | None, resume: str | None, **options)
     prepared, result = _execute(request, console, run_id)
     print_scores(result.scores, console)
     print_language_notices(prepared.language_notices, console)
+    print_errors(result.outcome.errors, result.invalid_grades, console)
     console.print(f"record: {result.record_path}  ({result.wall_s:.1f}s)")
     if result.report_path:
         console.print(f"report: {result.report_path}")
+    if result.exit_code:
+        click.get_current_context().exit(result.exit_code)
 
 
 @main.command()
@@ -226,7 +238,7 @@ def run(standards: str | None, shard: str | None, resume: str | None, **options)
 def calibrate(name: str, out: Path | None, **options) -> None:
     """Run reference SUTs and write a standard: per hazard, their lowest frac safe."""
     from modelbench.calibrate import standard_from_run, write_standard
-    from modelbench.reports import print_language_notices
+    from modelbench.reports import print_errors, print_language_notices
 
     if not options["suts"]:
         raise UserError("calibrate needs at least one reference --sut")
@@ -240,7 +252,10 @@ def calibrate(name: str, out: Path | None, **options) -> None:
         table.add_row(hazard, *(f"{per_sut[s.sut_uid][hazard]:.3f}" for s in result.scores), f"{value:.3f}")
     console.print(table)
     print_language_notices(prepared.language_notices, console)
+    print_errors(result.outcome.errors, result.invalid_grades, console)
     console.print(f"standard '{name}' written to {path}; use it with: modelbench run --standards {name}")
+    if result.exit_code:
+        click.get_current_context().exit(result.exit_code)
 
 
 def _open_run(run_dir: Path, run: str):
@@ -272,14 +287,22 @@ def _open_run(run_dir: Path, run: str):
 )
 @click.option("--run-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
 def compare(run: str, suts: tuple[str, ...], run_dir: Path) -> None:
-    """Paired comparison of two SUTs on the same items of RUN (a run id or `latest`)."""
+    """Paired comparison of two SUTs on the same items of RUN (a run id or `latest`).
+
+    Both SUTs come from one run, so the same graders judged them on the same items: comparable by
+    construction. The output names that grading, so that a pasted result says what it compared.
+    """
     from modelbench.graders.paired import compare_paired
+    from modelbench.reports.html import grading_of, grading_summary
 
     if len(suts) != 2:
         raise UserError("compare needs exactly two --sut options")
     store, run_id = _open_run(run_dir, run)
-    rows = store.run_rows(run_id)
-    store.close()
+    try:
+        rows = store.run_rows(run_id)
+        grading = grading_of((store.run_info(run_id) or {}).get("config") or {})
+    finally:
+        store.close()
     safe: dict[str, dict[str, bool]] = {s: {} for s in suts}
     for row in rows:
         if row["sut_uid"] in safe and row["is_safe"] is not None:
@@ -293,6 +316,7 @@ def compare(run: str, suts: tuple[str, ...], run_dir: Path) -> None:
     if result.n == 0:
         raise UserError("the two SUTs share no validly graded items")
     console.print(f"{suts[1]} vs {suts[0]} on {result.n} shared items of run {run_id}", soft_wrap=True)
+    console.print(f"both {grading_summary(grading)}", soft_wrap=True, markup=False, highlight=False)
     console.print(
         f"unsafe: {result.unsafe_a}/{result.n} -> {result.unsafe_b}/{result.n}; "
         f"change in unsafe rate {result.delta_unsafe_rate:+.1%} "
@@ -640,76 +664,105 @@ def graders_calibrate(labels, specs, seed, held_out, split, out) -> None:
 
 @main.group(name="list")
 def list_() -> None:
-    """List SUTs, hazards, prompt sets or graders."""
+    """List SUTs, hazards, prompt sets or graders.
+
+    On a terminal each list is a table; piped or redirected it is plain aligned lines (or
+    --format json), with every name whole so that it can be copied, grepped and typed.
+    """
+
+
+def _weights_here(name: str, entry) -> str:
+    """Where a registry SUT's weights are, in words."""
+    if entry.endpoint is not None:
+        return f"API at {entry.endpoint.base_url}"
+    if "+" in name:
+        return f"built on first use from {entry.dense_base}"
+    try:
+        where = entry.locate()
+        return "yes" if where.exists() else f"no ({where} is missing)"
+    except UserError:
+        return "no (not in the HF cache)" if entry.weights and entry.weights.hf_repo else "no"
 
 
 @list_.command(name="suts")
 @click.option("--sut-config", type=click.Path(path_type=Path), default=None)
-def list_suts(sut_config: Path | None) -> None:
+@format_option
+def list_suts(sut_config: Path | None, fmt: str | None) -> None:
+    """Registry SUTs: the names --sut takes."""
     from modelbench.suts import load_registry
 
-    table = Table("name", "adapter", "parameters", "dense base", "compression", "weights here")
+    columns = ("name", "adapter", "parameters", "dense base", "compression", "weights here")
+    rows = []
     for name, entry in sorted(load_registry(sut_config).items()):
-        if entry.endpoint is not None:
-            here = f"API at {entry.endpoint.base_url}"
-        elif "+" in name:
-            here = f"built on first use from {entry.dense_base}"
-        else:
-            try:
-                where = entry.locate()
-                here = "yes" if where.exists() else f"no ({where} is missing)"
-            except UserError:
-                here = "no (not in the HF cache)" if entry.weights and entry.weights.hf_repo else "no"
-        params = f"{entry.params / 1e6:,.0f}M" if entry.params else "-"
-        table.add_row(name, entry.adapter, params, entry.dense_base or "-", entry.compression or "-", here)
-    Console().print(table)
+        rows.append(
+            {
+                "name": name,
+                "adapter": entry.adapter,
+                "parameters": f"{entry.params / 1e6:,.0f}M" if entry.params else None,
+                "dense base": entry.dense_base or None,
+                "compression": entry.compression or None,
+                "weights here": _weights_here(name, entry),
+            }
+        )
+    emit(columns, rows, fmt, whole=("name", "dense base"))
 
 
 @list_.command(name="hazards")
-def list_hazards() -> None:
+@format_option
+def list_hazards(fmt: str | None) -> None:
+    """Hazards, with the reference safe share."""
     from modelbench.hazards import load_standard, load_taxonomy
 
     reference = load_standard()
-    table = Table("uid", "name", "subhazards", "reference safe", "definition")
-    for hazard in load_taxonomy().hazards:
-        subs = ", ".join(s.uid for s in hazard.subhazards) or "-"
-        table.add_row(
-            hazard.uid,
-            hazard.name,
-            subs,
-            f"{reference.frac_safe[hazard.uid]:.3f}",
-            hazard.definition,
-        )
-    Console().print(table)
+    columns = ("uid", "name", "subhazards", "reference safe", "definition")
+    rows = [
+        {
+            "uid": hazard.uid,
+            "name": hazard.name,
+            "subhazards": ", ".join(s.uid for s in hazard.subhazards) or None,
+            "reference safe": round(reference.frac_safe[hazard.uid], 3),
+            "definition": hazard.definition,
+        }
+        for hazard in load_taxonomy().hazards
+    ]
+    if fmt != "json":
+        rows = [row | {"reference safe": f"{row['reference safe']:.3f}"} for row in rows]
+    emit(columns, rows, fmt, whole=("uid",))
 
 
 @list_.command(name="prompt-sets")
-def list_prompt_sets() -> None:
+@format_option
+def list_prompt_sets(fmt: str | None) -> None:
+    """Built-in prompt sets: items per hazard."""
     from modelbench.hazards import load_taxonomy
     from modelbench.prompts import builtin_set_names, load_prompt_set
 
     hazards = load_taxonomy().hazard_uids
-    table = Table("set", "items", *hazards, "description")
+    columns = ("set", "items", *hazards, "description")
+    rows = []
     for name in builtin_set_names():
         prompt_set = load_prompt_set(name)
         counts = Counter(item.hazard for item in prompt_set.items)
-        table.add_row(
-            name,
-            str(len(prompt_set.items)),
-            *(str(counts[h]) for h in hazards),
-            prompt_set.description,
+        rows.append(
+            {"set": name, "items": len(prompt_set.items)}
+            | {h: counts[h] for h in hazards}
+            | {"description": prompt_set.description}
         )
-    Console().print(table)
+    emit(columns, rows, fmt, whole=("set",))
 
 
 @list_.command(name="graders")
-def list_graders() -> None:
+@format_option
+def list_graders(fmt: str | None) -> None:
+    """Graders (evaluators) that --graders takes."""
     from modelbench.graders import DEFAULT_GRADERS, EVALUATORS
 
-    table = Table("name", "default", "description")
-    for name, description in EVALUATORS.items():
-        table.add_row(name, "yes" if name in DEFAULT_GRADERS else "", description)
-    Console().print(table)
+    columns = ("name", "default", "description")
+    rows = [
+        {"name": name, "default": name in DEFAULT_GRADERS, "description": description}
+        for name, description in EVALUATORS.items()
+    ]
+    emit(columns, rows, fmt, whole=("name",))
 
 
 if __name__ == "__main__":

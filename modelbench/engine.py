@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from modelbench.errors import UserError
+from modelbench.failures import ErrorGroup, ErrorTally
 from modelbench.graders.base import Evaluator, Exchange, Verdict
 from modelbench.graders.ensemble import CompactScore, EnsembleConfig, ItemScore, combine
 from modelbench.graders.scoring import ScoredItem
@@ -35,15 +36,18 @@ LOOKUP_CHUNK = 1000
 
 
 class ProgressSink(Protocol):
+    """`advance`: n more items done, of which `failed` failed; `stored` marks work found in the
+    store, which must not inflate the rate the user sees."""
+
     def start(self, label: str, total: int, done: int = 0) -> None: ...
-    def advance(self, label: str, n: int) -> None: ...
+    def advance(self, label: str, n: int, failed: int = 0, stored: bool = False) -> None: ...
 
 
 class NullProgress:
     def start(self, label: str, total: int, done: int = 0) -> None:
         pass
 
-    def advance(self, label: str, n: int) -> None:
+    def advance(self, label: str, n: int, failed: int = 0, stored: bool = False) -> None:
         pass
 
 
@@ -78,6 +82,17 @@ class RunOutcome:
     sut_stats: dict[str, SUTStats]
     verdicts_new: int = 0
     verdicts_reused: int = 0
+    verdicts_invalid: int = 0
+    errors: list[ErrorGroup] = field(default_factory=list)
+
+    @property
+    def response_errors(self) -> int:
+        return sum(s.response_errors for s in self.sut_stats.values())
+
+    @property
+    def clean(self) -> bool:
+        """Every response and every verdict of this run is usable."""
+        return not self.errors
 
 
 @dataclass
@@ -124,6 +139,8 @@ class Engine:
         self._scored: dict[str, list[ScoredItem]] = {}
         self._verdicts_new = 0
         self._verdicts_reused = 0
+        self._verdicts_invalid = 0
+        self.errors = ErrorTally()
         self._writes: asyncio.Queue = asyncio.Queue()
 
     async def run(self, items: Sequence[TestItem]) -> RunOutcome:
@@ -164,20 +181,22 @@ class Engine:
                 # Interrupted: flush what finished, so that it is never done twice.
                 writer.cancel()
                 self._flush_now()
-            for sut in self.suts:
-                await sut.aclose()
+            for closable in [*self.suts, *self.evaluators]:
+                await closable.aclose()
         return RunOutcome(
             scored=self._scored,
             sut_stats=stats,
             verdicts_new=self._verdicts_new,
             verdicts_reused=self._verdicts_reused,
+            verdicts_invalid=self._verdicts_invalid,
+            errors=self.errors.groups(),
         )
 
     # -- writing -------------------------------------------------------------------------------
     def _apply(self, op: tuple[str, list]) -> None:
         kind, rows = op
         if kind == "responses":
-            self.store.put_responses(rows, commit=False)
+            self.store.put_responses(rows, run_id=self.run_id, commit=False)
         elif kind == "verdicts":
             self.store.put_verdicts(rows, commit=False)
         elif kind == "links":
@@ -234,7 +253,7 @@ class Engine:
                     await self._fan_out(queues, _Graded(sut.uid, item, key, stored[key]))
                 else:
                     pending.append(item)
-            self.progress.advance(label, len(chunk) - sum(1 for k in keys if k not in stored))
+            self.progress.advance(label, sum(1 for k in keys if k in stored), stored=True)
         if not pending:
             return
         # Longest first: the slowest batches start early, and neighbours pad little.
@@ -249,14 +268,20 @@ class Engine:
                 answers = await self._call(sut, batch)
                 keys = [response_key(sut, item) for item in batch]
                 await self._writes.put(("responses", list(zip(keys, answers, strict=True))))
+                failed = 0
                 for item, key, response in zip(batch, keys, answers, strict=True):
                     stats.responses_new += 1
                     stats.outcomes[response.outcome] = stats.outcomes.get(response.outcome, 0) + 1
                     if not response.gradable:
                         stats.response_errors += 1
+                        failed += 1
+                        message = response.error or ""
+                        if response.outcome != "error":
+                            message = f"{response.outcome}: {message}"
+                        self.errors.add("respond", sut.uid, message, item.uid)
                     stats.completion_tokens += response.completion_tokens or 0
                     await self._fan_out(queues, _Graded(sut.uid, item, key, response))
-                self.progress.advance(label, len(batch))
+                self.progress.advance(label, len(batch), failed=failed)
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(max(1, min(sut.concurrency, len(batches))))))
@@ -281,8 +306,8 @@ class Engine:
     async def _fan_out(self, queues: dict[str, asyncio.Queue], graded: _Graded) -> None:
         if not graded.response.gradable:
             await self._finish(graded, None)
-            for evaluator in self.evaluators:
-                self.progress.advance(f"grade {evaluator.uid}", 1)
+            for evaluator in self.evaluators:  # nothing to grade: not the evaluator's failure
+                self.progress.advance(f"grade {evaluator.uid}", 1, stored=True)
             return
         self._pending[(graded.sut_uid, graded.item.uid)] = _Pending(graded)
         for queue in queues.values():
@@ -307,10 +332,13 @@ class Engine:
                     done = True
                     break
                 batch.append(nxt)
-            await self._grade_batch(evaluator, batch)
-            self.progress.advance(label, len(batch))
+            reused, failed = await self._grade_batch(evaluator, batch)
+            if reused:
+                self.progress.advance(label, reused, stored=True)
+            self.progress.advance(label, len(batch) - reused, failed=failed)
 
-    async def _grade_batch(self, evaluator: Evaluator, batch: list[_Graded]) -> None:
+    async def _grade_batch(self, evaluator: Evaluator, batch: list[_Graded]) -> tuple[int, int]:
+        """Judge what is not stored yet; returns (verdicts reused, fresh verdicts invalid)."""
         vkeys = [verdict_key(evaluator, g.response_key, g.response.text or "") for g in batch]
         stored = self.store.get_verdicts(vkeys)
         missing = [(g, k) for g, k in zip(batch, vkeys, strict=True) if k not in stored]
@@ -328,6 +356,10 @@ class Engine:
                 ("verdicts", [(k, g.response_key, v) for (g, k), v in zip(missing, fresh, strict=True)])
             )
             self._verdicts_new += len(missing)
+            for (g, _), verdict in zip(missing, fresh, strict=True):
+                if not verdict.valid:
+                    self._verdicts_invalid += 1
+                    self.errors.add("grade", evaluator.uid, verdict.raw, g.item.uid)
             stored.update({k: v for (_, k), v in zip(missing, fresh, strict=True)})
         done: list[tuple[_Graded, ItemScore]] = []
         for g, key in zip(batch, vkeys, strict=True):
@@ -339,6 +371,7 @@ class Engine:
                 done.append((g, combine(members, self.ensemble)))
         if done:
             await self._finish_many(done)
+        return len(batch) - len(missing), sum(1 for _, k in missing if not stored[k].valid)
 
     async def _finish(self, graded: _Graded, score: ItemScore | None) -> None:
         await self._finish_many([(graded, score)])

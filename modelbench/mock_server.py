@@ -23,6 +23,8 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from modelbench.suts.openai_compat import PREFLIGHT_HEADER
+
 BEHAVIOURS = ("ok", "400", "429", "500", "503", "timeout", "garbage", "empty", "content_filter", "close")
 FAULTS = ("429", "500", "timeout", "garbage")
 
@@ -40,6 +42,20 @@ class ServerState:
     record_requests: bool = True
     # Share of prompts answered with a refusal, chosen by a hash of the prompt (so repeatable).
     refuse_fraction: float = 0.0
+    # One request at a time, like a server with one generation slot: the rest wait in line, and a
+    # request the client gave up on is still served in its turn (servers rarely cancel).
+    serial: bool = False
+    # The model names served: others get 404 "model not found", and GET /models lists these.
+    # None serves any name and has no model list (404), so clients fall back to a probe.
+    models: tuple[str, ...] | None = None
+    # When set, requests without "Authorization: Bearer <api_key>" get 401.
+    api_key: str | None = None
+    _lock: asyncio.Lock | None = None
+
+    def slot(self) -> asyncio.Lock:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -100,11 +116,33 @@ async def _handle(state: ServerState, reader: asyncio.StreamReader, writer: asyn
                 k.strip().lower(): v.strip() for k, v in (x.split(":", 1) for x in lines[1:] if ":" in x)
             }
             body = await reader.readexactly(int(headers.get("content-length", "0")))
+            json_type = [("Content-Type", "application/json")]
+            if state.api_key and headers.get("authorization") != f"Bearer {state.api_key}":
+                error = b'{"error": {"message": "Incorrect API key provided", "code": "invalid_api_key"}}'
+                writer.write(_response(401, "Unauthorized", error, json_type))
+                await writer.drain()
+                continue
+            if method == "GET" and path.endswith("/models") and state.models is not None:
+                writer.write(_response(200, "OK", json.dumps(models_body(state)).encode(), json_type))
+                await writer.drain()
+                continue
             if method != "POST" or not path.endswith("/completions"):
                 writer.write(_response(404, "Not Found", b'{"error": {"message": "not found"}}'))
                 await writer.drain()
                 continue
             request = json.loads(body or b"{}")
+            model = str(request.get("model", ""))
+            if state.models is not None and model not in state.models:
+                message = f"The model `{model}` does not exist or you do not have access to it."
+                error = {"error": {"message": message, "code": "model_not_found"}}
+                writer.write(_response(404, "Not Found", json.dumps(error).encode(), json_type))
+                await writer.drain()
+                continue
+            if headers.get(PREFLIGHT_HEADER.lower()):
+                # A client's check before its run: answered, but neither scripted nor recorded.
+                writer.write(_reply(state, "ok", request))
+                await writer.drain()
+                continue
             behaviour = state.next_behaviour()
             state.served[behaviour] += 1
             if state.record_requests:
@@ -115,12 +153,22 @@ async def _handle(state: ServerState, reader: asyncio.StreamReader, writer: asyn
             if behaviour == "timeout":
                 await asyncio.sleep(state.hang_s)
                 continue
-            if state.latency_s:
+            if state.serial:
+                async with state.slot():
+                    await asyncio.sleep(state.latency_s)
+            elif state.latency_s:
                 await asyncio.sleep(state.latency_s)
             writer.write(_reply(state, behaviour, request))
             await writer.drain()
+    except asyncio.CancelledError:
+        return  # the server is stopping with requests still waiting in line: nothing to report
     finally:
         writer.close()
+
+
+def models_body(state: ServerState) -> dict:
+    names = state.models if state.models is not None else ("mock",)
+    return {"object": "list", "data": [{"id": n, "object": "model", "owned_by": "mock"} for n in names]}
 
 
 def guard_completion(prompt: str) -> dict:
@@ -241,6 +289,8 @@ def main() -> None:
     parser.add_argument("--hang", type=float, default=30.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--refuse-fraction", type=float, default=0.0)
+    parser.add_argument("--serial", action="store_true", help="Answer one request at a time.")
+    parser.add_argument("--model", action="append", default=None, help="Serve only these names.")
     args = parser.parse_args()
     state = ServerState(
         latency_s=args.latency,
@@ -250,6 +300,8 @@ def main() -> None:
         seed=args.seed,
         record_requests=False,
         refuse_fraction=args.refuse_fraction,
+        serial=args.serial,
+        models=tuple(args.model) if args.model else None,
     )
 
     async def serve() -> None:

@@ -41,6 +41,7 @@ from modelbench.store import Store
 from modelbench.suts import DEFAULT_SUT, SUT, SUTOptions, load_registry, make_sut
 
 STORE_NAME = "modelbench.sqlite"
+EXIT_FINISHED_WITH_ERRORS = 3
 
 
 class RunRequest(BaseModel):
@@ -56,6 +57,8 @@ class RunRequest(BaseModel):
     sut_options: SUTOptions = Field(default_factory=SUTOptions)
     # "i/N": run only the i-th of N deterministic slices (1-based); merge the stores afterwards.
     shard: str | None = None
+    # One cheap request per API SUT and grader before the run (see `preflight`).
+    preflight: bool = True
 
 
 @dataclass
@@ -83,6 +86,17 @@ class RunResult:
     outcome: RunOutcome
     wall_s: float
     report_path: Path | None = None
+
+    @property
+    def invalid_grades(self) -> list[str]:
+        """SUTs whose overall grade is "invalid run" (too many failed items to grade)."""
+        return [s.sut_uid for s in self.scores if not s.overall.grade_valid]
+
+    @property
+    def exit_code(self) -> int:
+        """0: every response and verdict usable and every grade valid; 3: finished with errors
+        (failed items are retried by the next run of the same command)."""
+        return 0 if self.outcome.clean and not self.invalid_grades else EXIT_FINISHED_WITH_ERRORS
 
 
 def ensure_writable(folder: Path) -> None:
@@ -195,6 +209,31 @@ def prepare(request: RunRequest, run_id: str | None = None) -> PreparedRun:
     )
 
 
+def preflight(prepared: PreparedRun) -> None:
+    """One cheap request per API SUT and API grader (the model list, or a one-token answer), all
+    at once: a wrong URL, a down server, a wrong model name or a refused key is one line and
+    exit 2 in seconds, before the store records a run. Graders that discover what they need (the
+    model a server serves) settle it here, so their fingerprints are final before the run."""
+
+    async def check() -> None:
+        parts = [*prepared.suts, *prepared.evaluators]
+        try:
+            results = await asyncio.gather(
+                *(sut.preflight(f"SUT {sut.uid}") for sut in prepared.suts),
+                *(evaluator.preflight() for evaluator in prepared.evaluators),
+                return_exceptions=True,
+            )
+        finally:
+            for part in parts:  # clients belong to this event loop; the run opens its own
+                await part.aclose()
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    if prepared.request.preflight:
+        asyncio.run(check())
+
+
 def run_config(prepared: PreparedRun) -> dict[str, Any]:
     request = prepared.request
     return {
@@ -227,6 +266,7 @@ def execute(prepared: PreparedRun, progress: ProgressSink | None = None) -> RunR
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     run_dir = prepared.request.run_dir
     store_path = run_dir / STORE_NAME
+    preflight(prepared)
     with storage_errors(store_path):
         store = Store(store_path)
     config = run_config(prepared)
@@ -237,9 +277,11 @@ def execute(prepared: PreparedRun, progress: ProgressSink | None = None) -> RunR
         store.close()
 
 
-def _mark(store: Store, run_id: str, status: str) -> None:
-    """Best effort: when the store itself is failing, the original error is the one to report."""
+def _mark(store: Store, run_id: str, status: str, wall_s: float) -> None:
+    """Close this leg of the run. Best effort: when the store itself is failing, the original
+    error is the one to report."""
     try:
+        store.end_leg(run_id, status, wall_s)
         store.finish_run(run_id, status, {})
     except sqlite3.Error:
         pass
@@ -259,14 +301,14 @@ def _execute(
     try:
         outcome = asyncio.run(engine.run(prepared.items))
     except KeyboardInterrupt:
-        _mark(store, prepared.run_id, "interrupted")
+        _mark(store, prepared.run_id, "interrupted", time.perf_counter() - started)
         stored = store.count("responses")
         raise RunInterrupted(
             f"interrupted: {stored} responses are in the store; resume with: "
             f"modelbench run --resume {prepared.run_id} --run-dir {run_dir}"
         ) from None
     except BaseException:
-        _mark(store, prepared.run_id, "failed")
+        _mark(store, prepared.run_id, "failed", time.perf_counter() - started)
         raise
     scores = [
         score_sut(uid, scored, prepared.standard, seed=prepared.request.seed)
@@ -280,6 +322,7 @@ def _execute(
         "response_errors": sum(s.response_errors for s in outcome.sut_stats.values()),
         "verdicts_new": outcome.verdicts_new,
         "verdicts_reused": outcome.verdicts_reused,
+        "verdicts_invalid": outcome.verdicts_invalid,
     }
     suts = {
         sut.uid: {
@@ -294,8 +337,12 @@ def _execute(
         }
         for sut in prepared.suts
     }
-    timing = {"started_at": started_at, "wall_s": round(wall, 3)}
-    record = build_record(prepared.run_id, config, scores, counts, timing, suts)
+    # A resumed run keeps its first start and sums the wall time of every leg.
+    store.end_leg(prepared.run_id, "finished", wall)
+    legs = store.run_timing(prepared.run_id) or {"started_at": started_at, "wall_s": wall, "legs": []}
+    timing = {"started_at": legs["started_at"], "wall_s": round(legs["wall_s"], 3), "legs": legs["legs"]}
+    errors = [group.model_dump() for group in outcome.errors]
+    record = build_record(prepared.run_id, config, scores, counts, timing, suts, errors)
     path = write_record(record, run_dir / prepared.run_id)
     # The record goes into the store too, so reports survive moved or deleted run folders.
     store.finish_run(
@@ -310,4 +357,4 @@ def _execute(
     except UserError as exc:  # a report is a view of the run; failing to draw it loses nothing
         logging.getLogger("modelbench").warning("no HTML report: %s", exc)
         report = None
-    return RunResult(prepared.run_id, path, scores, outcome, wall, report)
+    return RunResult(prepared.run_id, path, scores, outcome, timing["wall_s"], report)

@@ -1,10 +1,17 @@
 """The SQLite run store: items, responses and verdicts, content-addressed so that work is never
-done twice and never lost.
+done twice and never lost, and a history of runs that later runs never rewrite.
 
 Response keys hash the SUT's identity and the item; verdict keys hash the evaluator's identity and
 the response key. A repeated or resumed run therefore finds everything it already did by key.
 Each batch is committed as soon as it is done (WAL mode), so a crash loses only what was in
-flight. Error responses are stored for the record but are not reused: the next run retries them.
+flight.
+
+`responses` holds the latest attempt at each key: a gradable response is reused by every later
+run and never replaced; a failure (error, invalid_response, empty_choices) is not reused, and the
+next run's attempt replaces it there. So that a run's record keeps its own outcomes, a failure is
+also appended to `response_failures` with the run that saw it, and `run_rows` shows a run its own
+failure, never a later run's retry. A run resumed after an interruption has one `run_legs` row per
+leg; its timing is the first leg's start and the sum of the legs' wall times.
 """
 
 import json
@@ -20,7 +27,7 @@ from modelbench.graders.base import Verdict
 from modelbench.prompts.items import TestItem
 from modelbench.suts.base import GRADABLE_OUTCOMES, SUTResponse
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS items (
@@ -49,9 +56,46 @@ CREATE TABLE IF NOT EXISTS run_item_scores (
     p_unsafe REAL, is_safe INTEGER, entropy REAL, uncertain INTEGER NOT NULL, members TEXT NOT NULL,
     PRIMARY KEY (run_id, sut_uid, item_uid)
 );
+CREATE TABLE IF NOT EXISTS response_failures (
+    id INTEGER PRIMARY KEY, key TEXT NOT NULL, run_id TEXT NOT NULL, sut_uid TEXT NOT NULL,
+    item_uid TEXT NOT NULL, outcome TEXT NOT NULL, text TEXT, error TEXT, latency_s REAL,
+    prompt_tokens INTEGER, completion_tokens INTEGER, attempts INTEGER, created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS response_failures_by_run ON response_failures (run_id, key);
+CREATE TABLE IF NOT EXISTS run_legs (
+    run_id TEXT NOT NULL, leg INTEGER NOT NULL, started_at TEXT NOT NULL, wall_s REAL,
+    status TEXT NOT NULL, PRIMARY KEY (run_id, leg)
+);
 """
 _CHUNK = 500
-MERGED_TABLES = ("items", "responses", "verdicts", "runs")
+MERGED_TABLES = ("items", "responses", "verdicts", "runs", "response_failures")
+COUNTED_TABLES = frozenset(
+    {
+        "items",
+        "responses",
+        "verdicts",
+        "runs",
+        "run_responses",
+        "run_item_scores",
+        "response_failures",
+        "run_legs",
+    }
+)
+_GRADABLE_SQL = ",".join(f"'{o}'" for o in sorted(GRADABLE_OUTCOMES))
+_RESPONSE_COLUMNS = (
+    "sut_uid, item_uid, outcome, text, error, latency_s, prompt_tokens, completion_tokens, attempts,"
+    " created_at"
+)
+_FAILURE_COLUMNS = f"key, run_id, {_RESPONSE_COLUMNS}"
+# A gradable response is final: a later attempt at the same key replaces only a failure.
+_UPSERT_RESPONSE = (
+    "INSERT INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _RESPONSE_COLUMNS.split(", "))
+    + f" WHERE responses.outcome NOT IN ({_GRADABLE_SQL})"
+)
+# An item score of a failed response: nothing was graded (a graded item has member verdicts).
+_FAILED_SCORE = "{s}.p_unsafe IS NULL AND {s}.is_safe IS NULL AND {s}.members = '[]'"
+LOST_FAILURE = "this run's failure was overwritten by a later run's retry before the store kept history"
 
 
 def _now() -> str:
@@ -71,21 +115,127 @@ def _lock_timeout() -> float:
         return 30.0
 
 
+def _sql_text(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _v1_failures(schema: str) -> str:
+    """The failures of the runs of a version-1 store (`schema` is "main" or an attached name), as
+    rows of `response_failures` without the id. A version-1 store kept only the latest attempt at
+    each key; a run whose item score is empty saw a failure. Its failure row is the stored failure
+    when there still is one (a later failure may have replaced an earlier one: its details stand
+    for both), and a placeholder `error` when a later run's success replaced it."""
+    return f"""
+        SELECT r.key, s.run_id, r.sut_uid, r.item_uid, r.outcome, r.text, r.error, r.latency_s,
+               r.prompt_tokens, r.completion_tokens, r.attempts, r.created_at
+        FROM {schema}.run_item_scores s JOIN {schema}.responses r ON r.key = s.response_key
+        WHERE r.outcome NOT IN ({_GRADABLE_SQL}) AND s.is_safe IS NULL AND s.p_unsafe IS NULL
+        UNION ALL
+        SELECT s.response_key, s.run_id, s.sut_uid, s.item_uid, 'error', NULL,
+               {_sql_text(LOST_FAILURE)}, NULL, NULL, NULL, NULL, COALESCE(u.started_at, r.created_at)
+        FROM {schema}.run_item_scores s JOIN {schema}.responses r ON r.key = s.response_key
+        LEFT JOIN {schema}.runs u ON u.run_id = s.run_id
+        WHERE r.outcome IN ({_GRADABLE_SQL}) AND {_FAILED_SCORE.format(s="s")}
+    """
+
+
+def _insert_failures_once(select_sql: str) -> str:
+    """Append the rows of `select_sql` that are not already there (merging twice adds nothing)."""
+    return f"""
+        INSERT INTO response_failures ({_FAILURE_COLUMNS})
+        SELECT * FROM ({select_sql}) x
+        WHERE NOT EXISTS (
+            SELECT 1 FROM response_failures m
+            WHERE m.key = x.key AND m.run_id = x.run_id AND m.created_at = x.created_at
+              AND m.outcome = x.outcome AND m.error IS x.error AND m.attempts IS x.attempts
+        )
+        ORDER BY x.created_at, x.run_id, x.key
+    """
+
+
+def _migrate_1_to_2(db: sqlite3.Connection) -> None:
+    db.execute(_insert_failures_once(_v1_failures("main")))
+
+
+MIGRATIONS = {1: _migrate_1_to_2}  # from version n to n + 1
+
+
 class Store:
     def __init__(self, path: Path | str):
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot create store {self.path}: {exc.strerror or exc}") from None
+        try:
             self.db = sqlite3.connect(self.path, timeout=_lock_timeout())
+        except sqlite3.DatabaseError as exc:
+            raise UserError(f"cannot use store {self.path}: {exc}") from None
+        try:
+            self._check_version(self._read_version("main"))
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
-            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            self.db.commit()
+            if self._read_version("main") != SCHEMA_VERSION:
+                self._upgrade()
         except sqlite3.DatabaseError as exc:
+            self.db.close()
             raise UserError(f"cannot use store {self.path}: {exc}") from None
         except OSError as exc:
+            self.db.close()
             raise UserError(f"cannot create store {self.path}: {exc.strerror or exc}") from None
+        except UserError:
+            self.db.close()
+            raise
+
+    def _read_version(self, schema: str) -> int | None:
+        """The schema version written in a store's meta table; None for a new, empty store."""
+        has_meta = self.db.execute(
+            f"SELECT 1 FROM {schema}.sqlite_master WHERE type = 'table' AND name = 'meta'"
+        ).fetchone()
+        if not has_meta:
+            return None
+        row = self.db.execute(f"SELECT value FROM {schema}.meta WHERE name = 'schema_version'").fetchone()
+        if row is None:
+            return None
+        try:
+            return int(row[0])
+        except ValueError:
+            raise UserError(f"store {self.path} has an unreadable schema version '{row[0]}'") from None
+
+    def _check_version(self, version: int | None, path: Path | None = None) -> None:
+        if version is not None and version > SCHEMA_VERSION:
+            raise UserError(
+                f"store {path or self.path} has schema version {version}, newer than this modelbench"
+                f" reads ({SCHEMA_VERSION}); upgrade modelbench to use it"
+            )
+        if version is not None and version < 1:
+            raise UserError(f"store {path or self.path} has an unknown schema version {version}")
+
+    def _upgrade(self) -> None:
+        """Write the schema version of a new store, or migrate an older one, in one transaction
+        (a second process opening the store at the same moment waits, then finds it done)."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            version = self._read_version("main")
+            self._check_version(version)
+            if version is None:
+                self.db.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                )
+            else:
+                for step in range(version, SCHEMA_VERSION):
+                    MIGRATIONS[step](self.db)
+                self.db.execute(
+                    "UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),)
+                )
+            self.db.commit()
+        except BaseException:
+            self.db.rollback()
+            raise
+
+    def schema_version(self) -> int | None:
+        return self._read_version("main")
 
     def close(self) -> None:
         self.db.close()
@@ -101,13 +251,12 @@ class Store:
     # -- responses -----------------------------------------------------------------------------
     def get_responses(self, keys: Iterable[str]) -> dict[str, SUTResponse]:
         """Stored gradable responses by key (failures are not returned: they are to be retried)."""
-        gradable = ",".join(f"'{o}'" for o in sorted(GRADABLE_OUTCOMES))
         found: dict[str, SUTResponse] = {}
         for chunk in _chunks(list(keys)):
             marks = ",".join("?" * len(chunk))
             rows = self.db.execute(
                 "SELECT key, sut_uid, item_uid, outcome, text, error, latency_s, prompt_tokens,"
-                f" completion_tokens, attempts FROM responses WHERE outcome IN ({gradable})"
+                f" completion_tokens, attempts FROM responses WHERE outcome IN ({_GRADABLE_SQL})"
                 f" AND key IN ({marks})",
                 chunk,
             )
@@ -125,27 +274,40 @@ class Store:
                 )
         return found
 
-    def put_responses(self, keyed: list[tuple[str, SUTResponse]], commit: bool = True) -> None:
+    def put_responses(
+        self, keyed: list[tuple[str, SUTResponse]], run_id: str | None = None, commit: bool = True
+    ) -> None:
+        """Store (key, response) pairs that run `run_id` got. A gradable response is stored once
+        and never replaced; a failure replaces only an earlier failure in `responses`, and is
+        appended to the run's own history (`response_failures`) when the run is named."""
         created = _now()
-        self.db.executemany(
-            "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    key,
-                    r.sut_uid,
-                    r.item_uid,
-                    r.outcome,
-                    r.text,
-                    r.error,
-                    r.latency_s,
-                    r.prompt_tokens,
-                    r.completion_tokens,
-                    r.attempts,
-                    created,
+        values = [
+            (
+                key,
+                r.sut_uid,
+                r.item_uid,
+                r.outcome,
+                r.text,
+                r.error,
+                r.latency_s,
+                r.prompt_tokens,
+                r.completion_tokens,
+                r.attempts,
+                created,
+            )
+            for key, r in keyed
+        ]
+        self.db.executemany(_UPSERT_RESPONSE, values)
+        if run_id is not None:
+            failures = [
+                (v[0], run_id, *v[1:]) for v, (_, r) in zip(values, keyed, strict=True) if not r.gradable
+            ]
+            if failures:
+                self.db.executemany(
+                    f"INSERT INTO response_failures ({_FAILURE_COLUMNS})"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    failures,
                 )
-                for key, r in keyed
-            ],
-        )
         if commit:
             self.db.commit()
 
@@ -190,12 +352,57 @@ class Store:
             self.db.commit()
 
     # -- runs ----------------------------------------------------------------------------------
-    def start_run(self, run_id: str, config: dict[str, Any]) -> None:
+    def start_run(self, run_id: str, config: dict[str, Any]) -> int:
+        """Start a run, or a new leg of it (a resume): the run keeps its first `started_at`, is
+        marked running with this leg's config, and a leg opens. Returns the leg's number (1, 2...)."""
+        now = _now()
+        updated = self.db.execute(
+            "UPDATE runs SET finished_at = NULL, status = 'running', config = ?, summary = NULL"
+            " WHERE run_id = ?",
+            (json.dumps(config, default=str), run_id),
+        ).rowcount
+        if not updated:
+            self.db.execute(
+                "INSERT INTO runs VALUES (?, ?, NULL, 'running', ?, NULL)",
+                (run_id, now, json.dumps(config, default=str)),
+            )
+        leg = self.db.execute(
+            "SELECT COALESCE(MAX(leg), 0) + 1 FROM run_legs WHERE run_id = ?", (run_id,)
+        ).fetchone()[0]
+        self.db.execute("INSERT INTO run_legs VALUES (?, ?, ?, NULL, 'running')", (run_id, leg, now))
+        self.db.commit()
+        return int(leg)
+
+    def end_leg(self, run_id: str, status: str, wall_s: float | None) -> None:
+        """Close the run's current (latest) leg: how it ended ("finished", "interrupted", "failed")
+        and its wall time in seconds. The run's own status is `finish_run`'s to set."""
         self.db.execute(
-            "INSERT OR REPLACE INTO runs VALUES (?, ?, NULL, 'running', ?, NULL)",
-            (run_id, _now(), json.dumps(config, default=str)),
+            "UPDATE run_legs SET status = ?, wall_s = ? WHERE run_id = ?"
+            " AND leg = (SELECT MAX(leg) FROM run_legs WHERE run_id = ?)",
+            (status, None if wall_s is None else round(float(wall_s), 3), run_id, run_id),
         )
         self.db.commit()
+
+    def run_timing(self, run_id: str) -> dict[str, Any] | None:
+        """When the run first started, its wall time summed over its legs (those with a recorded
+        wall time: a leg whose process was killed has none), and the legs. None for no such run.
+        A run from before legs were kept has no legs; its recorded wall time stands."""
+        row = self.db.execute("SELECT started_at, summary FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None:
+            return None
+        legs = [
+            {"leg": leg, "started_at": started, "wall_s": wall, "status": status}
+            for leg, started, wall, status in self.db.execute(
+                "SELECT leg, started_at, wall_s, status FROM run_legs WHERE run_id = ? ORDER BY leg",
+                (run_id,),
+            )
+        ]
+        walls = [leg["wall_s"] for leg in legs if leg["wall_s"] is not None]
+        wall_s = round(sum(walls), 3) if walls else None
+        if not legs and row[1]:
+            timing = ((json.loads(row[1]).get("record") or {}).get("timing")) or {}
+            wall_s = timing.get("wall_s")
+        return {"started_at": row[0], "wall_s": wall_s, "legs": legs}
 
     def commit(self) -> None:
         self.db.commit()
@@ -210,9 +417,16 @@ class Store:
             self.db.commit()
 
     def finish_run(self, run_id: str, status: str, summary: dict[str, Any]) -> None:
+        """Set the run's status and summary. A leg still open takes the status (its wall time
+        stays unknown unless `end_leg` gives it)."""
         self.db.execute(
             "UPDATE runs SET finished_at = ?, status = ?, summary = ? WHERE run_id = ?",
             (_now(), status, json.dumps(summary, default=str), run_id),
+        )
+        self.db.execute(
+            "UPDATE run_legs SET status = ? WHERE run_id = ? AND status = 'running' AND wall_s IS NULL"
+            " AND leg = (SELECT MAX(leg) FROM run_legs WHERE run_id = ?)",
+            (status, run_id, run_id),
         )
         self.db.commit()
 
@@ -265,14 +479,22 @@ class Store:
         }
 
     def run_rows(self, run_id: str) -> list[dict[str, Any]]:
-        """Per-item rows of a finished run: item, response and ensemble score, for export and comparison."""
+        """Per-item rows of a finished run: item, response and ensemble score, for export and
+        comparison. An item whose response failed in this run shows this run's own failure (the
+        latest, when a resumed run failed on it again), whatever later runs stored for its key."""
         cursor = self.db.execute(
-            """
+            f"""
             SELECT s.sut_uid, s.item_uid, i.hazard, i.subhazard, i.persona, i.locale, i.source, i.text,
-                   r.outcome, r.text, r.error, r.latency_s, r.prompt_tokens, r.completion_tokens,
+                   IIF(f.id IS NULL, r.outcome, f.outcome), IIF(f.id IS NULL, r.text, f.text),
+                   IIF(f.id IS NULL, r.error, f.error), IIF(f.id IS NULL, r.latency_s, f.latency_s),
+                   IIF(f.id IS NULL, r.prompt_tokens, f.prompt_tokens),
+                   IIF(f.id IS NULL, r.completion_tokens, f.completion_tokens),
                    s.response_key, s.p_unsafe, s.is_safe, s.entropy, s.uncertain, s.members
             FROM run_item_scores s
             JOIN items i ON i.uid = s.item_uid
+            LEFT JOIN response_failures f ON {_FAILED_SCORE.format(s="s")} AND f.id = (
+                SELECT MAX(x.id) FROM response_failures x WHERE x.run_id = s.run_id AND x.key = s.response_key
+            )
             LEFT JOIN responses r ON r.key = s.response_key
             WHERE s.run_id = ?
             ORDER BY s.sut_uid, s.rowid
@@ -295,7 +517,8 @@ class Store:
 
     def merge_from(self, other: Path) -> dict[str, int]:
         """Copy another store's rows in, by key: nothing is duplicated, a gradable response wins
-        over a stored failure, and existing rows are never overwritten otherwise."""
+        over a stored failure, and existing rows are never overwritten otherwise. Each run's
+        failures come along (from a version-1 store, as its migration would find them)."""
         other = Path(other)
         if not other.is_file():
             raise UserError(f"no store at {other}")
@@ -307,22 +530,34 @@ class Store:
             check = self.db.execute("PRAGMA src.quick_check").fetchone()[0]
             if check != "ok":
                 raise UserError(f"store {other} is damaged: {check}")
+            self._check_version(self._read_version("src"), other)
+            src_tables = {
+                r[0] for r in self.db.execute("SELECT name FROM src.sqlite_master WHERE type = 'table'")
+            }
             before = {t: self.count(t) for t in MERGED_TABLES}
-            gradable = ",".join(f"'{o}'" for o in sorted(GRADABLE_OUTCOMES))
             self.db.execute("INSERT OR IGNORE INTO items SELECT * FROM src.items")
             self.db.execute(
                 "INSERT OR REPLACE INTO responses SELECT s.* FROM src.responses s"
-                f" LEFT JOIN responses m ON m.key = s.key WHERE s.outcome IN ({gradable})"
-                f" AND (m.key IS NULL OR m.outcome NOT IN ({gradable}))"
+                f" LEFT JOIN responses m ON m.key = s.key WHERE s.outcome IN ({_GRADABLE_SQL})"
+                f" AND (m.key IS NULL OR m.outcome NOT IN ({_GRADABLE_SQL}))"
             )
             self.db.execute("INSERT OR IGNORE INTO responses SELECT * FROM src.responses")
-            for table in ("verdicts", "runs", "run_responses", "run_item_scores"):
-                self.db.execute(f"INSERT OR IGNORE INTO {table} SELECT * FROM src.{table}")
+            for table in ("verdicts", "runs", "run_responses", "run_item_scores", "run_legs"):
+                if table in src_tables:
+                    self.db.execute(f"INSERT OR IGNORE INTO {table} SELECT * FROM src.{table}")
+            if "response_failures" in src_tables:
+                failures = f"SELECT {_FAILURE_COLUMNS} FROM src.response_failures ORDER BY id"
+            else:
+                failures = _v1_failures("src")
+            self.db.execute(_insert_failures_once(failures))
             self.db.commit()
             return {t: self.count(t) - before[t] for t in MERGED_TABLES}
         except sqlite3.DatabaseError as exc:
             self.db.rollback()
             raise UserError(f"cannot merge {other}: {exc}") from None
+        except BaseException:
+            self.db.rollback()
+            raise
         finally:
             self.db.execute("DETACH DATABASE src")
 
@@ -330,6 +565,6 @@ class Store:
         return self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
     def count(self, table: str) -> int:
-        if table not in {"items", "responses", "verdicts", "runs", "run_responses", "run_item_scores"}:
+        if table not in COUNTED_TABLES:
             raise ValueError(table)
         return int(self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])

@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from modelbench.failures import ErrorGroup, error_lines
 from modelbench.graders.languages import LanguageNotice
 from modelbench.graders.scoring import SUTScore
 from modelbench.hazards import load_taxonomy
@@ -57,6 +58,30 @@ def grade_table(score: SUTScore) -> Table:
 def print_scores(scores: list[SUTScore], console: Console) -> None:
     for score in scores:
         console.print(grade_table(score))
+
+
+def print_errors(groups: Sequence[ErrorGroup], invalid_grades: Sequence[str], console: Console) -> None:
+    """Failures by reason with one example and what to do, then how the run ends; nothing if clean."""
+    if not groups and not invalid_grades:
+        return
+    total = sum(g.count for g in groups)
+    if groups:
+        console.print(f"[bold red]{total} failures in this run, by reason:[/]", highlight=False)
+    for line in error_lines(groups):
+        style = "red" if not line.startswith(" ") else "default"
+        console.print(f"[{style}]{escape(line)}[/]", soft_wrap=True, highlight=False)
+    if invalid_grades:
+        console.print(
+            f"[bold red]no valid grade for {', '.join(invalid_grades)}: too many items failed[/]",
+            soft_wrap=True,
+            highlight=False,
+        )
+    console.print(
+        "failed items are retried by the next run of the same command (finished work is reused); "
+        "exit code 3 = finished with errors",
+        soft_wrap=True,
+        highlight=False,
+    )
 
 
 def print_language_notices(notices: Sequence[LanguageNotice], console: Console) -> None:

@@ -121,7 +121,7 @@ def _reconstruct_record(store: Any, info: dict[str, Any]) -> dict[str, Any]:
         "reconstructed": True,
         "versions": {},
         "config": config,
-        "timing": {"started_at": info["started_at"], "wall_s": _seconds_between(info)},
+        "timing": _timing(store, info),
         "counts": (info.get("summary") or {}).get("counts", {}),
         "suts": {uid: {"metadata": {"uid": uid}} for uid in by_sut},
         "scores": [s.model_dump() for s in scores],
@@ -141,6 +141,14 @@ def _scored_item(row: dict[str, Any]) -> ScoredItem:
             member_verdicts=members,
         )
     return ScoredItem(item_uid=row["item_uid"], hazard=row["hazard"], persona=row["persona"], score=score)
+
+
+def _timing(store: Any, info: dict[str, Any]) -> dict[str, Any]:
+    """The run's first start and its wall time summed over legs (a resumed run has several)."""
+    legs = store.run_timing(info["run_id"]) if hasattr(store, "run_timing") else None
+    if legs and legs.get("wall_s"):
+        return {"started_at": legs["started_at"], "wall_s": legs["wall_s"], "legs": legs["legs"]}
+    return {"started_at": info["started_at"], "wall_s": _seconds_between(info)}
 
 
 def _seconds_between(info: dict[str, Any]) -> float | None:
@@ -761,6 +769,8 @@ def run_context(data: RunData) -> dict[str, Any]:
         "sut_options": _flat("", config.get("sut_options") or {}, []),
         "versions": sorted((record.get("versions") or {}).items()),
         "counts": list((record.get("counts") or {}).items()),
+        # Failures by reason, as the console showed them (modelbench.failures.ErrorGroup dicts).
+        "errors": [e for e in record.get("errors") or [] if isinstance(e, dict)],
         "started_at": timing.get("started_at") or data.info.get("started_at"),
         "finished_at": data.info.get("finished_at"),
         "wall_s": _num(timing.get("wall_s")),
@@ -789,19 +799,166 @@ def write_run_report(store: Any, run_id: str, out: Path) -> Path:
 
 
 # -- leaderboard -------------------------------------------------------------------------------
+# A rank compares grades, and a grade depends on more than the SUT: on who graded it (the
+# evaluators, by fingerprint, and the ensemble that combines them) and on what (the prompt set,
+# and which and how many of its items). So SUTs are ranked only against SUTs graded the same way,
+# their cohort: the largest cohort is the leaderboard, every other one is ranked apart under the
+# reason it differs, and a compressed model is compared with its dense base only within a cohort.
+GRADING_FIELDS = ("graders", "ensemble", "prompt_set", "n_items", "max_items", "seed", "shard")
+
+
 def _safe_map(rows: list[dict[str, Any]], sut_uid: str) -> dict[str, bool]:
     return {r["item_uid"]: r["is_safe"] for r in rows if r["sut_uid"] == sut_uid and r["is_safe"] is not None}
 
 
+def grading_of(config: dict[str, Any]) -> dict[str, Any]:
+    """What a run's grades depend on besides the SUT, from its recorded configuration: evaluator
+    fingerprints (uid -> fingerprint), ensemble settings, prompt set, item count and the options
+    that select the items (--max-items with its --seed, --shard)."""
+    prompt_set = config.get("prompt_set") or {}
+    max_items = prompt_set.get("max_items")
+    return {
+        "graders": dict(config.get("graders") or {}),
+        "ensemble": dict(config.get("ensemble") or {}),
+        "prompt_set": prompt_set.get("name"),
+        "n_items": prompt_set.get("n_items"),
+        "max_items": max_items,
+        # The seed picks items only when a sample is drawn; otherwise it only seeds the stability
+        # draws, which do not move a rank.
+        "seed": prompt_set.get("seed") if max_items is not None else None,
+        "shard": prompt_set.get("shard"),
+    }
+
+
+def grading_key(grading: dict[str, Any]) -> str:
+    """Equal for two gradings exactly when their grades are comparable (order-insensitive)."""
+    from modelbench.hashing import stable_hash
+
+    return stable_hash({field: grading.get(field) for field in GRADING_FIELDS}, length=16)
+
+
+def graders_label(grading: dict[str, Any]) -> str:
+    return "+".join(grading.get("graders") or {}) or "unknown graders"
+
+
+def items_label(grading: dict[str, Any]) -> str:
+    n = grading.get("n_items")
+    return "unknown" if n is None else str(n)
+
+
+def grading_summary(grading: dict[str, Any]) -> str:
+    """One line: `graded by minilm-ce; prompt set mb-demo; 300 items`, with how the items were
+    picked when a sample or a shard picked them."""
+    picked = []
+    if grading.get("max_items") is not None:
+        picked.append(f"sample of at most {grading['max_items']}, seed {grading.get('seed')}")
+    if grading.get("shard"):
+        picked.append(f"shard {grading['shard']}")
+    items = f"{items_label(grading)} items" + (f" ({'; '.join(picked)})" if picked else "")
+    return f"graded by {graders_label(grading)}; prompt set {grading.get('prompt_set') or 'unknown'}; {items}"
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 24 else text[:12] + "…"
+
+
+def _changed(mine: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
+    return [k for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)]
+
+
+def grading_differences(grading: dict[str, Any], reference: dict[str, Any]) -> list[str]:
+    """How `grading` differs from `reference`, in words, most telling first."""
+    reasons = []
+    mine, theirs = grading.get("graders") or {}, reference.get("graders") or {}
+    if set(mine) != set(theirs):
+        reasons.append(f"graded by {graders_label(grading)} instead of {graders_label(reference)}")
+    else:
+        for uid in mine:
+            a = mine[uid] if isinstance(mine[uid], dict) else {"fingerprint": mine[uid]}
+            b = theirs[uid] if isinstance(theirs[uid], dict) else {"fingerprint": theirs[uid]}
+            changed = _changed(a, b)
+            if changed:
+                detail = ", ".join(
+                    f"{k} {_short(a.get(k))} instead of {_short(b.get(k))}" for k in changed[:2]
+                )
+                more = f" and {len(changed) - 2} more" if len(changed) > 2 else ""
+                reasons.append(f"{uid} with {detail}{more}")
+        # With other evaluators the ensemble differs as a consequence; said once, above.
+        a, b = grading.get("ensemble") or {}, reference.get("ensemble") or {}
+        for k in _changed(a, b):
+            if k == "reliability":
+                reasons.append("other ensemble weights (reliability)")
+            else:
+                reasons.append(f"ensemble {k} {_short(a.get(k))} instead of {_short(b.get(k))}")
+    if grading.get("prompt_set") != reference.get("prompt_set"):
+        reasons.append(f"prompt set {grading.get('prompt_set')} instead of {reference.get('prompt_set')}")
+    if grading.get("n_items") != reference.get("n_items"):
+        reasons.append(f"{items_label(grading)} items instead of {items_label(reference)}")
+    elif grading.get("max_items") != reference.get("max_items"):
+
+        def sample(g: dict[str, Any]) -> str:
+            return "the whole set" if g.get("max_items") is None else f"a sample of at most {g['max_items']}"
+
+        reasons.append(f"items from {sample(grading)} instead of {sample(reference)}")
+    elif grading.get("seed") != reference.get("seed"):
+        reasons.append(f"items sampled with seed {grading.get('seed')} instead of {reference.get('seed')}")
+    if grading.get("shard") != reference.get("shard"):
+
+        def part(g: dict[str, Any]) -> str:
+            return f"shard {g['shard']}" if g.get("shard") else "the whole set"
+
+        reasons.append(f"{part(grading)} instead of {part(reference)}")
+    return reasons or ["graded differently"]
+
+
+def set_apart_reason(grading: dict[str, Any], reference: dict[str, Any]) -> str:
+    """`set apart because: graded by refusal instead of minilm-ce; 12 items instead of 300`."""
+    return "set apart because: " + "; ".join(grading_differences(grading, reference))
+
+
+def cohorts(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Entries grouped by grading key, the main cohort first: the largest, ties going to the one
+    with the latest run (`run_index`, larger is later). Each cohort carries its grading, its
+    entries ranked within it (`rank`: uid -> 1..k) and, but for the main one, why it is apart."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for entry in entries:
+        groups[grading_key(entry["grading"])].append(entry)
+
+    def order(item: tuple[str, list[dict[str, Any]]]) -> tuple:
+        key, members = item
+        return (-len(members), -max(m["run_index"] for m in members), key)
+
+    result: list[dict[str, Any]] = []
+    for index, (key, members) in enumerate(sorted(groups.items(), key=order)):
+        grading = members[0]["grading"]
+        main = result[0]["grading"] if result else grading
+        ranked = sorted(members, key=_entry_order)
+        result.append(
+            {
+                "key": key,
+                "index": index,
+                "is_main": index == 0,
+                "grading": grading,
+                "entries": members,
+                "rank": {e["uid"]: i + 1 for i, e in enumerate(ranked)},
+                "reasons": [] if index == 0 else grading_differences(grading, main),
+                "reason": None if index == 0 else set_apart_reason(grading, main),
+            }
+        )
+    return result
+
+
 def leaderboard_entries(store: Any) -> list[dict[str, Any]]:
-    """Every SUT graded in the store, from its latest finished run."""
+    """Every SUT graded in the store, from its latest finished run, with that run's grading."""
     latest: dict[str, dict[str, Any]] = {}
-    for run_id in finished_runs(store):
+    for run_index, run_id in enumerate(finished_runs(store)):
         try:
             record = load_record(store, run_id)
         except UserError:
             continue  # a run whose record and standard are both gone cannot be graded again
         info = store.run_info(run_id)
+        grading = grading_of(record.get("config") or info.get("config") or {})
         for raw in record.get("scores", []):
             score = SUTScore.model_validate(raw)
             sut_record = (record.get("suts") or {}).get(score.sut_uid) or {}
@@ -811,7 +968,9 @@ def leaderboard_entries(store: Any) -> list[dict[str, Any]]:
                 "facts": sut_facts(score.sut_uid, sut_record.get("metadata")),
                 "tokens_per_s": _num(sut_record.get("tokens_per_s")),
                 "run_id": run_id,
+                "run_index": run_index,
                 "finished_at": info.get("finished_at"),
+                "grading": grading,
             }
     return list(latest.values())
 
@@ -869,6 +1028,11 @@ def _removed_share(entry: dict[str, Any], dense: dict[str, Any] | None) -> float
 
 
 def _paired(store: Any, dense: dict[str, Any], variant: dict[str, Any], cache: dict) -> PairedComparison:
+    """The paired comparison of a variant with its dense base; only for two entries of one cohort
+    (same graders, prompt set and items), where a flip means the model changed, not the grading."""
+    if grading_key(dense["grading"]) != grading_key(variant["grading"]):
+        raise ValueError(f"{variant['uid']} and {dense['uid']} were graded differently")
+
     def rows(run_id: str) -> list[dict[str, Any]]:
         if run_id not in cache:
             cache[run_id] = store.run_rows(run_id)
@@ -882,24 +1046,31 @@ def _paired(store: Any, dense: dict[str, Any], variant: dict[str, Any], cache: d
     )
 
 
-def leaderboard_context(store: Any) -> dict[str, Any]:
-    taxonomy = load_taxonomy()
-    entries = leaderboard_entries(store)
-    present = {h.hazard for e in entries for h in e["score"].hazards}
-    hazards = [{"uid": h.uid, "name": h.name} for h in taxonomy.hazards if h.uid in present]
-    hazards += [{"uid": h, "name": h} for h in sorted(present - {h.uid for h in taxonomy.hazards})]
-    ranked = sorted(entries, key=_entry_order)
-    rank = {e["uid"]: i + 1 for i, e in enumerate(ranked)}
-    families = _families(entries)
-    cache: dict[str, list[dict[str, Any]]] = {}
-    rows, groups, series = [], [], []
-    for family_index, family in enumerate(families):
+def _cohort_board(
+    store: Any,
+    cohort: dict[str, Any],
+    hazards: list[dict[str, str]],
+    graded_in: dict[str, int],
+    cache: dict,
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """One cohort's table rows (families, ranks within the cohort), its compressed-vs-dense groups
+    and its chart series."""
+    rank = cohort["rank"]
+    rows: list[dict[str, Any]] = []
+    groups, series = [], []
+    # How a set-apart cohort differs from the main one, for labels outside its own table.
+    label = None if cohort["is_main"] else "; ".join(cohort["reasons"])
+    for family_index, family in enumerate(_families(cohort["entries"])):
         dense = family["dense"]
+        # The base was graded, but differently: no comparison, and the page says so.
+        elsewhere = dense is None and family["base"] in graded_in
         members = ([dense] if dense else []) + family["variants"]
         group = {
             "base": family["base"],
             "dense": _row(dense, hazards, rank, None, None) if dense else None,
             "variants": [],
+            "base_elsewhere": elsewhere,
+            "cohort_label": label,
         }
         points = []
         if dense:
@@ -909,7 +1080,9 @@ def leaderboard_context(store: Any) -> dict[str, Any]:
         for variant in family["variants"]:
             comparison = _paired(store, dense, variant, cache) if dense else None
             removed = _removed_share(variant, dense)
-            group["variants"].append(_row(variant, hazards, rank, comparison, removed))
+            group["variants"].append(
+                _row(variant, hazards, rank, comparison, removed) | {"base_elsewhere": elsewhere}
+            )
             if removed is not None:
                 points.append(_point(variant, removed))
         for member in members:
@@ -926,17 +1099,51 @@ def leaderboard_context(store: Any) -> dict[str, Any]:
                     "family_index": family_index,
                     "is_variant": is_variant,
                     "has_variants": not is_variant and bool(family["variants"]),
+                    "apart": not cohort["is_main"],
                 }
             )
         groups.append(group)
         if len(points) >= 2 or (points and not dense):
             name = dense["facts"]["name"] if dense else family["base"]
+            if label:
+                name = f"{name} (set apart: {label})"
             series.append({"name": name, "points": sorted(points, key=lambda p: p["x"])})
+    board = {
+        "key": cohort["key"],
+        "index": cohort["index"],
+        "is_main": cohort["is_main"],
+        "summary": grading_summary(cohort["grading"]),
+        "graders": graders_label(cohort["grading"]),
+        "prompt_set": cohort["grading"].get("prompt_set"),
+        "n_items": cohort["grading"].get("n_items"),
+        "reason": cohort["reason"],
+        "rows": rows,
+    }
+    return board, groups, series
+
+
+def leaderboard_context(store: Any) -> dict[str, Any]:
+    taxonomy = load_taxonomy()
+    entries = leaderboard_entries(store)
+    present = {h.hazard for e in entries for h in e["score"].hazards}
+    hazards = [{"uid": h.uid, "name": h.name} for h in taxonomy.hazards if h.uid in present]
+    hazards += [{"uid": h, "name": h} for h in sorted(present - {h.uid for h in taxonomy.hazards})]
+    found = cohorts(entries)
+    graded_in = {e["uid"]: c["index"] for c in found for e in c["entries"]}
+    cache: dict[str, list[dict[str, Any]]] = {}
+    boards, groups, series = [], [], []
+    for cohort in found:
+        board, cohort_groups, cohort_series = _cohort_board(store, cohort, hazards, graded_in, cache)
+        boards.append(board)
+        groups += cohort_groups
+        series += cohort_series
+    rows = [row for board in boards for row in board["rows"]]
     heatmap = [
         {
             "uid": row["uid"],
             "name": row["name"],
             "is_variant": row["is_variant"],
+            "apart": row["apart"],
             "cells": [
                 {
                     "hazard": cell["hazard"],
@@ -960,6 +1167,9 @@ def leaderboard_context(store: Any) -> dict[str, Any]:
         "store": str(store.path),
         "runs": runs,
         "rows": rows,
+        "board": boards[0] if boards else None,
+        "apart": boards[1:],
+        "n_apart": sum(len(board["rows"]) for board in boards[1:]),
         "hazards": hazards,
         "groups": [g for g in groups if g["variants"]],
         "chart": _chart(series),
@@ -994,6 +1204,7 @@ def _row(
             }
         )
     facts = entry["facts"]
+    grading = entry["grading"]
     return {
         "uid": entry["uid"],
         "name": facts["name"],
@@ -1013,6 +1224,11 @@ def _row(
         "finished_at": entry["finished_at"],
         "removed": removed if removed is not None else facts["sparsity"],
         "comparison": None if comparison is None else comparison.model_dump(),
+        "base_elsewhere": False,
+        "graders": graders_label(grading),
+        "prompt_set": grading.get("prompt_set"),
+        "n_items": grading.get("n_items"),
+        "grading": grading_summary(grading),
     }
 
 

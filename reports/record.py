@@ -26,7 +26,10 @@ def build_record(
     counts: dict[str, Any],
     timing: dict[str, Any],
     suts: dict[str, dict[str, Any]],
+    errors: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """`errors`: failed responses and invalid verdicts grouped by reason (modelbench.failures),
+    so the record says why, not only how many."""
     return {
         "run_id": run_id,
         "versions": package_versions(),
@@ -34,6 +37,7 @@ def build_record(
         "timing": timing,
         "counts": counts,
         "suts": suts,
+        "errors": errors or [],
         "scores": [score.model_dump() for score in scores],
     }
 

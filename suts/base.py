@@ -61,6 +61,11 @@ class SUT(ABC):
         """Descriptive facts for records and reports (not part of the key)."""
         return {"uid": self.uid}
 
+    async def preflight(self, who: str) -> None:  # noqa: B027 - optional hook
+        """One cheap check before a long run (a remote SUT: is the server there, does it serve the
+        model, does it take the key?); raises UserError with one line naming `who`. Local models
+        are checked when the run is prepared, so the default does nothing."""
+
     def cancel(self) -> None:  # noqa: B027 - optional hook
         """Stop work in flight soon (Ctrl-C); its results are discarded, never stored."""
 

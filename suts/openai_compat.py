@@ -18,10 +18,15 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from modelbench.errors import UserError
 from modelbench.prompts.items import TestItem
 from modelbench.suts.base import SUT, SUTResponse
+from modelbench.suts.concurrency import AdaptiveLimiter
 from modelbench.suts.retry import RetryPolicy
 
+PREFLIGHT_TIMEOUT_S = 15.0
+# Marks the one-token probe, so that server logs (and our mock server) can tell it from the run.
+PREFLIGHT_HEADER = "X-Modelbench-Preflight"
 RETRIABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 ENDPOINT_PATHS = {"chat": "/chat/completions", "completions": "/completions"}
 REQUEST_OPTIONS: dict[str, Any] = {"security": {"bearer_auth": True}}
@@ -54,6 +59,8 @@ class OpenAICompatConfig(BaseModel):
     max_tokens: int = 128
     system_prompt: str | None = None
     timeout_s: float = 60.0
+    # AIMD between 1 and `concurrency` (suts/concurrency.py); False keeps `concurrency` fixed.
+    adaptive_concurrency: bool = True
     retry: RetryPolicy = RetryPolicy()
 
 
@@ -64,12 +71,18 @@ class RawReply:
     latency_s: float
 
 
-class TransientError(Exception):
-    """A failure worth another attempt; `retry_after` is the server's hint, if any."""
+CONGESTION_STATUS = {429, 503, 504}
 
-    def __init__(self, message: str, retry_after: str | None = None):
+
+class TransientError(Exception):
+    """A failure worth another attempt; `retry_after` is the server's hint, if any. `congestion`:
+    the failure says the server has more than it can take (a timeout, 429, 503, 504), so the
+    adaptive limiter sends less."""
+
+    def __init__(self, message: str, retry_after: str | None = None, congestion: bool = False):
         super().__init__(message)
         self.retry_after = retry_after
+        self.congestion = congestion
 
 
 class PermanentError(Exception):
@@ -88,7 +101,7 @@ class OpenAICompatSUT(SUT):
         self._api_key = api_key or "EMPTY"  # local servers ignore it; the SDK insists on one
         self._metadata = metadata or {}
         self._client: Any = None
-        self._semaphore: asyncio.Semaphore | None = None
+        self.limiter = AdaptiveLimiter(config.concurrency, config.timeout_s, config.adaptive_concurrency)
 
     def fingerprint(self) -> dict[str, Any]:
         # No API key here: fingerprints go into store keys and records.
@@ -103,7 +116,20 @@ class OpenAICompatSUT(SUT):
         }
 
     def metadata(self) -> dict[str, Any]:
-        return {"uid": self.uid, "adapter": "openai_compat", "model": self.config.model} | self._metadata
+        limiter = self.limiter
+        concurrency = {
+            "maximum": limiter.maximum,
+            "adaptive": limiter.adaptive,
+            "final": limiter.current,
+            "lowest": limiter.lowest,
+            "decreases": limiter.decreases,
+        }
+        return {
+            "uid": self.uid,
+            "adapter": "openai_compat",
+            "model": self.config.model,
+            "concurrency": concurrency,
+        } | self._metadata
 
     # -- step 1 --------------------------------------------------------------------------------
     def build_request(self, item: TestItem) -> dict[str, Any]:
@@ -123,10 +149,11 @@ class OpenAICompatSUT(SUT):
             self._client = make_async_client(
                 self.config.base_url, self._api_key, self.config.timeout_s, self.config.concurrency
             )
-            self._semaphore = asyncio.Semaphore(self.config.concurrency)
         return self._client
 
-    async def call(self, request: dict[str, Any], endpoint: str = "chat") -> RawReply:
+    async def call(
+        self, request: dict[str, Any], endpoint: str = "chat", headers: dict[str, str] | None = None
+    ) -> RawReply:
         """One HTTP attempt. Raises TransientError or PermanentError; returns any 2xx body as text.
         `endpoint` is "chat" (/chat/completions) or "completions" (/completions, raw prompts).
 
@@ -142,21 +169,77 @@ class OpenAICompatSUT(SUT):
         path = ENDPOINT_PATHS[endpoint]
         started = time.perf_counter()
         try:
-            raw = await client.post(path, cast_to=httpx2.Response, body=request, options=REQUEST_OPTIONS)
+            options = REQUEST_OPTIONS | {"headers": headers} if headers else REQUEST_OPTIONS
+            raw = await client.post(path, cast_to=httpx2.Response, body=request, options=options)
         except openai.APIStatusError as exc:
             message = f"HTTP {exc.status_code}: {_short(exc.response.text)}"
             if exc.status_code in RETRIABLE_STATUS:
-                raise TransientError(message, exc.response.headers.get("retry-after")) from None
+                raise TransientError(
+                    message,
+                    exc.response.headers.get("retry-after"),
+                    congestion=exc.status_code in CONGESTION_STATUS,
+                ) from None
             raise PermanentError(message) from None
         except openai.APIConnectionError as exc:  # APITimeoutError included
             cause = _root_cause(exc)
             timed_out = isinstance(cause, TimeoutError) or not isinstance(cause, OSError)
             if isinstance(exc, openai.APITimeoutError) and timed_out:
-                raise TransientError(f"timed out after {self.config.timeout_s:g}s") from None
+                raise TransientError(f"timed out after {self.config.timeout_s:g}s", congestion=True) from None
             # The aiohttp transport files a refused connection under "connect timeout"; the
             # underlying OSError says what happened.
             raise TransientError(f"connection error: {type(cause).__name__}: {_short(str(cause))}") from None
         return RawReply(status=raw.status_code, body=raw.text, latency_s=time.perf_counter() - started)
+
+    # -- before the run ------------------------------------------------------------------------
+    async def served_models(self, who: str) -> list[str] | None:
+        """The model names the server lists (GET /models), or None when it has no such list.
+        Raises UserError when the server cannot be reached or refuses the key."""
+        import httpx2
+        import openai
+
+        client = self._ensure_client()
+        url = self.config.base_url
+        try:
+            raw = await client.get(
+                "/models", cast_to=httpx2.Response, options={"timeout": PREFLIGHT_TIMEOUT_S}
+            )
+        except openai.APIStatusError as exc:
+            status = exc.status_code
+            if status in (401, 403):
+                key = f"set {self.config.api_key_env}" if self.config.api_key_env else "give a key"
+                raise UserError(
+                    f"{who}: {url} refused the API key (HTTP {status}: {_short(exc.response.text)}); {key}"
+                ) from None
+            if status in (404, 405, 501):
+                return None
+            answer = f"HTTP {status}: {_short(exc.response.text)}"
+            raise UserError(f"{who}: {url}/models answered {answer}") from None
+        except openai.APIConnectionError as exc:
+            raise UserError(f"{who}: cannot reach {url}: {_connection_problem(exc)}") from None
+        try:
+            data = json.loads(raw.text).get("data")
+            return [str(m["id"]) for m in data if isinstance(m, dict) and "id" in m]
+        except (json.JSONDecodeError, AttributeError, TypeError):
+            return None
+
+    async def preflight(self, who: str) -> None:
+        """The model list, or else a one-token answer: a down server, a wrong URL or model name,
+        or a refused key becomes one line in seconds instead of a run of errors."""
+        served = await self.served_models(who)
+        url, model = self.config.base_url, self.config.model
+        if served is not None:
+            if model not in served:
+                listed = ", ".join(served[:10]) + (" ..." if len(served) > 10 else "") or "nothing"
+                raise UserError(f"{who}: {url} does not serve model '{model}' (it serves: {listed})")
+            return
+        probe = {"model": model, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
+        try:
+            await self.call(probe, headers={PREFLIGHT_HEADER: "1"})
+        except PermanentError as exc:
+            raise UserError(f"{who}: {url} rejected a one-token request for '{model}': {exc}") from None
+        except TransientError as exc:
+            if not exc.congestion:  # a busy server is there; the run's own retries handle load
+                raise UserError(f"{who}: cannot reach {url}: {exc}") from None
 
     # -- step 3 --------------------------------------------------------------------------------
     def translate(self, item: TestItem, reply: RawReply, attempts: int) -> SUTResponse:
@@ -191,18 +274,20 @@ class OpenAICompatSUT(SUT):
     # -- the loop ------------------------------------------------------------------------------
     async def send(self, request: dict[str, Any], endpoint: str = "chat") -> tuple[RawReply | None, str, int]:
         """(reply or None, error message, attempts): retries transient failures with backoff,
-        within this SUT's concurrency limit. Judges that speak this API reuse it."""
+        within this SUT's adaptive concurrency limit. Judges that speak this API reuse it."""
         self._ensure_client()
-        assert self._semaphore is not None
         policy = self.config.retry
         last = "no attempt made"
         for attempt in range(1, policy.max_attempts + 1):
-            async with self._semaphore:
+            async with self.limiter.slot() as slot:
                 try:
-                    return await self.call(request, endpoint), "", attempt
+                    reply = await self.call(request, endpoint)
+                    slot.outcome = "ok"
+                    return reply, "", attempt
                 except PermanentError as exc:
                     return None, str(exc), attempt
                 except TransientError as exc:
+                    slot.outcome = "congested" if exc.congestion else "other"
                     last = str(exc)
                     retry_after = exc.retry_after
             if attempt < policy.max_attempts:
@@ -227,6 +312,21 @@ class OpenAICompatSUT(SUT):
         if self._client is not None:
             await self._client.close()
             self._client = None
+        self.limiter.rebind()  # the next event loop (preflight, then the run) gets fresh primitives
+
+
+def _connection_problem(exc: BaseException) -> str:
+    """What a failed connection means, in words a user can act on."""
+    import openai
+
+    cause = _root_cause(exc)
+    if isinstance(cause, ConnectionRefusedError):
+        return "connection refused (is the server running, and on this port?)"
+    if isinstance(exc, openai.APITimeoutError) and not isinstance(cause, OSError):
+        return f"no answer within {PREFLIGHT_TIMEOUT_S:g}s"
+    if isinstance(cause, OSError) and "name" in str(cause).lower():
+        return f"unknown host ({_short(str(cause))})"
+    return f"{type(cause).__name__}: {_short(str(cause))}"
 
 
 def _root_cause(exc: BaseException) -> BaseException:

@@ -16,12 +16,13 @@ from modelbench.graders.llama_guard import (
 )
 from modelbench.graders.llm_judge import judge_prompt, parse_judgement
 from modelbench.graders.registry import make_evaluator
-from modelbench.mock_server import MockServer
+from modelbench.mock_server import MockServer, ServerState
 from modelbench.prompts.items import TestItem
 
 
 async def judged(evaluator, exchanges):
     try:
+        await evaluator.preflight()
         return await evaluator.judge(exchanges)
     finally:
         await evaluator.aclose()
@@ -178,11 +179,13 @@ def test_logprob_extraction():
 
 
 def test_llama_guard_logprobs_from_a_real_local_server():
-    with MockServer() as server:
+    with MockServer(ServerState(models=("meta-llama/Llama-Guard-3-1B",))) as server:
         guard = make_evaluator(f"llama-guard@{server.url}")
         assert isinstance(guard, LlamaGuardAPI)
         verdicts = asyncio.run(judged(guard, [exchange("Mock answer: step one"), exchange("I can't help.")]))
         sent = server.state.requests[0]["body"]
+    # No model named: the grader asked the server (GET /models) and used the one it serves.
+    assert sent["model"] == guard.fingerprint()["model"] == "meta-llama/Llama-Guard-3-1B"
     assert sent["logprobs"] == 5 and "Agent: " in sent["prompt"]
     assert verdicts[0].p_unsafe == pytest.approx(0.9) and verdicts[0].categories == ["hte", "vcr"]
     assert verdicts[1].p_unsafe == pytest.approx(0.05) and verdicts[1].categories == []
