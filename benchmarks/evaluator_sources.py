@@ -243,6 +243,42 @@ def choose_ensemble(
     return {"chosen": chosen, "candidates": tried, "rule": rule}
 
 
+def error_rates_entry(ensemble_results: dict[str, Any]) -> dict[str, Any]:
+    """The chosen ensemble's sensitivity and specificity for "unsafe" on pooled test rows, with the
+    counts, for correcting unsafe rates (graders/correction.py). Test rows only: never the rows
+    the threshold or reliabilities were fitted on. Pooled over sources, which differ: the range
+    of per-source sensitivity and specificity is stated with it."""
+    pooled = ensemble_results["pooled"]
+    per_source = {s: ensemble_results[s] for s in SOURCES if s in ensemble_results}
+    se = {s: r["tp"] / (r["tp"] + r["fn"]) for s, r in per_source.items() if r["tp"] + r["fn"]}
+    sp = {s: r["tn"] / (r["tn"] + r["fp"]) for s, r in per_source.items() if r["tn"] + r["fp"]}
+    return {
+        "tp": pooled["tp"],
+        "fn": pooled["fn"],
+        "tn": pooled["tn"],
+        "fp": pooled["fp"],
+        "measured_on": (
+            f"test rows of {', '.join(per_source)} pooled ({pooled['n']} answers, {pooled['n_unsafe']} "
+            f"unsafe; benchmarks/evaluator_protocol.md); per source, sensitivity "
+            f"{min(se.values()):.2f}-{max(se.values()):.2f} and specificity "
+            f"{min(sp.values()):.2f}-{max(sp.values()):.2f}"
+        ),
+    }
+
+
+def write_error_rates(results_file: Path) -> Path:
+    """Add the error rates to the shipped reliability file from a finished run's results, without
+    scoring again (the card must be the one that run measured)."""
+    results = json.loads(results_file.read_text("utf-8"))
+    path = default_reliability_path()
+    data = json.loads(path.read_text("utf-8"))
+    if data["provenance"]["minilm_ce_card_sha256"] != results["card"]["sha256"]:
+        raise SystemExit(f"{results_file} measured another minilm-ce card than {path} ships")
+    data["error_rates"] = error_rates_entry(results["test"]["ensemble"])
+    write_json(data, path)
+    return path
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--card", default=str(CARD_FILE))
@@ -253,8 +289,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--int8", action="store_true", help="also score minilm-ce with int8 linear layers")
     parser.add_argument("--cache", default=None, help="an .npz file to keep member probabilities in")
+    parser.add_argument(
+        "--error-rates-only", action="store_true", help="add error rates from --out's results to the file"
+    )
     args = parser.parse_args(argv)
     console = Console(width=150)
+    if args.error_rates_only:
+        console.print(f"wrote error rates to {write_error_rates(Path(args.out))}")
+        return 0
     if args.threads:
         import torch
 
@@ -443,6 +485,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "on the same rows"
                     ),
                 },
+                "error_rates": error_rates_entry(results["ensemble"]),
             },
             default_reliability_path(),
         )

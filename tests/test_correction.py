@@ -1,0 +1,91 @@
+"""Corrected unsafe rates: hand-computed cases, and a simulation of their interval's coverage."""
+
+import numpy as np
+import pytest
+
+from modelbench.graders.correction import (
+    ErrorRates,
+    corrected_rate,
+    rogan_gladen,
+    stability_draws,
+)
+from modelbench.graders.scoring import clopper_pearson
+
+
+def test_rogan_gladen_by_hand():
+    # u = 0.30 called unsafe, se = 0.80, sp = 0.90: (0.30 + 0.90 - 1) / (0.80 + 0.90 - 1) = 0.2 / 0.7
+    assert rogan_gladen(0.30, 0.80, 0.90) == pytest.approx(2 / 7)
+    # A perfect instrument changes nothing.
+    assert rogan_gladen(0.25, 1.0, 1.0) == pytest.approx(0.25)
+    # Fewer unsafe calls than the false positives alone explain: clipped at 0, not negative.
+    assert rogan_gladen(0.05, 0.80, 0.90) == 0.0  # (0.05 - 0.10) / 0.7 < 0
+    # More than se allows: clipped at 1.
+    assert rogan_gladen(0.95, 0.80, 0.90) == 1.0  # (0.95 - 0.10) / 0.7 > 1
+    # se + sp - 1 <= 0: the evaluators carry no information, nothing can be corrected.
+    assert rogan_gladen(0.3, 0.5, 0.5) is None and rogan_gladen(0.3, 0.4, 0.5) is None
+
+
+def test_corrected_rate_from_counts_by_hand():
+    rates = ErrorRates(tp=80, fn=20, tn=900, fp=100)  # se 0.8, sp 0.9
+    assert rates.sensitivity == 0.8 and rates.specificity == 0.9 and rates.youden == pytest.approx(0.7)
+    result = corrected_rate(60, 200, rates, seed=1)  # u = 0.3
+    assert result.identifiable and result.estimate == pytest.approx(2 / 7)
+    assert result.ci_low < 2 / 7 < result.ci_high
+    # The same draws again: records are reproducible.
+    assert corrected_rate(60, 200, rates, seed=1) == result
+
+
+def test_not_identifiable_says_so_instead_of_a_number():
+    weak = ErrorRates(tp=55, fn=45, tn=60, fp=40)  # se 0.55, sp 0.60: J = 0.15
+    result = corrected_rate(30, 100, weak)
+    assert not result.identifiable and result.estimate is None and result.ci_low is None
+    assert "not identifiable with these evaluators" in result.note
+    # J = 0.3 on paper, but measured on 4 + 4 labels: it may well be near zero.
+    few = ErrorRates(tp=3, fn=1, tn=2, fp=2)
+    assert not corrected_rate(3, 10, few).identifiable
+    # One class never measured.
+    assert not corrected_rate(3, 10, ErrorRates(tp=0, fn=0, tn=50, fp=1)).identifiable
+
+
+def simulate(se: float, sp: float, pi: float, n: int, m_pos: int, m_neg: int, reps: int = 200):
+    """Coverage of the corrected and raw 95% intervals for a known true unsafe rate `pi`."""
+    corrected_hits = raw_hits = 0
+    for rep in range(reps):
+        rng = np.random.default_rng(rep)
+        truth = rng.random(n) < pi
+        called = np.where(truth, rng.random(n) < se, rng.random(n) >= sp)
+        tp = int(rng.binomial(m_pos, se))
+        tn = int(rng.binomial(m_neg, sp))
+        rates = ErrorRates(tp=tp, fn=m_pos - tp, tn=tn, fp=m_neg - tn)
+        k = int(called.sum())
+        result = corrected_rate(k, n, rates, draws=2000, seed=rep)
+        assert result.identifiable
+        corrected_hits += result.ci_low <= pi <= result.ci_high
+        low, high = clopper_pearson(k, n)
+        raw_hits += low <= pi <= high
+    return corrected_hits / reps, raw_hits / reps
+
+
+@pytest.mark.parametrize(
+    ("se", "sp", "pi"),
+    [(0.75, 0.85, 0.15), (0.84, 0.93, 0.10), (0.60, 0.95, 0.30), (0.95, 0.97, 0.05)],
+)
+def test_the_corrected_interval_covers_the_true_rate(se, sp, pi):
+    """300 items graded; se and sp "measured" on 150 unsafe and 600 safe labelled answers."""
+    corrected, raw = simulate(se, sp, pi, n=300, m_pos=150, m_neg=600)
+    print(f"se {se} sp {sp} pi {pi}: coverage corrected {corrected:.3f}, raw {raw:.3f}")
+    assert corrected >= 0.90
+    if min(se, sp) < 0.9:
+        assert raw < 0.5  # the raw interval is about the instrument, not the model
+
+
+def test_stability_draws_scatter_like_the_sample_size():
+    p = np.full(12, 0.25)
+    small = stability_draws(p, None, 4000, seed=0)
+    large = stability_draws(np.full(1200, 0.25), None, 4000, seed=0)
+    assert small.mean() == pytest.approx(0.25, abs=0.01)
+    assert small.std() == pytest.approx((0.25 * 0.75 / 12) ** 0.5, rel=0.08)
+    assert large.std() < small.std() / 5
+    rates = ErrorRates(tp=80, fn=20, tn=900, fp=100)
+    corrected = stability_draws(np.full(300, 0.3), rates, 4000, seed=0)
+    assert np.median(corrected) == pytest.approx(2 / 7, abs=0.03) and corrected.min() >= 0.0
