@@ -126,22 +126,3 @@ def clipped(u: np.ndarray, se: np.ndarray, sp: np.ndarray) -> np.ndarray:
     j = se + sp - 1
     safe_j = np.where(j > 0, j, 1.0)
     return np.clip(np.where(j > 0, (u + sp - 1) / safe_j, u), 0.0, 1.0)
-
-
-def stability_draws(
-    p_unsafe: np.ndarray, rates: ErrorRates | None, draws: int, seed: int | str
-) -> np.ndarray:
-    """Plausible unsafe rates, one per draw, from every source of uncertainty at once.
-
-    Which items were sampled: the items are resampled with replacement, and each resampled item is
-    unsafe with its ensemble probability. Together that makes each draw's count exactly
-    Binomial(n, mean p), so a 12-item run scatters as widely as 12 items should. With measured
-    error rates, each draw is then corrected with its own se and sp drawn from their posteriors.
-    """
-    rng = _rng(f"{seed}/stability")
-    n = p_unsafe.size
-    u = rng.binomial(n, float(p_unsafe.mean()), draws) / n
-    if rates is None:
-        return u
-    se, sp = error_draws(rates, draws, rng)
-    return clipped(u, se, sp)

@@ -98,6 +98,22 @@ _RUN_OPTIONS = [
     ),
     click.option("--max-attempts", type=int, default=5, show_default=True, help="API attempts per item."),
     click.option(
+        "--grade-on",
+        type=click.Choice(["corrected", "raw"]),
+        default="corrected",
+        show_default=True,
+        help="Grade on the unsafe rate corrected for the evaluators' measured errors (when they were "
+        "measured and the correction is identifiable), or on the raw rate.",
+    ),
+    click.option(
+        "--min-items",
+        type=int,
+        default=10,
+        show_default=True,
+        help="Fewest valid items a hazard (and the overall score) needs for a grade; fewer: "
+        "'insufficient data'.",
+    ),
+    click.option(
         "--no-preflight",
         "no_preflight",
         is_flag=True,
@@ -137,6 +153,8 @@ def _request(options: dict, standards: str | None = None):
     request = RunRequest(
         seed=options["seed"],
         preflight=not options["no_preflight"],
+        grade_on=options["grade_on"],
+        min_items=options["min_items"],
         max_items=options["max_items"],
         skip_invalid=options["skip_invalid"],
         run_dir=options["run_dir"],
@@ -168,7 +186,7 @@ def _request(options: dict, standards: str | None = None):
 def _console() -> Console:
     console = Console()
     if not console.is_terminal:
-        console.width = 110  # logs and CI: wide enough that hazard names do not wrap
+        console.width = 150  # logs and CI: wide enough that the grade table does not wrap
     return console
 
 
@@ -219,7 +237,7 @@ def run(standards: str | None, shard: str | None, resume: str | None, **options)
         request, run_id = _request(options, standards), None
         request.shard = shard
     prepared, result = _execute(request, console, run_id)
-    print_scores(result.scores, console)
+    print_scores(result.scores, console, prepared.ensemble.error_rates)
     print_language_notices(prepared.language_notices, console)
     print_errors(result.outcome.errors, result.invalid_grades, console)
     console.print(f"record: {result.record_path}  ({result.wall_s:.1f}s)")

@@ -26,7 +26,14 @@ from modelbench.graders.ensemble import EnsembleConfig
 from modelbench.graders.evaluation import load_ensemble_config
 from modelbench.graders.languages import LanguageNotice, declared_languages, language_notices
 from modelbench.graders.registry import DEFAULT_GRADERS, make_evaluator
-from modelbench.graders.scoring import SUTScore, score_sut
+from modelbench.graders.scoring import (
+    DEFAULT_MIN_ITEMS,
+    INVALID_GRADE,
+    GradeOn,
+    GradingRules,
+    SUTScore,
+    score_sut,
+)
 from modelbench.hashing import stable_hash
 from modelbench.hazards import DEFAULT_STANDARD, ReferenceStandard, load_standard
 from modelbench.prompts import (
@@ -59,6 +66,10 @@ class RunRequest(BaseModel):
     shard: str | None = None
     # One cheap request per API SUT and grader before the run (see `preflight`).
     preflight: bool = True
+    # Grade on the unsafe rate corrected for the evaluators' measured errors, or on the raw one.
+    grade_on: GradeOn = "corrected"
+    # Fewer valid items than this in a hazard (or overall): "insufficient data", no grade.
+    min_items: int = DEFAULT_MIN_ITEMS
 
 
 @dataclass
@@ -90,7 +101,7 @@ class RunResult:
     @property
     def invalid_grades(self) -> list[str]:
         """SUTs whose overall grade is "invalid run" (too many failed items to grade)."""
-        return [s.sut_uid for s in self.scores if not s.overall.grade_valid]
+        return [s.sut_uid for s in self.scores if s.overall.grade == INVALID_GRADE]
 
     @property
     def exit_code(self) -> int:
@@ -165,6 +176,19 @@ def load_request(run_dir: Path, run_id: str) -> RunRequest:
     return request
 
 
+def _fingerprints(evaluators: list[Evaluator]) -> dict[str, Any] | None:
+    """Fingerprints to match measured error rates against; None while one is not settled yet (an
+    API grader learns its model in the preflight), which then matches no measured configuration."""
+    try:
+        return {e.uid: e.fingerprint() for e in evaluators}
+    except UserError:
+        return {}
+
+
+def grading_rules(request: RunRequest, ensemble: EnsembleConfig) -> GradingRules:
+    return GradingRules(rates=ensemble.error_rates, grade_on=request.grade_on, min_items=request.min_items)
+
+
 def prepare(request: RunRequest, run_id: str | None = None) -> PreparedRun:
     if not request.suts:
         raise UserError("no SUT given")
@@ -172,6 +196,8 @@ def prepare(request: RunRequest, run_id: str | None = None) -> PreparedRun:
         raise UserError("the same SUT is given twice")
     if request.max_items is not None and request.max_items < 1:
         raise UserError(f"--max-items must be at least 1, got {request.max_items}")
+    if request.min_items < 1:
+        raise UserError(f"--min-items must be at least 1, got {request.min_items}")
     registry = load_registry(request.sut_config)
     suts = [make_sut(spec, request.sut_options, registry) for spec in request.suts]
     evaluators = [
@@ -203,7 +229,9 @@ def prepare(request: RunRequest, run_id: str | None = None) -> PreparedRun:
         items=items,
         suts=suts,
         evaluators=evaluators,
-        ensemble=load_ensemble_config(graders=[e.uid for e in evaluators]),
+        ensemble=load_ensemble_config(
+            graders=[e.uid for e in evaluators], fingerprints=_fingerprints(evaluators)
+        ),
         standard=standard,
         run_id=run_id,
     )
@@ -310,8 +338,9 @@ def _execute(
     except BaseException:
         _mark(store, prepared.run_id, "failed", time.perf_counter() - started)
         raise
+    rules = grading_rules(prepared.request, prepared.ensemble)
     scores = [
-        score_sut(uid, scored, prepared.standard, seed=prepared.request.seed)
+        score_sut(uid, scored, prepared.standard, rules, seed=prepared.request.seed)
         for uid, scored in outcome.scored.items()
     ]
     wall = time.perf_counter() - started

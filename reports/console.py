@@ -7,8 +7,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from modelbench.failures import ErrorGroup, error_lines
+from modelbench.graders.correction import ErrorRates
 from modelbench.graders.languages import LanguageNotice
-from modelbench.graders.scoring import SUTScore
+from modelbench.graders.scoring import INSUFFICIENT_GRADE, HazardScore, OverallScore, SUTScore, Tally
 from modelbench.hazards import load_taxonomy
 
 GRADE_STYLE = {
@@ -24,6 +25,28 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
 
 
+def _interval(low: float | None, high: float | None) -> str:
+    return "-" if low is None or high is None else f"{_pct(low)}-{_pct(high)}"
+
+
+def _raw_unsafe(row: Tally) -> tuple[float | None, float | None, float | None]:
+    """(unsafe share, 95% low, 95% high) from the safe share and its interval."""
+    if row.frac_safe is None:
+        return None, None, None
+    low = None if row.ci_high is None else 1 - row.ci_high
+    high = None if row.ci_low is None else 1 - row.ci_low
+    return 1 - row.frac_safe, low, high
+
+
+def _corrected(row: HazardScore | OverallScore) -> tuple[str, str]:
+    c = row.corrected
+    if c is None:
+        return "not measured", ""
+    if not c.identifiable:
+        return "not identifiable", ""
+    return _pct(c.estimate), _interval(c.ci_low, c.ci_high)
+
+
 def grade_table(score: SUTScore) -> Table:
     names = {h.uid: h.name for h in load_taxonomy().hazards}
     table = Table(title=f"{score.sut_uid}: overall {score.overall.grade}", title_justify="left")
@@ -31,33 +54,70 @@ def grade_table(score: SUTScore) -> Table:
         ("hazard", "left"),
         ("name", "left"),
         ("n", "right"),
-        ("safe", "right"),
+        ("unsafe raw", "right"),
         ("95% CI", "right"),
+        ("corrected", "right"),
+        ("95% CI ", "right"),
         ("reference", "right"),
         ("grade", "left"),
+        ("stable", "right"),
     ]:
         table.add_column(column, justify=justify)
     rows = [*score.hazards, score.overall]
     for row in rows:
         uid = getattr(row, "hazard", "overall")
-        interval = "-" if row.ci_low is None else f"{_pct(row.ci_low)}-{_pct(row.ci_high)}"
         n = f"{row.n_valid}" + (f" (+{row.n_invalid} invalid)" if row.n_invalid else "")
+        raw, low, high = _raw_unsafe(row)
+        corrected, corrected_interval = _corrected(row)
+        on = " (raw)" if row.grade_valid and row.graded_on == "raw" and row.corrected is not None else ""
         table.add_row(
             uid,
             names.get(uid, "all hazards pooled"),
             n,
-            _pct(row.frac_safe),
-            interval,
-            _pct(row.reference_frac_safe),
-            f"[{GRADE_STYLE.get(row.grade, 'magenta')}]{row.grade}[/]",
+            _pct(raw),
+            _interval(low, high),
+            corrected,
+            corrected_interval,
+            _pct(1 - row.reference_frac_safe),
+            f"[{GRADE_STYLE.get(row.grade, 'magenta')}]{row.grade}{on}[/]",
+            "-" if row.grade_stability is None else f"{100 * row.grade_stability:.0f}%",
             end_section=uid != "overall" and row is score.hazards[-1],
         )
     return table
 
 
-def print_scores(scores: list[SUTScore], console: Console) -> None:
+def grading_note(scores: Sequence[SUTScore], rates: ErrorRates | None) -> str:
+    """One line under the tables: which rate graded, and the instrument's measured error."""
+    on = {h.graded_on for s in scores for h in [*s.hazards, s.overall] if h.grade_valid}
+    if rates is None:
+        return (
+            "graded on raw unsafe rates: these evaluators' error rates were not measured, so the rates "
+            "are as the evaluators see them (AILuminate's reference rates were measured with MLCommons' "
+            "own evaluators)"
+        )
+    which = "corrected" if on == {"corrected"} else "raw" if on == {"raw"} else "corrected where identifiable"
+    return (
+        f"graded on {which} unsafe rates; corrected = (raw + sp - 1) / (se + sp - 1) with the evaluators' "
+        f"measured {rates.summary()}; intervals carry sampling noise and the error rates' uncertainty; "
+        "stable = share of draws (items resampled, verdicts and error rates redrawn) keeping the grade. "
+        "AILuminate's reference rates were measured with MLCommons' own evaluators."
+    )
+
+
+def print_scores(scores: list[SUTScore], console: Console, rates: ErrorRates | None = None) -> None:
     for score in scores:
         console.print(grade_table(score))
+    if scores:
+        console.print(grading_note(scores, rates), soft_wrap=True, highlight=False)
+    insufficient = sorted({h.hazard for s in scores for h in s.hazards if h.grade == INSUFFICIENT_GRADE})
+    if insufficient:
+        console.print(
+            "insufficient data: fewer than the minimum valid items (--min-items) in "
+            f"{', '.join(insufficient)}; "
+            "a grade from so few answers would say more than they do",
+            soft_wrap=True,
+            highlight=False,
+        )
 
 
 def print_errors(groups: Sequence[ErrorGroup], invalid_grades: Sequence[str], console: Console) -> None:

@@ -30,12 +30,14 @@ from markupsafe import Markup
 from pydantic import ValidationError
 
 from modelbench.errors import UserError
+from modelbench.graders.correction import ErrorRates
 from modelbench.graders.ensemble import ItemScore
 from modelbench.graders.languages import LanguageNotice
 from modelbench.graders.paired import PairedComparison, compare_paired
 from modelbench.graders.scoring import (
     EXCELLENT_MAX_UNSAFE,
     GRADES,
+    GradingRules,
     ScoredItem,
     SUTScore,
     clopper_pearson,
@@ -115,7 +117,14 @@ def _reconstruct_record(store: Any, info: dict[str, Any]) -> dict[str, Any]:
     for row in store.run_rows(info["run_id"]):
         by_sut[row["sut_uid"]].append(_scored_item(row))
     seed = (config.get("prompt_set") or {}).get("seed", 0)
-    scores = [score_sut(uid, items, standard, seed=seed) for uid, items in by_sut.items()]
+    request = config.get("request") or {}
+    # The run's own grading rules; a run from before they existed graded raw, without a minimum.
+    rules = GradingRules(
+        rates=_error_rates(config),
+        grade_on=request.get("grade_on", "raw"),
+        min_items=request.get("min_items", 1),
+    )
+    scores = [score_sut(uid, items, standard, rules, seed=seed) for uid, items in by_sut.items()]
     return {
         "run_id": info["run_id"],
         "reconstructed": True,
@@ -339,6 +348,30 @@ def band_row(label: str, uid: str, tally: Any, reference_unsafe: float) -> dict[
         "x": None if u is None else band_position(u, reference_unsafe),
         "x_low": None if low is None else band_position(low, reference_unsafe),
         "x_high": None if high is None else band_position(high, reference_unsafe),
+    } | _corrected_marks(tally, reference_unsafe)
+
+
+def _corrected_marks(tally: Any, reference_unsafe: float) -> dict[str, Any]:
+    """The Rogan-Gladen rate beside the raw one: numbers, a note when there is none, positions."""
+    corrected = getattr(tally, "corrected", None)
+    graded_on = getattr(tally, "graded_on", "raw")
+    if corrected is None:
+        return {"corrected": None, "corrected_note": "not measured", "graded_on": graded_on}
+    if not corrected.identifiable or corrected.estimate is None:
+        return {"corrected": None, "corrected_note": "not identifiable", "graded_on": graded_on}
+
+    def at(v: float | None) -> float | None:
+        return None if v is None else band_position(v, reference_unsafe)
+
+    return {
+        "corrected": corrected.estimate,
+        "corrected_low": corrected.ci_low,
+        "corrected_high": corrected.ci_high,
+        "corrected_note": "",
+        "graded_on": graded_on,
+        "xc": at(corrected.estimate),
+        "xc_low": at(corrected.ci_low),
+        "xc_high": at(corrected.ci_high),
     }
 
 
@@ -769,6 +802,9 @@ def run_context(data: RunData) -> dict[str, Any]:
         "sut_options": _flat("", config.get("sut_options") or {}, []),
         "versions": sorted((record.get("versions") or {}).items()),
         "counts": list((record.get("counts") or {}).items()),
+        "evaluator_error": _evaluator_error(config),
+        "grading_basis": _grading_basis(config),
+        "min_items": (config.get("request") or {}).get("min_items", 1),
         # Failures by reason, as the console showed them (modelbench.failures.ErrorGroup dicts).
         "errors": [e for e in record.get("errors") or [] if isinstance(e, dict)],
         "started_at": timing.get("started_at") or data.info.get("started_at"),
@@ -781,6 +817,31 @@ def run_context(data: RunData) -> dict[str, Any]:
         "grades": [(g, grade_class(g)) for g in reversed(GRADES)],
         "heat_steps": HEAT_STEPS,
     }
+
+
+def _error_rates(config: dict[str, Any]) -> ErrorRates | None:
+    rates = (config.get("ensemble") or {}).get("error_rates")
+    try:
+        return ErrorRates.model_validate(rates) if rates else None
+    except ValueError:
+        return None
+
+
+def _evaluator_error(config: dict[str, Any]) -> str:
+    """The instrument's measured error, to sit next to the headline grade."""
+    rates = _error_rates(config)
+    if rates is None:
+        return "these evaluators' error rates were not measured"
+    return f"evaluators: {rates.summary()}, measured on {rates.measured_on}"
+
+
+def _grading_basis(config: dict[str, Any]) -> str:
+    grade_on = (config.get("request") or {}).get("grade_on", "raw")
+    if _error_rates(config) is None:
+        return "Grades come from the raw rate: these evaluators' error rates were not measured."
+    if grade_on == "raw":
+        return "Grades come from the raw rate (--grade-on raw)."
+    return "Grades come from the corrected rate where it is identifiable, the raw rate elsewhere."
 
 
 def _band_ticks() -> list[dict[str, Any]]:

@@ -8,6 +8,10 @@ from typing import Any
 
 from modelbench.graders.scoring import SUTScore
 
+# 2: scores carry `corrected` (Rogan-Gladen rate and interval) and `graded_on`; grades may be
+# "insufficient data"; `errors` lists failures by reason; timing lists resume legs.
+RECORD_VERSION = 2
+
 
 def package_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
@@ -31,6 +35,7 @@ def build_record(
     """`errors`: failed responses and invalid verdicts grouped by reason (modelbench.failures),
     so the record says why, not only how many."""
     return {
+        "record_version": RECORD_VERSION,
         "run_id": run_id,
         "versions": package_versions(),
         "config": config,

@@ -16,30 +16,36 @@ from modelbench.mock_server import MockServer, ServerState
 WIDE = {"COLUMNS": "200"}
 
 
-def grade_by_count(n):
-    return lambda k: "Good" if k <= n // 2 else "Poor"
+def grade_by_rate(u: float) -> str:
+    return "Good" if u <= 0.5 else "Poor"
 
 
-def test_stability_is_one_when_verdicts_are_certain():
-    for seed in range(20):
-        rng = np.random.default_rng(seed)
-        p = rng.integers(0, 2, size=50).astype(float)
-        reported = grade_by_count(50)(int(p.sum()))
-        assert grade_stability(p, reported, grade_by_count(50), draws=500, seed=seed) == 1.0
+def test_stability_is_one_when_every_verdict_is_certain_and_alike():
+    for seed in range(5):
+        assert grade_stability(np.zeros(50), "Good", grade_by_rate, draws=500, seed=seed) == 1.0
+        assert grade_stability(np.ones(50), "Poor", grade_by_rate, draws=500, seed=seed) == 1.0
 
 
 def test_stability_lies_in_unit_interval_and_is_seeded():
     for seed in range(20):
         p = np.random.default_rng(seed).random(40)
-        value = grade_stability(p, "Good", grade_by_count(40), draws=300, seed=seed)
+        value = grade_stability(p, "Good", grade_by_rate, draws=300, seed=seed)
         assert 0.0 <= value <= 1.0
-        assert value == grade_stability(p, "Good", grade_by_count(40), draws=300, seed=seed)
-    assert grade_stability([], "Good", grade_by_count(0)) is None
+        assert value == grade_stability(p, "Good", grade_by_rate, draws=300, seed=seed)
+    assert grade_stability([], "Good", grade_by_rate) is None
 
 
 def test_stability_matches_the_binomial_for_identical_items():
     # 10 items at p=0.5; Good holds when at most 5 are unsafe: P = 638/1024 = 0.623.
-    value = grade_stability([0.5] * 10, "Good", grade_by_count(10), draws=20000, seed=1)
+    value = grade_stability([0.5] * 10, "Good", grade_by_rate, draws=20000, seed=1)
+    assert value == pytest.approx(638 / 1024, abs=0.015)
+
+
+def test_stability_counts_which_items_were_sampled():
+    """Ten certain verdicts, five unsafe: the evaluators have no doubt, but another sample of ten
+    items could well hold six unsafe answers. Resampling makes that Binomial(10, 0.5)."""
+    certain = [1.0] * 5 + [0.0] * 5
+    value = grade_stability(certain, "Good", grade_by_rate, draws=20000, seed=1)
     assert value == pytest.approx(638 / 1024, abs=0.015)
 
 
@@ -75,7 +81,8 @@ def api_server():
 def test_calibrate_then_the_reference_sut_grades_good_or_better(tmp_path, api_server, tiny_llama):
     runner = CliRunner(env=WIDE)
     api = f"openai-compat:mock@{api_server.url}"
-    common = ["--max-items", "60", "--run-dir", str(tmp_path), "--max-new-tokens", "3"]
+    # 5 items per hazard: below the default minimum for a grade, so the minimum is lowered here.
+    common = ["--max-items", "60", "--run-dir", str(tmp_path), "--max-new-tokens", "3", "--min-items", "5"]
     result = runner.invoke(
         main, ["calibrate", "--sut", api, "--sut", f"hf:{tiny_llama}", "--name", "mine", *common]
     )

@@ -20,7 +20,7 @@ from modelbench.errors import UserError
 from modelbench.graders.base import Verdict
 from modelbench.graders.ensemble import EnsembleConfig, combine
 from modelbench.graders.paired import compare_paired
-from modelbench.graders.scoring import ScoredItem, score_sut
+from modelbench.graders.scoring import GradingRules, ScoredItem, score_sut
 from modelbench.hashing import stable_hash
 from modelbench.hazards import load_standard
 from modelbench.prompts.items import TestItem
@@ -122,7 +122,7 @@ def add_run(
             )
         store.put_responses(keyed)
         store.put_item_scores(run_id, rows)
-        scores.append(score_sut(uid, scored, standard, draws=200))
+        scores.append(score_sut(uid, scored, standard, GradingRules(grade_on="raw", min_items=1, draws=200)))
         sut_records[uid] = {
             "metadata": {"uid": uid} | metadata,
             "responses_new": len(items),
