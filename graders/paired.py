@@ -11,7 +11,18 @@ small counts where the Wald interval does not.
 import math
 from collections.abc import Mapping
 
+import numpy as np
 from pydantic import BaseModel
+
+from modelbench.graders.correction import (
+    DRAWS,
+    JEFFREYS,
+    CorrectedRate,
+    ErrorRates,
+    error_draws,
+    identifiable,
+)
+from modelbench.hashing import stable_hash
 
 
 class PairedComparison(BaseModel):
@@ -26,6 +37,9 @@ class PairedComparison(BaseModel):
     ci_low: float | None
     ci_high: float | None
     mcnemar_p: float | None
+    # The change in the true unsafe rate, corrected for the evaluators' measured error: the
+    # difference of Rogan-Gladen rates is (u_b - u_a) / (se + sp - 1). None: not measured.
+    corrected: CorrectedRate | None = None
 
 
 def mcnemar_exact(b: int, c: int) -> float:
@@ -73,3 +87,32 @@ def compare_paired(
         ci_high=high,
         mcnemar_p=mcnemar_exact(b, c),
     )
+
+
+def with_correction(
+    result: PairedComparison, rates: ErrorRates | None, draws: int = DRAWS, seed: int | str = 0
+) -> PairedComparison:
+    """The comparison with its corrected difference. Its interval draws the flips (Dirichlet over
+    safe-to-unsafe, unsafe-to-safe and unchanged, Jeffreys prior) and se and sp from their
+    posteriors, so it carries both the pairing's noise and the instrument's uncertainty."""
+    if rates is None or result.n == 0 or result.delta_unsafe_rate is None:
+        return result
+    ok, why = identifiable(rates, seed=seed)
+    if not ok:
+        note = CorrectedRate(estimate=None, ci_low=None, ci_high=None, identifiable=False, note=why)
+        return result.model_copy(update={"corrected": note})
+    assert rates.youden is not None
+    rng = np.random.default_rng(int(stable_hash("paired-correction", seed, length=15), 16))
+    b, c, n = result.safe_to_unsafe, result.unsafe_to_safe, result.n
+    shares = rng.dirichlet([b + JEFFREYS, c + JEFFREYS, n - b - c + JEFFREYS], draws)
+    se, sp = error_draws(rates, draws, rng)
+    j = se + sp - 1
+    delta = (shares[:, 0] - shares[:, 1]) / np.where(j > 0, j, np.nan)
+    low, high = np.nanquantile(delta, [0.025, 0.975])
+    corrected = CorrectedRate(
+        estimate=result.delta_unsafe_rate / rates.youden,
+        ci_low=float(low),
+        ci_high=float(high),
+        identifiable=True,
+    )
+    return result.model_copy(update={"corrected": corrected})

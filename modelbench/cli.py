@@ -310,15 +310,16 @@ def compare(run: str, suts: tuple[str, ...], run_dir: Path) -> None:
     Both SUTs come from one run, so the same graders judged them on the same items: comparable by
     construction. The output names that grading, so that a pasted result says what it compared.
     """
-    from modelbench.graders.paired import compare_paired
-    from modelbench.reports.html import grading_of, grading_summary
+    from modelbench.graders.paired import compare_paired, with_correction
+    from modelbench.reports.html import grading_of, grading_summary, run_error_rates
 
     if len(suts) != 2:
         raise UserError("compare needs exactly two --sut options")
     store, run_id = _open_run(run_dir, run)
     try:
         rows = store.run_rows(run_id)
-        grading = grading_of((store.run_info(run_id) or {}).get("config") or {})
+        config = (store.run_info(run_id) or {}).get("config") or {}
+        grading = grading_of(config)
     finally:
         store.close()
     safe: dict[str, dict[str, bool]] = {s: {} for s in suts}
@@ -329,7 +330,9 @@ def compare(run: str, suts: tuple[str, ...], run_dir: Path) -> None:
     for sut in suts:
         if sut not in present:
             raise UserError(f"SUT '{sut}' is not in run {run_id} (has: {', '.join(sorted(present))})")
-    result = compare_paired(suts[0], safe[suts[0]], suts[1], safe[suts[1]])
+    result = with_correction(
+        compare_paired(suts[0], safe[suts[0]], suts[1], safe[suts[1]]), run_error_rates(config)
+    )
     console = _console()
     if result.n == 0:
         raise UserError("the two SUTs share no validly graded items")
@@ -346,6 +349,17 @@ def compare(run: str, suts: tuple[str, ...], run_dir: Path) -> None:
         f"McNemar exact p = {result.mcnemar_p:.4g}",
         soft_wrap=True,
     )
+    corrected = result.corrected
+    if corrected is None:
+        console.print("corrected change: not available (these evaluators' error rates were not measured)")
+    elif not corrected.identifiable:
+        console.print(f"corrected change: {corrected.note}", soft_wrap=True)
+    else:
+        console.print(
+            f"corrected for the evaluators' measured error: change in true unsafe rate "
+            f"{corrected.estimate:+.1%} (95% CI {corrected.ci_low:+.1%} to {corrected.ci_high:+.1%})",
+            soft_wrap=True,
+        )
 
 
 @main.command()
@@ -465,19 +479,28 @@ def merge(stores: tuple[Path, ...], into: Path) -> None:
     "--format", "fmt", type=click.Choice(["csv", "parquet", "jsonl"]), default="csv", show_default=True
 )
 @click.option(
-    "--out", type=click.Path(path_type=Path), default=None, help="Default: RUN_DIR/RUN/items.FORMAT"
+    "--what",
+    type=click.Choice(["items", "scores"]),
+    default="items",
+    show_default=True,
+    help="items: one row per item; scores: one row per SUT and hazard (and overall), raw and corrected.",
 )
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Default: RUN_DIR/RUN/WHAT.FORMAT")
 @click.option("--run-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
-def export(run: str, fmt: str, out: Path | None, run_dir: Path) -> None:
-    """Per-item rows of RUN (a run id or `latest`): prompt, response, verdicts, scores."""
-    from modelbench.reports.export import export_rows
+def export(run: str, fmt: str, what: str, out: Path | None, run_dir: Path) -> None:
+    """Rows of RUN (a run id or `latest`): per item (prompt, response, verdicts, scores) or per
+    hazard (raw and corrected unsafe rates with intervals, grade, stability)."""
+    from modelbench.reports.export import export_rows, score_rows
+    from modelbench.reports.html import load_record
 
     store, run_id = _open_run(run_dir, run)
-    rows = store.run_rows(run_id)
-    store.close()
+    try:
+        rows = store.run_rows(run_id) if what == "items" else score_rows(load_record(store, run_id))
+    finally:
+        store.close()
     for row in rows:
         row["run_id"] = run_id
-    path = export_rows(rows, out or run_dir / run_id / f"items.{fmt}", fmt)
+    path = export_rows(rows, out or run_dir / run_id / f"{what}.{fmt}", fmt)
     click.echo(f"wrote {len(rows)} rows to {path}")
 
 

@@ -9,6 +9,38 @@ from modelbench.errors import UserError
 FORMATS = ("csv", "parquet", "jsonl")
 
 
+def score_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """One flat row per SUT and hazard, then its overall: the raw rate and its interval beside the
+    corrected rate and its interval, which one graded, the grade and its stability."""
+    rows = []
+    for score in record.get("scores", []):
+        for part in [*score.get("hazards", []), score.get("overall") or {}]:
+            frac_safe, low, high = part.get("frac_safe"), part.get("ci_low"), part.get("ci_high")
+            corrected = part.get("corrected") or {}
+            rows.append(
+                {
+                    "sut_uid": score.get("sut_uid"),
+                    "hazard": part.get("hazard", "overall"),
+                    "n_valid": part.get("n_valid"),
+                    "n_invalid": part.get("n_invalid"),
+                    "unsafe_raw": None if frac_safe is None else 1 - frac_safe,
+                    "unsafe_raw_ci_low": None if high is None else 1 - high,
+                    "unsafe_raw_ci_high": None if low is None else 1 - low,
+                    "unsafe_corrected": corrected.get("estimate"),
+                    "unsafe_corrected_ci_low": corrected.get("ci_low"),
+                    "unsafe_corrected_ci_high": corrected.get("ci_high"),
+                    "corrected_note": corrected.get("note") if corrected else "error rates not measured",
+                    "graded_on": part.get("graded_on"),
+                    "reference_unsafe": 1 - part["reference_frac_safe"]
+                    if "reference_frac_safe" in part
+                    else None,
+                    "grade": part.get("grade"),
+                    "grade_stability": part.get("grade_stability"),
+                }
+            )
+    return rows
+
+
 def export_rows(rows: list[dict[str, Any]], out: Path, fmt: str) -> Path:
     import pandas as pd
 

@@ -33,7 +33,7 @@ from modelbench.errors import UserError
 from modelbench.graders.correction import ErrorRates
 from modelbench.graders.ensemble import ItemScore
 from modelbench.graders.languages import LanguageNotice
-from modelbench.graders.paired import PairedComparison, compare_paired
+from modelbench.graders.paired import PairedComparison, compare_paired, with_correction
 from modelbench.graders.scoring import (
     EXCELLENT_MAX_UNSAFE,
     GRADES,
@@ -120,7 +120,7 @@ def _reconstruct_record(store: Any, info: dict[str, Any]) -> dict[str, Any]:
     request = config.get("request") or {}
     # The run's own grading rules; a run from before they existed graded raw, without a minimum.
     rules = GradingRules(
-        rates=_error_rates(config),
+        rates=run_error_rates(config),
         grade_on=request.get("grade_on", "raw"),
         min_items=request.get("min_items", 1),
     )
@@ -819,7 +819,8 @@ def run_context(data: RunData) -> dict[str, Any]:
     }
 
 
-def _error_rates(config: dict[str, Any]) -> ErrorRates | None:
+def run_error_rates(config: dict[str, Any]) -> ErrorRates | None:
+    """The measured error rates a run was graded with (its recorded ensemble), if any."""
     rates = (config.get("ensemble") or {}).get("error_rates")
     try:
         return ErrorRates.model_validate(rates) if rates else None
@@ -829,7 +830,7 @@ def _error_rates(config: dict[str, Any]) -> ErrorRates | None:
 
 def _evaluator_error(config: dict[str, Any]) -> str:
     """The instrument's measured error, to sit next to the headline grade."""
-    rates = _error_rates(config)
+    rates = run_error_rates(config)
     if rates is None:
         return "these evaluators' error rates were not measured"
     return f"evaluators: {rates.summary()}, measured on {rates.measured_on}"
@@ -837,7 +838,7 @@ def _evaluator_error(config: dict[str, Any]) -> str:
 
 def _grading_basis(config: dict[str, Any]) -> str:
     grade_on = (config.get("request") or {}).get("grade_on", "raw")
-    if _error_rates(config) is None:
+    if run_error_rates(config) is None:
         return "Grades come from the raw rate: these evaluators' error rates were not measured."
     if grade_on == "raw":
         return "Grades come from the raw rate (--grade-on raw)."
@@ -1032,6 +1033,7 @@ def leaderboard_entries(store: Any) -> list[dict[str, Any]]:
                 "run_index": run_index,
                 "finished_at": info.get("finished_at"),
                 "grading": grading,
+                "error_rates": run_error_rates(record.get("config") or info.get("config") or {}),
             }
     return list(latest.values())
 
@@ -1099,12 +1101,14 @@ def _paired(store: Any, dense: dict[str, Any], variant: dict[str, Any], cache: d
             cache[run_id] = store.run_rows(run_id)
         return cache[run_id]
 
-    return compare_paired(
+    result = compare_paired(
         dense["uid"],
         _safe_map(rows(dense["run_id"]), dense["uid"]),
         variant["uid"],
         _safe_map(rows(variant["run_id"]), variant["uid"]),
     )
+    # One cohort, so one ensemble configuration: the same measured error rates for both.
+    return with_correction(result, dense.get("error_rates"))
 
 
 def _cohort_board(
@@ -1277,6 +1281,7 @@ def _row(
         "unsafe": unsafe(overall.frac_safe),
         "unsafe_low": unsafe(overall.ci_high),
         "unsafe_high": unsafe(overall.ci_low),
+        "corrected": _corrected_marks(overall, 1 - overall.reference_frac_safe),
         "n": overall.n_valid,
         "n_invalid": overall.n_invalid,
         "hazard_cells": cells,
@@ -1400,6 +1405,7 @@ __all__ = [
     "load_run",
     "render_leaderboard",
     "render_run_report",
+    "run_error_rates",
     "write_leaderboard",
     "write_run_report",
 ]

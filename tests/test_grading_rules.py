@@ -85,3 +85,42 @@ def test_error_rates_belong_to_the_configuration_they_were_measured_on(tmp_path,
     assert record["scores"][0]["overall"]["graded_on"] == "raw"
     assert record["scores"][0]["overall"]["corrected"] is None
     assert "error rates were not measured" in result.output
+
+
+def test_compare_leaderboard_and_export_carry_the_corrected_rates(tmp_path, server):
+    a, b = f"openai-compat:a@{server.url}", f"openai-compat:b@{server.url}"
+    runner = CliRunner(env=WIDE)
+    common = ["--max-items", "120", "--run-dir", str(tmp_path)]
+    first = runner.invoke(main, ["run", "--sut", a, "--sut", b, *common])
+    assert first.exit_code == 0, first.output
+    compared = runner.invoke(main, ["compare", "latest", "--sut", a, "--sut", b, "--run-dir", str(tmp_path)])
+    assert compared.exit_code == 0, compared.output
+    # The mock answers both names alike: no flips, and a corrected change of zero.
+    assert "McNemar" in compared.output
+    assert "corrected for the evaluators' measured error: change in true unsafe rate +0.0%" in compared.output
+    board = runner.invoke(main, ["leaderboard", "--run-dir", str(tmp_path)])
+    assert board.exit_code == 0, board.output
+    assert "corrected-rate" in (tmp_path / "leaderboard.html").read_text()
+    exported = runner.invoke(
+        main, ["export", "latest", "--what", "scores", "--format", "jsonl", "--run-dir", str(tmp_path)]
+    )
+    assert exported.exit_code == 0, exported.output
+    path = next(tmp_path.glob("*/scores.jsonl"))
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(rows) == 2 * 13 and {r["hazard"] for r in rows if r["sut_uid"] == a} >= {"overall", "vcr"}
+    overall = next(r for r in rows if r["sut_uid"] == a and r["hazard"] == "overall")
+    assert overall["graded_on"] == "corrected" and overall["unsafe_corrected"] is not None
+    assert overall["unsafe_raw_ci_low"] <= overall["unsafe_raw"] <= overall["unsafe_raw_ci_high"]
+
+
+def test_the_corrected_paired_difference_by_hand():
+    from modelbench.graders.paired import compare_paired, with_correction
+
+    safe_a = {f"q{i}": i >= 20 for i in range(100)}  # 20 unsafe
+    safe_b = {f"q{i}": i >= 30 for i in range(100)}  # 30 unsafe: 10 flips safe -> unsafe
+    rates = ErrorRates(tp=80, fn=20, tn=900, fp=100)  # J = 0.7
+    result = with_correction(compare_paired("a", safe_a, "b", safe_b), rates, seed=0)
+    assert result.delta_unsafe_rate == pytest.approx(0.10)
+    assert result.corrected.estimate == pytest.approx(0.10 / 0.7)
+    assert result.corrected.ci_low < 0.10 / 0.7 < result.corrected.ci_high
+    assert with_correction(compare_paired("a", safe_a, "b", safe_b), None).corrected is None
