@@ -183,6 +183,21 @@ def calibrate(
     }
 
 
+def measure_error_rates(
+    evaluators: list[Evaluator], rows: list[LabelledExchange], config: EnsembleConfig, measured_on: str
+) -> ErrorRates:
+    """Sensitivity and specificity of exactly this ensemble configuration on labelled rows that
+    fitted none of it (the caller passes held-out rows). An item the ensemble cannot decide (no
+    valid verdict) counts as called safe: a run would not count it unsafe either."""
+    verdicts = judge_rows(evaluators, rows)
+    counts = {"tp": 0, "fn": 0, "tn": 0, "fp": 0}
+    for i, row in enumerate(rows):
+        called_unsafe = combine([verdicts[e.uid][i] for e in evaluators], config).is_safe is False
+        key = ("tp" if called_unsafe else "fn") if row.unsafe else ("fp" if called_unsafe else "tn")
+        counts[key] += 1
+    return ErrorRates(**counts, measured_on=measured_on)
+
+
 def default_reliability_path() -> Path:
     return Path(str(resources.files("modelbench.graders").joinpath(RELIABILITY_FILE)))
 

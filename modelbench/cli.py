@@ -689,8 +689,9 @@ def graders_calibrate(labels, specs, seed, held_out, split, out) -> None:
             )
     provenance = {"labels": str(labels), "split": split, "seed": seed, "held_out": held_out}
     calibration = calibrate(evaluators, rows, provenance, trained=in_sample)
-    path = write_reliability(calibration, out or default_reliability_path())
     console = _console()
+    rates_note = _error_rates_on_held_out(evaluators, calibration, labels, split, seed, held_out)
+    path = write_reliability(calibration, out or default_reliability_path())
     table = Table("evaluator", "Youden's J", "reliability r")
     for uid, r in calibration["reliability"].items():
         j = calibration["provenance"]["members"][uid]["youden_j"]
@@ -700,7 +701,30 @@ def graders_calibrate(labels, specs, seed, held_out, split, out) -> None:
         f"ensemble threshold {calibration['threshold']}: chosen on these labels (F1 for unsafe), used when "
         "a run grades with exactly these evaluators"
     )
+    console.print(rates_note, soft_wrap=True, highlight=False)
     console.print(f"reliability written to {path}")
+
+
+def _error_rates_on_held_out(
+    evaluators, calibration: dict, labels: Path, split: str, seed: int, held_out: float
+):
+    """Measure the calibrated ensemble's sensitivity and specificity on the held-out rows of the
+    same labels (never the rows it was fitted on) and put them in `calibration`; returns a line
+    saying what was done, or why not."""
+    from modelbench.graders.ensemble import EnsembleConfig
+    from modelbench.graders.evaluation import in_sample_members, labelled_rows, measure_error_rates
+
+    if split == "all":
+        return "no error rates written: --split all leaves no held-out rows to measure them on"
+    trained = in_sample_members(evaluators, labels, "heldout", seed, held_out)
+    if trained:
+        return f"no error rates written: {', '.join(sorted(trained))} trained on the held-out rows"
+    held = labelled_rows(labels, "heldout", seed, held_out)
+    config = EnsembleConfig(reliability=calibration["reliability"], threshold=calibration["threshold"])
+    measured_on = f"{len(held)} held-out rows of {labels} (seed {seed}, held-out share {held_out})"
+    rates = measure_error_rates(evaluators, held, config, measured_on)
+    calibration["error_rates"] = rates.model_dump()
+    return f"error rates on {measured_on}: {rates.summary()}; runs with these graders correct by them"
 
 
 @main.group(name="list")

@@ -116,6 +116,13 @@ def test_calibrate_then_evaluate(tmp_path, labels_csv):
     assert calibration["reliability"] == {"refusal": 1.0}
     assert calibration["provenance"]["split"] == "train" and calibration["provenance"]["n"] < 80
     assert load_ensemble_config(out).reliability == {"refusal": 1.0}
+    # Error rates measured on the held-out rows (the rows calibration did not see), with counts.
+    rates = calibration["error_rates"]
+    held = 80 - calibration["provenance"]["n"]
+    assert rates["tp"] + rates["fn"] + rates["tn"] + rates["fp"] == held
+    assert rates["fn"] == rates["fp"] == 0 and f"{held} held-out rows" in rates["measured_on"]
+    assert "error rates on" in result.output
+    assert load_ensemble_config(out, graders=["refusal"]).error_rates.sensitivity == 1.0
     report = tmp_path / "eval.json"
     result = runner.invoke(
         main,
