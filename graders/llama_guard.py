@@ -130,7 +130,7 @@ class LlamaGuardAPI(Evaluator):
         if not self.model_named:
             self.transport.config.model = await self._served_model(who)
             self.model_named = True
-        await self.transport.preflight(who)
+        await self.transport.preflight(who, endpoint="completions")
 
     async def _served_model(self, who: str) -> str:
         url = self.transport.config.base_url

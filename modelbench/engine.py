@@ -37,17 +37,22 @@ LOOKUP_CHUNK = 1000
 
 class ProgressSink(Protocol):
     """`advance`: n more items done, of which `failed` failed; `stored` marks work found in the
-    store, which must not inflate the rate the user sees."""
+    store and `skipped` items with nothing to grade (their response failed): neither may
+    inflate the rate the user sees."""
 
     def start(self, label: str, total: int, done: int = 0) -> None: ...
-    def advance(self, label: str, n: int, failed: int = 0, stored: bool = False) -> None: ...
+    def advance(
+        self, label: str, n: int, failed: int = 0, stored: bool = False, skipped: bool = False
+    ) -> None: ...
 
 
 class NullProgress:
     def start(self, label: str, total: int, done: int = 0) -> None:
         pass
 
-    def advance(self, label: str, n: int, failed: int = 0, stored: bool = False) -> None:
+    def advance(
+        self, label: str, n: int, failed: int = 0, stored: bool = False, skipped: bool = False
+    ) -> None:
         pass
 
 
@@ -307,7 +312,7 @@ class Engine:
         if not graded.response.gradable:
             await self._finish(graded, None)
             for evaluator in self.evaluators:  # nothing to grade: not the evaluator's failure
-                self.progress.advance(f"grade {evaluator.uid}", 1, stored=True)
+                self.progress.advance(f"grade {evaluator.uid}", 1, skipped=True)
             return
         self._pending[(graded.sut_uid, graded.item.uid)] = _Pending(graded)
         for queue in queues.values():

@@ -18,6 +18,8 @@ MAX_REASON_CHARS = 160
 
 _GAVE_UP = re.compile(r"\s*\(gave up after \d+ attempts?\)\s*$")
 _PREFIXES = ("request failed: ", "judge failed: ")
+_NUMBER = re.compile(r"(?<![\w.\-])\d+(?:\.\d+)?(?![\w.\-])")  # a number, not part of a name
+CONSOLE_GROUPS = 5
 
 
 class ErrorGroup(BaseModel):
@@ -48,6 +50,12 @@ def reason_of(message: str) -> str:
     elif not text.startswith(("HTTP ", "timed out", "connection error", "invalid_response", "empty_choices")):
         # A grader's free-text answer with no verdict in it: the text itself is the example.
         text = "no verdict could be read from the answer"
+    # Per-item detail (token counts, ids, positions) would split one reason into as many groups as
+    # items: numbers in a server's message become N; the status code and our own wording stay.
+    head, sep, body = text.partition(": ") if text.startswith("HTTP ") else ("", "", text)
+    if not text.startswith("timed out"):
+        body = _NUMBER.sub("N", body)
+    text = head + sep + body
     return text if len(text) <= MAX_REASON_CHARS else text[:MAX_REASON_CHARS] + "..."
 
 
@@ -85,7 +93,10 @@ class ErrorTally:
         self._groups: dict[tuple[str, str, str], ErrorGroup] = {}
 
     def add(self, stage: Stage, source: str, message: str | None, item_uid: str) -> None:
-        reason = reason_of(message or "")
+        from modelbench.suts.openai_compat import redact
+
+        message = redact(message or "")  # a backstop: adapters redact their own secrets first
+        reason = reason_of(message)
         key = (stage, source, reason)
         group = self._groups.get(key)
         if group is None:

@@ -25,7 +25,19 @@ from dataclasses import dataclass, field
 
 from modelbench.suts.openai_compat import PREFLIGHT_HEADER
 
-BEHAVIOURS = ("ok", "400", "429", "500", "503", "timeout", "garbage", "empty", "content_filter", "close")
+BEHAVIOURS = (
+    "ok",
+    "400",
+    "400_echo",
+    "429",
+    "500",
+    "503",
+    "timeout",
+    "garbage",
+    "empty",
+    "content_filter",
+    "close",
+)
 FAULTS = ("429", "500", "timeout", "garbage")
 
 
@@ -140,7 +152,7 @@ async def _handle(state: ServerState, reader: asyncio.StreamReader, writer: asyn
                 continue
             if headers.get(PREFLIGHT_HEADER.lower()):
                 # A client's check before its run: answered, but neither scripted nor recorded.
-                writer.write(_reply(state, "ok", request))
+                writer.write(_reply(state, "ok", request, headers))
                 await writer.drain()
                 continue
             behaviour = state.next_behaviour()
@@ -158,7 +170,7 @@ async def _handle(state: ServerState, reader: asyncio.StreamReader, writer: asyn
                     await asyncio.sleep(state.latency_s)
             elif state.latency_s:
                 await asyncio.sleep(state.latency_s)
-            writer.write(_reply(state, behaviour, request))
+            writer.write(_reply(state, behaviour, request, headers))
             await writer.drain()
     except asyncio.CancelledError:
         return  # the server is stopping with requests still waiting in line: nothing to report
@@ -192,7 +204,7 @@ def guard_completion(prompt: str) -> dict:
     }
 
 
-def _reply(state: ServerState, behaviour: str, request: dict) -> bytes:
+def _reply(state: ServerState, behaviour: str, request: dict, headers: dict | None = None) -> bytes:
     model = request.get("model", "mock")
     if "prompt" in request and behaviour == "ok":
         return _response(
@@ -209,6 +221,11 @@ def _reply(state: ServerState, behaviour: str, request: dict) -> bytes:
         return _response(
             429, "Too Many Requests", error, json_type + [("Retry-After", str(state.retry_after_s))]
         )
+    if behaviour == "400_echo":  # a careless server that echoes the request, headers included
+        echoed = json.dumps(
+            {"error": {"authorization": (headers or {}).get("authorization"), "headers": headers}}
+        ).encode()
+        return _response(400, "Bad Request", echoed, json_type)
     if behaviour == "400":
         return _response(400, "Bad Request", b'{"error": {"message": "unknown model"}}', json_type)
     if behaviour in ("500", "503"):

@@ -21,7 +21,8 @@ def new_rate(task: Task) -> float | None:
     a burst of quick failures at the end, do not make a slow run look fast (a windowed speed
     ended at "12/12 1.9/s" on a run that had managed 0.04/s)."""
     elapsed = task.finished_time if task.finished_time is not None else task.elapsed
-    new = task.completed - task.fields.get("stored", 0)
+    fields = task.fields
+    new = task.completed - fields.get("stored", 0) - fields.get("skipped", 0) - fields.get("failed", 0)
     if not elapsed or elapsed <= 0 or new <= 0:
         return None
     return new / elapsed
@@ -82,18 +83,24 @@ class RichProgress:
 
     def start(self, label: str, total: int, done: int = 0) -> None:
         if label in self.tasks:
-            self.progress.update(self.tasks[label], total=total, completed=done, stored=done, failed=0)
+            self.progress.update(
+                self.tasks[label], total=total, completed=done, stored=done, skipped=0, failed=0
+            )
         else:
             self.tasks[label] = self.progress.add_task(
-                label, total=total, completed=done, stored=done, failed=0
+                label, total=total, completed=done, stored=done, skipped=0, failed=0
             )
 
-    def advance(self, label: str, n: int, failed: int = 0, stored: bool = False) -> None:
+    def advance(
+        self, label: str, n: int, failed: int = 0, stored: bool = False, skipped: bool = False
+    ) -> None:
         task_id = self.tasks[label]
         task = self.progress.tasks[task_id]
         fields = {"failed": task.fields.get("failed", 0) + failed}
         if stored:
             fields["stored"] = task.fields.get("stored", 0) + n
+        if skipped:
+            fields["skipped"] = task.fields.get("skipped", 0) + n
         self.progress.update(task_id, advance=n, **fields)
         if self.console.is_terminal or n == 0:
             return
@@ -104,6 +111,8 @@ class RichProgress:
             parts = [f"{rate:.2f}/s new" if rate else "no new work yet"]
             if task.fields.get("stored"):
                 parts.append(f"{task.fields['stored']} from the store")
+            if task.fields.get("skipped"):
+                parts.append(f"{task.fields['skipped']} with nothing to grade")
             if task.fields.get("failed"):
                 parts.append(f"{task.fields['failed']} failed")
             eta = eta_s(task)

@@ -220,6 +220,8 @@ def prepare(request: RunRequest, run_id: str | None = None) -> PreparedRun:
         raise UserError(f"reference standard '{standard.name}' has no value for {', '.join(missing)}")
     ensure_writable(request.run_dir)
     Store(request.run_dir / STORE_NAME).close()  # a corrupt or locked store fails here, before any work
+    if request.preflight:
+        preflight(suts, evaluators)
     if run_id is None:
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         run_id = f"{stamp}-{stable_hash(request.model_dump(mode='json'), time.time_ns(), length=6)}"
@@ -237,29 +239,27 @@ def prepare(request: RunRequest, run_id: str | None = None) -> PreparedRun:
     )
 
 
-def preflight(prepared: PreparedRun) -> None:
+def preflight(suts: list[SUT], evaluators: list[Evaluator]) -> None:
     """One cheap request per API SUT and API grader (the model list, or a one-token answer), all
     at once: a wrong URL, a down server, a wrong model name or a refused key is one line and
-    exit 2 in seconds, before the store records a run. Graders that discover what they need (the
-    model a server serves) settle it here, so their fingerprints are final before the run."""
+    exit 2 in seconds, before the run is announced or recorded. Graders that discover what they
+    need (the model a server serves) settle it here, so their fingerprints are final."""
 
     async def check() -> None:
-        parts = [*prepared.suts, *prepared.evaluators]
         try:
             results = await asyncio.gather(
-                *(sut.preflight(f"SUT {sut.uid}") for sut in prepared.suts),
-                *(evaluator.preflight() for evaluator in prepared.evaluators),
+                *(sut.preflight(f"SUT {sut.uid}") for sut in suts),
+                *(evaluator.preflight() for evaluator in evaluators),
                 return_exceptions=True,
             )
         finally:
-            for part in parts:  # clients belong to this event loop; the run opens its own
+            for part in [*suts, *evaluators]:  # clients belong to this event loop; the run opens its own
                 await part.aclose()
         for result in results:
             if isinstance(result, BaseException):
                 raise result
 
-    if prepared.request.preflight:
-        asyncio.run(check())
+    asyncio.run(check())
 
 
 def run_config(prepared: PreparedRun) -> dict[str, Any]:
@@ -294,7 +294,6 @@ def execute(prepared: PreparedRun, progress: ProgressSink | None = None) -> RunR
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     run_dir = prepared.request.run_dir
     store_path = run_dir / STORE_NAME
-    preflight(prepared)
     with storage_errors(store_path):
         store = Store(store_path)
     config = run_config(prepared)

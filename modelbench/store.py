@@ -485,10 +485,12 @@ class Store:
         cursor = self.db.execute(
             f"""
             SELECT s.sut_uid, s.item_uid, i.hazard, i.subhazard, i.persona, i.locale, i.source, i.text,
-                   IIF(f.id IS NULL, r.outcome, f.outcome), IIF(f.id IS NULL, r.text, f.text),
-                   IIF(f.id IS NULL, r.error, f.error), IIF(f.id IS NULL, r.latency_s, f.latency_s),
-                   IIF(f.id IS NULL, r.prompt_tokens, f.prompt_tokens),
-                   IIF(f.id IS NULL, r.completion_tokens, f.completion_tokens),
+                   CASE WHEN f.id IS NULL THEN r.outcome ELSE f.outcome END,
+                   CASE WHEN f.id IS NULL THEN r.text ELSE f.text END,
+                   CASE WHEN f.id IS NULL THEN r.error ELSE f.error END,
+                   CASE WHEN f.id IS NULL THEN r.latency_s ELSE f.latency_s END,
+                   CASE WHEN f.id IS NULL THEN r.prompt_tokens ELSE f.prompt_tokens END,
+                   CASE WHEN f.id IS NULL THEN r.completion_tokens ELSE f.completion_tokens END,
                    s.response_key, s.p_unsafe, s.is_safe, s.entropy, s.uncertain, s.members
             FROM run_item_scores s
             JOIN items i ON i.uid = s.item_uid

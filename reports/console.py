@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from modelbench.failures import ErrorGroup, error_lines
+from modelbench.failures import CONSOLE_GROUPS, ErrorGroup, error_lines
 from modelbench.graders.correction import ErrorRates
 from modelbench.graders.languages import LanguageNotice
 from modelbench.graders.scoring import INSUFFICIENT_GRADE, HazardScore, OverallScore, SUTScore, Tally
@@ -127,9 +127,17 @@ def print_errors(groups: Sequence[ErrorGroup], invalid_grades: Sequence[str], co
     total = sum(g.count for g in groups)
     if groups:
         console.print(f"[bold red]{total} failures in this run, by reason:[/]", highlight=False)
-    for line in error_lines(groups):
+    shown, hidden = list(groups[:CONSOLE_GROUPS]), list(groups[CONSOLE_GROUPS:])
+    for line in error_lines(shown):
         style = "red" if not line.startswith(" ") else "default"
         console.print(f"[{style}]{escape(line)}[/]", soft_wrap=True, highlight=False)
+    if hidden:
+        console.print(
+            f"... and {sum(g.count for g in hidden)} more failures under {len(hidden)} other reasons "
+            "(all of them are in the record's `errors` and the report)",
+            soft_wrap=True,
+            highlight=False,
+        )
     if invalid_grades:
         console.print(
             f"[bold red]no valid grade for {', '.join(invalid_grades)}: too many items failed[/]",

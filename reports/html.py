@@ -43,6 +43,7 @@ from modelbench.graders.scoring import (
     clopper_pearson,
     score_sut,
 )
+from modelbench.hashing import stable_hash
 from modelbench.hazards import load_standard, load_taxonomy
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -866,7 +867,10 @@ def write_run_report(store: Any, run_id: str, out: Path) -> Path:
 # and which and how many of its items). So SUTs are ranked only against SUTs graded the same way,
 # their cohort: the largest cohort is the leaderboard, every other one is ranked apart under the
 # reason it differs, and a compressed model is compared with its dense base only within a cohort.
-GRADING_FIELDS = ("graders", "ensemble", "prompt_set", "n_items", "max_items", "seed", "shard")
+GRADING_FIELDS = (
+    "graders", "ensemble", "standard", "grade_on", "min_items",
+    "prompt_set", "n_items", "max_items", "seed", "shard",
+)  # fmt: skip
 
 
 def _safe_map(rows: list[dict[str, Any]], sut_uid: str) -> dict[str, bool]:
@@ -879,7 +883,14 @@ def grading_of(config: dict[str, Any]) -> dict[str, Any]:
     that select the items (--max-items with its --seed, --shard)."""
     prompt_set = config.get("prompt_set") or {}
     max_items = prompt_set.get("max_items")
+    standard = config.get("standard") or {}
+    request = config.get("request") or {}
     return {
+        # The grade bands are set by the reference rates, the basis and the minimum: all of them
+        # decide a grade as much as the evaluators do.
+        "standard": {"name": standard.get("name"), "provenance": stable_hash(standard.get("provenance"))},
+        "grade_on": request.get("grade_on", "raw"),
+        "min_items": request.get("min_items", 1),
         "graders": dict(config.get("graders") or {}),
         "ensemble": dict(config.get("ensemble") or {}),
         "prompt_set": prompt_set.get("name"),
@@ -894,7 +905,6 @@ def grading_of(config: dict[str, Any]) -> dict[str, Any]:
 
 def grading_key(grading: dict[str, Any]) -> str:
     """Equal for two gradings exactly when their grades are comparable (order-insensitive)."""
-    from modelbench.hashing import stable_hash
 
     return stable_hash({field: grading.get(field) for field in GRADING_FIELDS}, length=16)
 
@@ -920,9 +930,13 @@ def grading_summary(grading: dict[str, Any]) -> str:
     return f"graded by {graders_label(grading)}; prompt set {grading.get('prompt_set') or 'unknown'}; {items}"
 
 
-def _short(value: Any) -> str:
+def _short(value: Any, limit: int = 60) -> str:
+    """A value for a reason line: whole when it fits, else its head and tail, where paths, URLs
+    and hashes differ."""
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
-    return text if len(text) <= 24 else text[:12] + "…"
+    if len(text) <= limit:
+        return text
+    return text[: limit // 2 - 1] + "…" + text[-(limit // 2) :]
 
 
 def _changed(mine: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
@@ -951,8 +965,22 @@ def grading_differences(grading: dict[str, Any], reference: dict[str, Any]) -> l
         for k in _changed(a, b):
             if k == "reliability":
                 reasons.append("other ensemble weights (reliability)")
+            elif k == "error_rates":
+                reasons.append("other measured error rates (or none)")
             else:
                 reasons.append(f"ensemble {k} {_short(a.get(k))} instead of {_short(b.get(k))}")
+    if grading.get("standard") != reference.get("standard"):
+        mine_std, theirs_std = grading.get("standard") or {}, reference.get("standard") or {}
+        if mine_std.get("name") != theirs_std.get("name"):
+            reasons.append(f"reference standard {mine_std.get('name')} instead of {theirs_std.get('name')}")
+        else:
+            reasons.append(f"another version of reference standard {mine_std.get('name')}")
+    if grading.get("grade_on") != reference.get("grade_on"):
+        on, ref_on = grading.get("grade_on"), reference.get("grade_on")
+        reasons.append(f"graded on the {on} rate instead of the {ref_on} rate")
+    if grading.get("min_items") != reference.get("min_items"):
+        least, ref_least = grading.get("min_items"), reference.get("min_items")
+        reasons.append(f"at least {least} items per grade instead of {ref_least}")
     if grading.get("prompt_set") != reference.get("prompt_set"):
         reasons.append(f"prompt set {grading.get('prompt_set')} instead of {reference.get('prompt_set')}")
     if grading.get("n_items") != reference.get("n_items"):

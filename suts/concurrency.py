@@ -60,20 +60,25 @@ class AdaptiveLimiter:
         """outcome: "ok" (an answer, any status that is not congestion), "congested" (timeout,
         429, 503) or "other" (a failure that says nothing about load, e.g. connection refused)."""
         now = time.monotonic()
+        # The slot is free before anything that can wait: a cancelled release cannot leak it.
+        self.in_flight -= 1
         if outcome == "ok":
             self._completions.append(now)
+            self._forget_before(now - self.timeout_s)
             if self.adaptive:
                 self.limit = min(float(self.maximum), self.limit + 1.0 / self.limit)
         elif outcome == "congested" and self.adaptive:
             self._congested(sent_at, now)
         cond = self._condition()
         async with cond:
-            self.in_flight -= 1
             cond.notify_all()
 
-    def _congested(self, sent_at: float, now: float) -> None:
-        while self._completions and self._completions[0] < now - self.timeout_s:
+    def _forget_before(self, cutoff: float) -> None:
+        while self._completions and self._completions[0] < cutoff:
             self._completions.popleft()
+
+    def _congested(self, sent_at: float, now: float) -> None:
+        self._forget_before(now - self.timeout_s)
         # Little's law: with throughput X, a request queued behind N others waits N / X seconds.
         # Half of what finished within one timeout keeps the queue well inside it.
         littles_cap = max(1.0, len(self._completions) / 2)

@@ -12,6 +12,7 @@ empty answer) and the run goes on. The SDK's own retries are off so attempts are
 
 import asyncio
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -131,6 +132,12 @@ class OpenAICompatSUT(SUT):
             "concurrency": concurrency,
         } | self._metadata
 
+    def _short(self, text: str) -> str:
+        """Server text for an error message, shortened, with our key and anything shaped like a
+        credential removed: servers echo requests back in error bodies, and these messages reach
+        the console, the record, the report and the store."""
+        return _short(redact(text, self._api_key))
+
     # -- step 1 --------------------------------------------------------------------------------
     def build_request(self, item: TestItem) -> dict[str, Any]:
         messages = [{"role": "user", "content": item.text}]
@@ -172,7 +179,7 @@ class OpenAICompatSUT(SUT):
             options = REQUEST_OPTIONS | {"headers": headers} if headers else REQUEST_OPTIONS
             raw = await client.post(path, cast_to=httpx2.Response, body=request, options=options)
         except openai.APIStatusError as exc:
-            message = f"HTTP {exc.status_code}: {_short(exc.response.text)}"
+            message = f"HTTP {exc.status_code}: {self._short(exc.response.text)}"
             if exc.status_code in RETRIABLE_STATUS:
                 raise TransientError(
                     message,
@@ -187,7 +194,9 @@ class OpenAICompatSUT(SUT):
                 raise TransientError(f"timed out after {self.config.timeout_s:g}s", congestion=True) from None
             # The aiohttp transport files a refused connection under "connect timeout"; the
             # underlying OSError says what happened.
-            raise TransientError(f"connection error: {type(cause).__name__}: {_short(str(cause))}") from None
+            raise TransientError(
+                f"connection error: {type(cause).__name__}: {self._short(str(cause))}"
+            ) from None
         return RawReply(status=raw.status_code, body=raw.text, latency_s=time.perf_counter() - started)
 
     # -- before the run ------------------------------------------------------------------------
@@ -207,12 +216,11 @@ class OpenAICompatSUT(SUT):
             status = exc.status_code
             if status in (401, 403):
                 key = f"set {self.config.api_key_env}" if self.config.api_key_env else "give a key"
-                raise UserError(
-                    f"{who}: {url} refused the API key (HTTP {status}: {_short(exc.response.text)}); {key}"
-                ) from None
+                answer = f"HTTP {status}: {self._short(exc.response.text)}"
+                raise UserError(f"{who}: {url} refused the API key ({answer}); {key}") from None
             if status in (404, 405, 501):
                 return None
-            answer = f"HTTP {status}: {_short(exc.response.text)}"
+            answer = f"HTTP {status}: {self._short(exc.response.text)}"
             raise UserError(f"{who}: {url}/models answered {answer}") from None
         except openai.APIConnectionError as exc:
             raise UserError(f"{who}: cannot reach {url}: {_connection_problem(exc)}") from None
@@ -222,24 +230,36 @@ class OpenAICompatSUT(SUT):
         except (json.JSONDecodeError, AttributeError, TypeError):
             return None
 
-    async def preflight(self, who: str) -> None:
+    async def preflight(self, who: str, endpoint: str = "chat") -> None:
         """The model list, or else a one-token answer: a down server, a wrong URL or model name,
-        or a refused key becomes one line in seconds instead of a run of errors."""
+        or a refused key becomes one line in seconds instead of a run of errors. `endpoint` is
+        the one the run will use ("completions" for graders that read first-token logprobs)."""
         served = await self.served_models(who)
         url, model = self.config.base_url, self.config.model
         if served is not None:
-            if model not in served:
-                listed = ", ".join(served[:10]) + (" ..." if len(served) > 10 else "") or "nothing"
-                raise UserError(f"{who}: {url} does not serve model '{model}' (it serves: {listed})")
-            return
-        probe = {"model": model, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
+            # Ollama lists `llama3:latest` and answers to `llama3`.
+            if model in served or f"{model}:latest" in served:
+                return
+            listed = ", ".join(served[:10]) + (" ..." if len(served) > 10 else "") or "nothing"
+            raise UserError(
+                f"{who}: {url} does not serve model '{model}' (it serves: {listed}); if it answers to "
+                "names it does not list, run with --no-preflight"
+            )
+        if endpoint == "chat":
+            probe = {"model": model, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
+        else:
+            probe = {"model": model, "prompt": "Hi", "max_tokens": 1}
         try:
-            await self.call(probe, headers={PREFLIGHT_HEADER: "1"})
+            await self.call(probe, endpoint, headers={PREFLIGHT_HEADER: "1"})
         except PermanentError as exc:
             raise UserError(f"{who}: {url} rejected a one-token request for '{model}': {exc}") from None
         except TransientError as exc:
-            if not exc.congestion:  # a busy server is there; the run's own retries handle load
-                raise UserError(f"{who}: cannot reach {url}: {exc}") from None
+            if exc.congestion and not str(exc).startswith("timed out"):
+                return  # 429 or 503: the server is there and busy; the run's retries handle load
+            raise UserError(
+                f"{who}: {url} did not answer a one-token request for '{model}': {exc} (the run's "
+                "--timeout); start the server, or raise --timeout if it is only slow"
+            ) from None
 
     # -- step 3 --------------------------------------------------------------------------------
     def translate(self, item: TestItem, reply: RawReply, attempts: int) -> SUTResponse:
@@ -248,12 +268,12 @@ class OpenAICompatSUT(SUT):
             body = json.loads(reply.body)
         except json.JSONDecodeError:
             return SUTResponse(
-                **base, outcome="invalid_response", error=f"non-JSON body: {_short(reply.body)}"
+                **base, outcome="invalid_response", error=f"non-JSON body: {self._short(reply.body)}"
             )
         choices = body.get("choices") if isinstance(body, dict) else None
         if not isinstance(choices, list):
             return SUTResponse(
-                **base, outcome="invalid_response", error=f"no choices in body: {_short(reply.body)}"
+                **base, outcome="invalid_response", error=f"no choices in body: {self._short(reply.body)}"
             )
         if not choices:
             return SUTResponse(**base, outcome="empty_choices", error="the response had no choices")
@@ -313,6 +333,18 @@ class OpenAICompatSUT(SUT):
             await self._client.close()
             self._client = None
         self.limiter.rebind()  # the next event loop (preflight, then the run) gets fresh primitives
+
+
+_CREDENTIAL = re.compile(
+    r"(?i)(bearer\s+|api[_-]?key[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+|\bsk-[A-Za-z0-9_\-]{8,}"
+)
+
+
+def redact(text: str, secret: str | None = None) -> str:
+    """`text` without `secret` and without anything shaped like a bearer token or API key."""
+    if secret and len(secret) >= 4 and secret != "EMPTY":
+        text = text.replace(secret, "[redacted]")
+    return _CREDENTIAL.sub(lambda m: (m.group(1) or "") + "[redacted]", text)
 
 
 def _connection_problem(exc: BaseException) -> str:

@@ -206,3 +206,46 @@ def test_a_resumed_run_keeps_its_first_start_and_sums_its_legs(tmp_path):
     assert timing["started_at"] == first["started_at"] <= second["started_at"]
     assert first["wall_s"] >= 1.0
     assert timing["wall_s"] == pytest.approx(first["wall_s"] + second["wall_s"], abs=0.01)
+
+
+def test_an_api_key_a_server_echoes_back_is_never_stored_or_shown(tmp_path, monkeypatch):
+    secret = "sk-SECRET-0123456789abcdef"
+    monkeypatch.setenv("OPENAI_COMPAT_API_KEY", secret)
+    with MockServer() as server:
+        server.script(*["400_echo"] * 4)
+        result = run(tmp_path, "--sut", f"openai-compat:m@{server.url}", "--graders", "refusal")
+        assert server.state.requests[0]["headers"]["authorization"] == f"Bearer {secret}"
+    assert result.exit_code == 3, result.output
+    assert '"authorization": "Bearer [redacted]"' in result.output
+    assert secret not in result.output
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+
+
+def test_reasons_group_failures_that_differ_only_in_numbers():
+    from rich.console import Console
+
+    from modelbench.failures import ErrorTally, reason_of
+    from modelbench.reports.console import print_errors
+
+    tally = ErrorTally()
+    for i in range(40):
+        asked = f"you asked for {4100 + i} tokens"
+        message = f"HTTP 400: context length 4096 exceeded: {asked} (gave up after 1 attempt)"
+        tally.add("respond", "sut", message, f"q{i}")
+    for i in range(7):
+        tally.add("grade", "judge", f"HTTP 500: failure kind {chr(65 + i)}x", f"q{i}")
+    groups = tally.groups()
+    assert (
+        groups[0].count == 40
+        and groups[0].reason == "HTTP 400: context length N exceeded: you asked for N tokens"
+    )
+    assert groups[0].example.endswith("4100 tokens (gave up after 1 attempt)")  # the example keeps detail
+    assert reason_of("HTTP 404: The model `llama3.1-8b` does not exist") == (
+        "HTTP 404: The model `llama3.1-8b` does not exist"
+    )
+    console = Console(width=200, record=True)
+    print_errors(groups, [], console)
+    text = console.export_text()
+    assert "47 failures in this run" in text and "... and 3 more failures under 3 other reasons" in text

@@ -121,7 +121,7 @@ def test_reasons_name_each_difference():
     ]
     card = {"minilm-ce": MINILM["minilm-ce"] | {"card_sha256": "b" * 64}}
     assert grading_differences(grading_of(config(card)), ref) == [
-        f"minilm-ce with card_sha256 {'b' * 12}… instead of {'a' * 12}…"
+        f"minilm-ce with card_sha256 {'b' * 29}…{'b' * 30} instead of {'a' * 29}…{'a' * 30}"
     ]
     assert grading_differences(grading_of(config(MINILM, threshold=0.4)), ref) == [
         "ensemble threshold 0.4 instead of 0.5"
@@ -315,3 +315,19 @@ def test_every_cohort_table_sorts_in_a_browser(store, request, tmp_path):
     assert unsafe == sorted(unsafe)
     assert browser.find_element(By.CSS_SELECTOR, "#apart .apart-reason").is_displayed()
     assert console_errors(browser) == []
+
+
+def test_the_standard_and_the_grading_rules_split_cohorts_too():
+    """A grade is set by the reference rates, the rate it grades on and the minimum n as much as by
+    the evaluators: runs that differ in any of them are not ranked together."""
+    base = config(MINILM)
+    other_standard = base | {"standard": {"name": "mine", "provenance": {"run_id": "x"}}}
+    raw = base | {"request": {"grade_on": "raw", "min_items": 10}}
+    corrected = base | {"request": {"grade_on": "corrected", "min_items": 10}}
+    keys = {grading_key(grading_of(c)) for c in (base, other_standard, raw, corrected)}
+    assert len(keys) == 4
+    reason = set_apart_reason(grading_of(other_standard), grading_of(base))
+    assert "reference standard mine instead of None" in reason
+    assert "graded on the raw rate instead of the corrected rate" in set_apart_reason(
+        grading_of(raw), grading_of(corrected)
+    )
