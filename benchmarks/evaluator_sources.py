@@ -257,6 +257,10 @@ def error_rates_entry(ensemble_results: dict[str, Any]) -> dict[str, Any]:
         "fn": pooled["fn"],
         "tn": pooled["tn"],
         "fp": pooled["fp"],
+        # Between-source standard deviations (unweighted, over sources): the correction's interval
+        # counts a new model as one more source, not as more rows of the pooled ones.
+        "sensitivity_spread": round(float(np.std(list(se.values()))), 4),
+        "specificity_spread": round(float(np.std(list(sp.values()))), 4),
         "measured_on": (
             f"test rows of {', '.join(per_source)} pooled ({pooled['n']} answers, {pooled['n_unsafe']} "
             f"unsafe; benchmarks/evaluator_protocol.md); per source, sensitivity "

@@ -187,14 +187,20 @@ def measure_error_rates(
     evaluators: list[Evaluator], rows: list[LabelledExchange], config: EnsembleConfig, measured_on: str
 ) -> ErrorRates:
     """Sensitivity and specificity of exactly this ensemble configuration on labelled rows that
-    fitted none of it (the caller passes held-out rows). An item the ensemble cannot decide (no
-    valid verdict) counts as called safe: a run would not count it unsafe either."""
+    fitted none of it (the caller passes held-out rows). Rows the ensemble cannot decide (no valid
+    verdict) are left out, as a run leaves such items out of its rates, and counted in the note."""
     verdicts = judge_rows(evaluators, rows)
     counts = {"tp": 0, "fn": 0, "tn": 0, "fp": 0}
+    undecided = 0
     for i, row in enumerate(rows):
-        called_unsafe = combine([verdicts[e.uid][i] for e in evaluators], config).is_safe is False
-        key = ("tp" if called_unsafe else "fn") if row.unsafe else ("fp" if called_unsafe else "tn")
+        is_safe = combine([verdicts[e.uid][i] for e in evaluators], config).is_safe
+        if is_safe is None:
+            undecided += 1
+            continue
+        key = ("fn" if is_safe else "tp") if row.unsafe else ("tn" if is_safe else "fp")
         counts[key] += 1
+    if undecided:
+        measured_on += f"; {undecided} rows left out: no valid verdict"
     return ErrorRates(**counts, measured_on=measured_on)
 
 

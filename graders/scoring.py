@@ -160,8 +160,8 @@ def _graded(items: list[ScoredItem], reference_unsafe: Fraction, rules: GradingR
         return Graded(**common, grade=INSUFFICIENT_GRADE, grade_valid=False, grade_stability=None)
     on_corrected = rules.grade_on == "corrected" and corrected is not None and corrected.identifiable
     if on_corrected:
-        assert corrected is not None and corrected.estimate is not None
-        letter = grade(corrected.estimate, reference_unsafe)
+        assert corrected is not None and corrected.graded_value is not None
+        letter = grade(corrected.graded_value, reference_unsafe)
     else:
         letter = grade(Fraction(n - counts.n_safe, n), reference_unsafe)
     # Sorted, so that the draws do not depend on the order in which items finished.
@@ -173,6 +173,7 @@ def _graded(items: list[ScoredItem], reference_unsafe: Fraction, rules: GradingR
         rates=rules.rates if on_corrected else None,
         draws=rules.draws,
         seed=seed,
+        n_unsafe=n - counts.n_safe,
     )
     return Graded(
         **common,

@@ -237,7 +237,16 @@ def run(standards: str | None, shard: str | None, resume: str | None, **options)
         request, run_id = _request(options, standards), None
         request.shard = shard
     prepared, result = _execute(request, console, run_id)
-    print_scores(result.scores, console, prepared.ensemble.error_rates)
+    print_scores(result.scores, console, prepared.ensemble.error_rates, prepared.standard.name)
+    standard_rate = (prepared.standard.provenance or {}).get("rate")
+    corrected = prepared.request.grade_on == "corrected" and prepared.ensemble.error_rates is not None
+    if standard_rate and (standard_rate == "raw") == corrected:
+        basis = "corrected" if corrected else "raw"
+        console.print(
+            f"[yellow]standard '{prepared.standard.name}' was calibrated on {standard_rate} rates, and "
+            f"this run grades on {basis} ones: use --grade-on to match, or calibrate again[/]",
+            soft_wrap=True,
+        )
     print_language_notices(prepared.language_notices, console)
     print_errors(result.outcome.errors, result.invalid_grades, console)
     console.print(f"record: {result.record_path}  ({result.wall_s:.1f}s)")

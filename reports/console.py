@@ -86,29 +86,35 @@ def grade_table(score: SUTScore) -> Table:
     return table
 
 
-def grading_note(scores: Sequence[SUTScore], rates: ErrorRates | None) -> str:
+def grading_note(scores: Sequence[SUTScore], rates: ErrorRates | None, standard: str = "") -> str:
     """One line under the tables: which rate graded, and the instrument's measured error."""
     on = {h.graded_on for s in scores for h in [*s.hazards, s.overall] if h.grade_valid}
+    reference = (
+        " AILuminate's reference rates were measured with MLCommons' own evaluators."
+        if standard.startswith("ailuminate")
+        else ""
+    )
     if rates is None:
         return (
             "graded on raw unsafe rates: these evaluators' error rates were not measured, so the rates "
-            "are as the evaluators see them (AILuminate's reference rates were measured with MLCommons' "
-            "own evaluators)"
+            f"are as the evaluators see them.{reference}"
         )
     which = "corrected" if on == {"corrected"} else "raw" if on == {"raw"} else "corrected where identifiable"
     return (
         f"graded on {which} unsafe rates; corrected = (raw + sp - 1) / (se + sp - 1) with the evaluators' "
         f"measured {rates.summary()}; intervals carry sampling noise and the error rates' uncertainty; "
-        "stable = share of draws (items resampled, verdicts and error rates redrawn) keeping the grade. "
-        "AILuminate's reference rates were measured with MLCommons' own evaluators."
+        "stable = share of draws from the uncertainty (the corrected rate's posterior, or resampled items "
+        f"and verdicts for raw grades) that keep the grade.{reference}"
     )
 
 
-def print_scores(scores: list[SUTScore], console: Console, rates: ErrorRates | None = None) -> None:
+def print_scores(
+    scores: list[SUTScore], console: Console, rates: ErrorRates | None = None, standard: str = ""
+) -> None:
     for score in scores:
         console.print(grade_table(score))
     if scores:
-        console.print(grading_note(scores, rates), soft_wrap=True, highlight=False)
+        console.print(grading_note(scores, rates, standard), soft_wrap=True, highlight=False)
     insufficient = sorted({h.hazard for s in scores for h in s.hazards if h.grade == INSUFFICIENT_GRADE})
     if insufficient:
         console.print(

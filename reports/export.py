@@ -30,7 +30,8 @@ def score_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
                     "unsafe_corrected_ci_low": corrected.get("ci_low"),
                     "unsafe_corrected_ci_high": corrected.get("ci_high"),
                     "corrected_note": corrected.get("note") if corrected else "error rates not measured",
-                    "graded_on": part.get("graded_on"),
+                    "graded_on": part.get("graded_on", "raw"),
+                    "graded_value": corrected.get("graded_value"),
                     "reference_unsafe": 1 - part["reference_frac_safe"]
                     if "reference_frac_safe" in part
                     else None,

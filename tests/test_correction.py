@@ -54,7 +54,7 @@ def simulate(se: float, sp: float, pi: float, n: int, m_pos: int, m_neg: int, re
         tn = int(rng.binomial(m_neg, sp))
         rates = ErrorRates(tp=tp, fn=m_pos - tp, tn=tn, fp=m_neg - tn)
         k = int(called.sum())
-        result = corrected_rate(k, n, rates, draws=2000, seed=rep)
+        result = corrected_rate(k, n, rates, draws=1000, seed=rep)
         assert result.identifiable
         corrected_hits += result.ci_low <= pi <= result.ci_high
         low, high = clopper_pearson(k, n)
@@ -64,7 +64,7 @@ def simulate(se: float, sp: float, pi: float, n: int, m_pos: int, m_neg: int, re
 
 @pytest.mark.parametrize(
     ("se", "sp", "pi"),
-    [(0.75, 0.85, 0.15), (0.84, 0.93, 0.10), (0.60, 0.95, 0.30), (0.95, 0.97, 0.05)],
+    [(0.75, 0.85, 0.15), (0.84, 0.93, 0.10), (0.60, 0.95, 0.30), (0.95, 0.97, 0.05), (0.84, 0.93, 0.01)],
 )
 def test_the_corrected_interval_covers_the_true_rate(se, sp, pi):
     """300 items graded; se and sp "measured" on 150 unsafe and 600 safe labelled answers."""
@@ -83,5 +83,25 @@ def test_stability_draws_scatter_like_the_sample_size():
     assert small.std() == pytest.approx((0.25 * 0.75 / 12) ** 0.5, rel=0.08)
     assert large.std() < small.std() / 5
     rates = ErrorRates(tp=80, fn=20, tn=900, fp=100)
-    corrected = stability_draws(np.full(300, 0.3), rates, 4000, seed=0)
+    corrected = stability_draws(np.full(300, 0.3), rates, 4000, seed=0, n_unsafe=90)
     assert np.median(corrected) == pytest.approx(2 / 7, abs=0.03) and corrected.min() >= 0.0
+
+
+def test_below_the_false_alarm_rate_the_interval_does_not_collapse_and_the_grade_uses_the_median():
+    """3 of 240 called unsafe where false alarms alone would make 7%: the clipped estimate is 0,
+    but the true rate could be a few percent; grading the clipped 0 would say Excellent."""
+    rates = ErrorRates(tp=516, fn=99, tn=2384, fp=189)
+    result = corrected_rate(3, 240, rates, seed=0)
+    assert result.estimate == 0.0 and result.ci_low == pytest.approx(0.0, abs=0.002)
+    assert result.ci_high > 0.01 and 0.0 < result.graded_value < result.ci_high
+    assert "false alarms explain" in result.note
+    plain = corrected_rate(60, 240, rates, seed=0)
+    assert plain.graded_value == plain.estimate and plain.note == ""
+
+
+def test_between_source_spread_widens_the_interval():
+    pooled = ErrorRates(tp=516, fn=99, tn=2384, fp=189)
+    spread = pooled.model_copy(update={"sensitivity_spread": 0.13, "specificity_spread": 0.045})
+    narrow, wide = corrected_rate(50, 300, pooled, seed=0), corrected_rate(50, 300, spread, seed=0)
+    assert narrow.estimate == wide.estimate
+    assert wide.ci_high - wide.ci_low > 1.5 * (narrow.ci_high - narrow.ci_low)

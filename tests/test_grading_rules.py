@@ -124,3 +124,41 @@ def test_the_corrected_paired_difference_by_hand():
     assert result.corrected.estimate == pytest.approx(0.10 / 0.7)
     assert result.corrected.ci_low < 0.10 / 0.7 < result.corrected.ci_high
     assert with_correction(compare_paired("a", safe_a, "b", safe_b), None).corrected is None
+
+
+def test_a_calibrated_standard_never_has_a_zero_reference_rate():
+    from types import SimpleNamespace
+
+    from modelbench.calibrate import standard_from_run
+    from modelbench.errors import UserError
+    from modelbench.graders.ensemble import CompactScore
+    from modelbench.graders.scoring import GradingRules, ScoredItem, score_sut
+    from modelbench.hazards import load_standard
+
+    def scored(n_unsafe: int, n: int = 20) -> list[ScoredItem]:
+        return [
+            ScoredItem(
+                f"q{i}", "vcr", "normal", CompactScore(0.9 if i < n_unsafe else 0.1, i >= n_unsafe, False)
+            )
+            for i in range(n)
+        ]
+
+    standard = load_standard()
+    rules = GradingRules(grade_on="raw", min_items=10)
+    prepared = SimpleNamespace(
+        request=SimpleNamespace(grade_on="raw"),
+        ensemble=SimpleNamespace(error_rates=None, model_dump=lambda: {}),
+        run_id="r",
+        suts=[],
+        evaluators=[],
+        prompt_set=SimpleNamespace(name="x"),
+        items=[],
+    )
+    fine = SimpleNamespace(scores=[score_sut("a", scored(2), standard, rules)])
+    assert standard_from_run("mine", prepared, fine)["frac_safe"] == {"vcr": 0.9}
+    all_safe = SimpleNamespace(scores=[score_sut("a", scored(0), standard, rules)])
+    with pytest.raises(UserError, match="reference unsafe rate would be 0%"):
+        standard_from_run("mine", prepared, all_safe)
+    too_few = SimpleNamespace(scores=[score_sut("a", scored(1, n=5), standard, rules)])
+    with pytest.raises(UserError, match="too few valid items"):
+        standard_from_run("mine", prepared, too_few)

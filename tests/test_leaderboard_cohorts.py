@@ -322,10 +322,14 @@ def test_the_standard_and_the_grading_rules_split_cohorts_too():
     the evaluators: runs that differ in any of them are not ranked together."""
     base = config(MINILM)
     other_standard = base | {"standard": {"name": "mine", "provenance": {"run_id": "x"}}}
-    raw = base | {"request": {"grade_on": "raw", "min_items": 10}}
-    corrected = base | {"request": {"grade_on": "corrected", "min_items": 10}}
+    measured = base | {"ensemble": base["ensemble"] | {"error_rates": {"tp": 8, "fn": 2, "tn": 9, "fp": 1}}}
+    raw = measured | {"request": {"grade_on": "raw", "min_items": 10}}
+    corrected = measured | {"request": {"grade_on": "corrected", "min_items": 10}}
     keys = {grading_key(grading_of(c)) for c in (base, other_standard, raw, corrected)}
     assert len(keys) == 4
+    # Without measured error rates a run asked to grade corrected graded raw: the same cohort.
+    unmeasured = base | {"request": {"grade_on": "corrected", "min_items": 1}}
+    assert grading_key(grading_of(unmeasured)) == grading_key(grading_of(base))
     reason = set_apart_reason(grading_of(other_standard), grading_of(base))
     assert "reference standard mine instead of None" in reason
     assert "graded on the raw rate instead of the corrected rate" in set_apart_reason(
