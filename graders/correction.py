@@ -166,10 +166,12 @@ def corrected_rate(
     elif u > se_hat:
         note = f"more called unsafe than the evaluators' sensitivity allows ({se_hat:.1%})"
         graded = float(median)
+    # A clipped estimate sits on the boundary the posterior only approaches: keep it inside.
+    low, high = min(float(low), estimate), max(float(high), estimate)
     return CorrectedRate(
         estimate=estimate,
-        ci_low=float(low),
-        ci_high=float(high),
+        ci_low=low,
+        ci_high=high,
         identifiable=True,
         note=note,
         graded_value=graded,
