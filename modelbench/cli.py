@@ -286,25 +286,15 @@ def calibrate(name: str, out: Path | None, **options) -> None:
 
 
 def _open_run(run_dir: Path, run: str):
-    """The store under `run_dir` and a run id (`latest` for the newest finished run)."""
-    from modelbench.runner import STORE_NAME
-    from modelbench.store import Store
+    """The store under `run_dir` and the id of a finished run (`latest` for the newest)."""
+    from modelbench.store import open_store
 
-    path = run_dir / STORE_NAME
-    if not path.is_file():
-        raise UserError(f"no store at {path} (give --run-dir)")
-    store = Store(path)
-    if run == "latest":
-        finished = [r for r in store.run_ids() if (store.run_info(r) or {}).get("status") == "finished"]
-        if not finished:
-            raise UserError(f"no finished run in {path}")
-        run = finished[-1]
-    info = store.run_info(run)
-    if info is None:
-        raise UserError(f"no run '{run}' in {path}")
-    if info["status"] != "finished":
-        raise UserError(f"run '{run}' did not finish ({info['status']}); run it again to complete it")
-    return store, run
+    store = open_store(run_dir)
+    try:
+        return store, store.finished_run(run)["run_id"]
+    except UserError:
+        store.close()
+        raise
 
 
 @main.command()
@@ -402,8 +392,7 @@ def report(run: str, out: Path | None, run_dir: Path) -> None:
 def leaderboard(store_path: Path | None, run_dir: Path, out: Path | None) -> None:
     """Every SUT graded in the store (latest finished run each), on one HTML page."""
     from modelbench.reports.html import write_leaderboard
-    from modelbench.runner import STORE_NAME
-    from modelbench.store import Store
+    from modelbench.store import STORE_NAME, Store
 
     path = store_path or run_dir / STORE_NAME
     if not path.is_file():

@@ -44,10 +44,9 @@ from modelbench.prompts import (
     stratified_sample,
 )
 from modelbench.reports.record import build_record, write_record
-from modelbench.store import Store
+from modelbench.store import STORE_NAME, Store, open_store
 from modelbench.suts import DEFAULT_SUT, SUT, SUTOptions, load_registry, make_sut
 
-STORE_NAME = "modelbench.sqlite"
 EXIT_FINISHED_WITH_ERRORS = 3
 
 
@@ -159,16 +158,13 @@ def storage_errors(store_path: Path) -> Iterator[None]:
 
 def load_request(run_dir: Path, run_id: str) -> RunRequest:
     """The request a stored run was started with, for --resume."""
-    path = run_dir / STORE_NAME
-    if not path.is_file():
-        raise UserError(f"cannot resume {run_id}: no store at {path}")
-    store = Store(path)
+    store = open_store(run_dir, f"cannot resume {run_id}")
     try:
         info = store.run_info(run_id)
     finally:
         store.close()
     if info is None:
-        raise UserError(f"cannot resume: no run '{run_id}' in {path}")
+        raise UserError(f"cannot resume: no run '{run_id}' in {store.path}")
     if "request" not in info["config"]:
         raise UserError(f"cannot resume {run_id}: it was recorded without its request")
     request = RunRequest.model_validate(info["config"]["request"])

@@ -98,6 +98,17 @@ _FAILED_SCORE = "{s}.p_unsafe IS NULL AND {s}.is_safe IS NULL AND {s}.members = 
 LOST_FAILURE = "this run's failure was overwritten by a later run's retry before the store kept history"
 
 
+STORE_NAME = "modelbench.sqlite"
+
+
+def open_store(run_dir: Path, purpose: str = "") -> "Store":
+    """The existing store of a run dir; a missing one is a one-line error, never a new empty store."""
+    path = Path(run_dir) / STORE_NAME
+    if not path.is_file():
+        raise UserError(f"{purpose + ': ' if purpose else ''}no store at {path} (give --run-dir)")
+    return Store(path)
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -461,6 +472,24 @@ class Store:
 
     def run_ids(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT run_id FROM runs ORDER BY started_at, run_id")]
+
+    def finished_run_ids(self) -> list[str]:
+        return [r for r in self.run_ids() if (self.run_info(r) or {}).get("status") == "finished"]
+
+    def finished_run(self, run: str) -> dict[str, Any]:
+        """The info of a finished run, `latest` naming the newest: the one way every command that
+        reads a finished run (report, export, compare, leaderboard) finds it, with one-line errors."""
+        if run == "latest":
+            finished = self.finished_run_ids()
+            if not finished:
+                raise UserError(f"no finished run in {self.path}")
+            run = finished[-1]
+        info = self.run_info(run)
+        if info is None:
+            raise UserError(f"no run '{run}' in {self.path}")
+        if info["status"] != "finished":
+            raise UserError(f"run '{run}' did not finish ({info['status']}); run it again to complete it")
+        return info
 
     def run_info(self, run_id: str) -> dict[str, Any] | None:
         row = self.db.execute(

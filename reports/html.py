@@ -89,11 +89,7 @@ def load_record(store: Any, run_id: str) -> dict[str, Any]:
     record rebuilt from the store's per-item scores and the run's reference standard (marked
     `reconstructed`: versions, timings and throughput were not kept, the grades are recomputed).
     """
-    info = store.run_info(run_id)
-    if info is None:
-        raise UserError(f"no run '{run_id}' in {store.path}")
-    if info["status"] != "finished":
-        raise UserError(f"run '{run_id}' did not finish ({info['status']}); run it again to complete it")
+    info = store.finished_run(run_id)
     summary = info.get("summary") or {}
     if isinstance(summary.get("record"), dict):
         return summary["record"]
@@ -178,10 +174,6 @@ def load_run(store: Any, run_id: str) -> RunData:
     info = store.run_info(run_id)
     scores = [SUTScore.model_validate(s) for s in record.get("scores", [])]
     return RunData(run_id, info, record, scores, store.run_rows(run_id))
-
-
-def finished_runs(store: Any) -> list[str]:
-    return [r for r in store.run_ids() if (store.run_info(r) or {}).get("status") == "finished"]
 
 
 # -- text and numbers --------------------------------------------------------------------------
@@ -1048,7 +1040,7 @@ def cohorts(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def leaderboard_entries(store: Any) -> list[dict[str, Any]]:
     """Every SUT graded in the store, from its latest finished run, with that run's grading."""
     latest: dict[str, dict[str, Any]] = {}
-    for run_index, run_id in enumerate(finished_runs(store)):
+    for run_index, run_id in enumerate(store.finished_run_ids()):
         try:
             record = load_record(store, run_id)
         except UserError:
