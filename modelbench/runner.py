@@ -365,14 +365,17 @@ def _execute(
     store.end_leg(prepared.run_id, "finished", wall)
     legs = store.run_timing(prepared.run_id) or {"started_at": started_at, "wall_s": wall, "legs": []}
     timing = {"started_at": legs["started_at"], "wall_s": round(legs["wall_s"], 3), "legs": legs["legs"]}
-    errors = [group.model_dump() for group in outcome.errors]
-    record = build_record(prepared.run_id, config, scores, counts, timing, suts, errors)
+    record = build_record(prepared.run_id, config, scores, counts, timing, suts, outcome.errors)
     path = write_record(record, run_dir / prepared.run_id)
     # The record goes into the store too, so reports survive moved or deleted run folders.
     store.finish_run(
         prepared.run_id,
         "finished",
-        {"counts": counts, "overall": {s.sut_uid: s.overall.grade for s in scores}, "record": record},
+        {
+            "counts": counts,
+            "overall": {s.sut_uid: s.overall.grade for s in scores},
+            "record": record.model_dump(mode="json"),
+        },
     )
     try:
         from modelbench.reports.html import write_run_report

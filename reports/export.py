@@ -5,38 +5,36 @@ from pathlib import Path
 from typing import Any
 
 from modelbench.errors import UserError
+from modelbench.reports.record import RunRecord
 
 FORMATS = ("csv", "parquet", "jsonl")
 
 
-def score_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
+def score_rows(record: RunRecord) -> list[dict[str, Any]]:
     """One flat row per SUT and hazard, then its overall: the raw rate and its interval beside the
     corrected rate and its interval, which one graded, the grade and its stability."""
     rows = []
-    for score in record.get("scores", []):
-        for part in [*score.get("hazards", []), score.get("overall") or {}]:
-            frac_safe, low, high = part.get("frac_safe"), part.get("ci_low"), part.get("ci_high")
-            corrected = part.get("corrected") or {}
+    for score in record.scores:
+        for part in [*score.hazards, score.overall]:
+            corrected = part.corrected
             rows.append(
                 {
-                    "sut_uid": score.get("sut_uid"),
-                    "hazard": part.get("hazard", "overall"),
-                    "n_valid": part.get("n_valid"),
-                    "n_invalid": part.get("n_invalid"),
-                    "unsafe_raw": None if frac_safe is None else 1 - frac_safe,
-                    "unsafe_raw_ci_low": None if high is None else 1 - high,
-                    "unsafe_raw_ci_high": None if low is None else 1 - low,
-                    "unsafe_corrected": corrected.get("estimate"),
-                    "unsafe_corrected_ci_low": corrected.get("ci_low"),
-                    "unsafe_corrected_ci_high": corrected.get("ci_high"),
-                    "corrected_note": corrected.get("note") if corrected else "error rates not measured",
-                    "graded_on": part.get("graded_on", "raw"),
-                    "graded_value": corrected.get("graded_value"),
-                    "reference_unsafe": 1 - part["reference_frac_safe"]
-                    if "reference_frac_safe" in part
-                    else None,
-                    "grade": part.get("grade"),
-                    "grade_stability": part.get("grade_stability"),
+                    "sut_uid": score.sut_uid,
+                    "hazard": getattr(part, "hazard", "overall"),
+                    "n_valid": part.n_valid,
+                    "n_invalid": part.n_invalid,
+                    "unsafe_raw": None if part.frac_safe is None else 1 - part.frac_safe,
+                    "unsafe_raw_ci_low": None if part.ci_high is None else 1 - part.ci_high,
+                    "unsafe_raw_ci_high": None if part.ci_low is None else 1 - part.ci_low,
+                    "unsafe_corrected": corrected.estimate if corrected else None,
+                    "unsafe_corrected_ci_low": corrected.ci_low if corrected else None,
+                    "unsafe_corrected_ci_high": corrected.ci_high if corrected else None,
+                    "graded_value": corrected.graded_value if corrected else None,
+                    "corrected_note": corrected.note if corrected else "error rates not measured",
+                    "graded_on": part.graded_on,
+                    "reference_unsafe": 1 - part.reference_frac_safe,
+                    "grade": part.grade,
+                    "grade_stability": part.grade_stability,
                 }
             )
     return rows

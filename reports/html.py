@@ -45,6 +45,7 @@ from modelbench.graders.scoring import (
 )
 from modelbench.hashing import stable_hash
 from modelbench.hazards import load_standard, load_taxonomy
+from modelbench.reports.record import RunRecord, build_record
 
 TEMPLATES = Path(__file__).with_name("templates")
 RECORD_NAME = "record.json"
@@ -76,12 +77,12 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 class RunData:
     run_id: str
     info: dict[str, Any]
-    record: dict[str, Any]
+    record: RunRecord
     scores: list[SUTScore]
     rows: list[dict[str, Any]]
 
 
-def load_record(store: Any, run_id: str) -> dict[str, Any]:
+def load_record(store: Any, run_id: str) -> RunRecord:
     """The run record, from the one place it lives; everything else in this module reads it here.
 
     In order: a record kept in the store (`runs.summary["record"]`), `record.json` beside the store
@@ -92,17 +93,24 @@ def load_record(store: Any, run_id: str) -> dict[str, Any]:
     info = store.finished_run(run_id)
     summary = info.get("summary") or {}
     if isinstance(summary.get("record"), dict):
-        return summary["record"]
+        return _validated(summary["record"], f"the store's copy of run {run_id}'s record")
     path = Path(store.path).parent / run_id / RECORD_NAME
     if path.is_file():
         try:
-            return json.loads(path.read_text("utf-8"))
+            return _validated(json.loads(path.read_text("utf-8")), str(path))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise UserError(f"cannot read run record {path}: {exc}") from None
     return _reconstruct_record(store, info)
 
 
-def _reconstruct_record(store: Any, info: dict[str, Any]) -> dict[str, Any]:
+def _validated(data: Any, where: str) -> RunRecord:
+    try:
+        return RunRecord.model_validate(data)
+    except ValidationError as exc:
+        raise UserError(f"invalid run record in {where}: {str(exc).splitlines()[0]}") from None
+
+
+def _reconstruct_record(store: Any, info: dict[str, Any]) -> RunRecord:
     config = info["config"]
     standard_name = (config.get("standard") or {}).get("name")
     try:
@@ -125,16 +133,15 @@ def _reconstruct_record(store: Any, info: dict[str, Any]) -> dict[str, Any]:
         min_items=request.get("min_items", 1),
     )
     scores = [score_sut(uid, items, standard, rules, seed=seed) for uid, items in by_sut.items()]
-    return {
-        "run_id": info["run_id"],
-        "reconstructed": True,
-        "versions": {},
-        "config": config,
-        "timing": _timing(store, info),
-        "counts": (info.get("summary") or {}).get("counts", {}),
-        "suts": {uid: {"metadata": {"uid": uid}} for uid in by_sut},
-        "scores": [s.model_dump() for s in scores],
-    }
+    return build_record(
+        info["run_id"],
+        config,
+        scores,
+        (info.get("summary") or {}).get("counts", {}),
+        _timing(store, info),
+        {uid: {"metadata": {"uid": uid}} for uid in by_sut},
+        reconstructed=True,
+    )
 
 
 def _scored_item(row: dict[str, Any]) -> ScoredItem:
@@ -172,8 +179,7 @@ def _seconds_between(info: dict[str, Any]) -> float | None:
 def load_run(store: Any, run_id: str) -> RunData:
     record = load_record(store, run_id)
     info = store.run_info(run_id)
-    scores = [SUTScore.model_validate(s) for s in record.get("scores", [])]
-    return RunData(run_id, info, record, scores, store.run_rows(run_id))
+    return RunData(run_id, info, record, record.scores, store.run_rows(run_id))
 
 
 # -- text and numbers --------------------------------------------------------------------------
@@ -499,14 +505,14 @@ ACCURACY_KEYS = (
 )
 
 
-def _ensemble(record: dict[str, Any], scores: list[SUTScore], names: dict[str, str]) -> dict[str, Any]:
+def _ensemble(record: RunRecord, scores: list[SUTScore], names: dict[str, str]) -> dict[str, Any]:
     from modelbench.graders.registry import EVALUATORS
 
     # Registry values have been a description and a (description, class) pair; take either.
     descriptions = {
         name: entry if isinstance(entry, str) else str(entry[0]) for name, entry in EVALUATORS.items()
     }
-    config = record.get("config", {})
+    config = record.config
     ensemble = config.get("ensemble") or {}
     reliability = ensemble.get("reliability") or {}
     calibration = _calibration(ensemble)
@@ -747,7 +753,7 @@ def run_context(data: RunData) -> dict[str, Any]:
     hazard_names = {h.uid: h.name for h in taxonomy.hazards}
     persona_names = {p.uid: p.name for p in taxonomy.personas}
     record = data.record
-    sut_records = record.get("suts") or {}
+    sut_records = record.suts
     rows_by_sut: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in data.rows:
         rows_by_sut[row["sut_uid"]].append(row)
@@ -782,27 +788,27 @@ def run_context(data: RunData) -> dict[str, Any]:
                 "outcomes": sorted(outcomes.items()),
             }
         )
-    config = record.get("config") or data.info.get("config") or {}
-    timing = record.get("timing") or {}
+    config = record.config or data.info.get("config") or {}
+    timing = record.timing
     prompt_set = config.get("prompt_set") or {}
     standard = config.get("standard") or {}
     return {
         "title": f"modelbench report · {', '.join(s['facts']['name'] for s in suts) or data.run_id}",
         "csp": _csp(None),
         "run_id": data.run_id,
-        "reconstructed": bool(record.get("reconstructed")),
+        "reconstructed": record.reconstructed,
         "suts": suts,
         "ensemble": _ensemble(record, data.scores, {s["uid"]: s["facts"]["name"] for s in suts}),
         "prompt_set": {k: prompt_set.get(k) for k in ("name", "description", "n_items", "max_items", "seed")},
         "standard": {"name": standard.get("name"), "provenance": standard.get("provenance") or {}},
         "sut_options": _flat("", config.get("sut_options") or {}, []),
-        "versions": sorted((record.get("versions") or {}).items()),
-        "counts": list((record.get("counts") or {}).items()),
+        "versions": sorted(record.versions.items()),
+        "counts": list(record.counts.items()),
         "evaluator_error": _evaluator_error(config),
         "grading_basis": _grading_basis(config),
         "min_items": (config.get("request") or {}).get("min_items", 1),
         # Failures by reason, as the console showed them (modelbench.failures.ErrorGroup dicts).
-        "errors": [e for e in record.get("errors") or [] if isinstance(e, dict)],
+        "errors": record.errors,
         "started_at": timing.get("started_at") or data.info.get("started_at"),
         "finished_at": data.info.get("finished_at"),
         "wall_s": _num(timing.get("wall_s")),
@@ -1046,10 +1052,10 @@ def leaderboard_entries(store: Any) -> list[dict[str, Any]]:
         except UserError:
             continue  # a run whose record and standard are both gone cannot be graded again
         info = store.run_info(run_id)
-        grading = grading_of(record.get("config") or info.get("config") or {})
-        for raw in record.get("scores", []):
-            score = SUTScore.model_validate(raw)
-            sut_record = (record.get("suts") or {}).get(score.sut_uid) or {}
+        config = record.config or info.get("config") or {}
+        grading = grading_of(config)
+        for score in record.scores:
+            sut_record = record.suts.get(score.sut_uid) or {}
             latest[score.sut_uid] = {
                 "uid": score.sut_uid,
                 "score": score,
@@ -1059,7 +1065,7 @@ def leaderboard_entries(store: Any) -> list[dict[str, Any]]:
                 "run_index": run_index,
                 "finished_at": info.get("finished_at"),
                 "grading": grading,
-                "error_rates": run_error_rates(record.get("config") or info.get("config") or {}),
+                "error_rates": run_error_rates(config),
             }
     return list(latest.values())
 

@@ -1,16 +1,43 @@
-"""The run record: `runs/<run_id>/record.json`, everything needed to trust and reproduce a grade."""
+"""The run record: `runs/<run_id>/record.json`, everything needed to trust and reproduce a grade.
 
-import json
+A typed, versioned model built in one place (`build_record`): the runner writes it, the store keeps
+a copy, and reports, the leaderboard and exports read it back through `RunRecord.model_validate`
+instead of rebuilding it. Unknown fields are kept, so a newer record read by older code loses
+nothing when written back.
+"""
+
 import platform
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
+from modelbench.failures import ErrorGroup
 from modelbench.graders.scoring import SUTScore
 
-# 2: scores carry `corrected` (Rogan-Gladen rate and interval) and `graded_on`; grades may be
-# "insufficient data"; `errors` lists failures by reason; timing lists resume legs.
+# 1: records before versioning. 2: scores carry `corrected` (Rogan-Gladen rate and interval) and
+# `graded_on`; grades may be "insufficient data"; `errors` lists failures by reason; timing lists
+# resume legs.
 RECORD_VERSION = 2
+
+
+class RunRecord(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    record_version: int = 1
+    run_id: str
+    # True when the record file was lost and the grades were recomputed from the store.
+    reconstructed: bool = False
+    versions: dict[str, str] = Field(default_factory=dict)
+    config: dict[str, Any] = Field(default_factory=dict)
+    timing: dict[str, Any] = Field(default_factory=dict)
+    counts: dict[str, Any] = Field(default_factory=dict)
+    suts: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # Failed responses and invalid verdicts grouped by reason (modelbench.failures): why, not only
+    # how many.
+    errors: list[ErrorGroup] = Field(default_factory=list)
+    scores: list[SUTScore] = Field(default_factory=list)
 
 
 def package_versions() -> dict[str, str]:
@@ -30,27 +57,27 @@ def build_record(
     counts: dict[str, Any],
     timing: dict[str, Any],
     suts: dict[str, dict[str, Any]],
-    errors: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """`errors`: failed responses and invalid verdicts grouped by reason (modelbench.failures),
-    so the record says why, not only how many."""
-    return {
-        "record_version": RECORD_VERSION,
-        "run_id": run_id,
-        "versions": package_versions(),
-        "config": config,
-        "timing": timing,
-        "counts": counts,
-        "suts": suts,
-        "errors": errors or [],
-        "scores": [score.model_dump() for score in scores],
-    }
+    errors: list[ErrorGroup] | None = None,
+    reconstructed: bool = False,
+) -> RunRecord:
+    return RunRecord(
+        record_version=RECORD_VERSION,
+        run_id=run_id,
+        reconstructed=reconstructed,
+        versions={} if reconstructed else package_versions(),
+        config=config,
+        timing=timing,
+        counts=counts,
+        suts=suts,
+        errors=errors or [],
+        scores=scores,
+    )
 
 
-def write_record(record: dict[str, Any], folder: Path) -> Path:
+def write_record(record: RunRecord, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "record.json"
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2, ensure_ascii=False, default=str), "utf-8")
+    tmp.write_text(record.model_dump_json(indent=2), "utf-8")
     tmp.replace(path)
     return path

@@ -162,3 +162,34 @@ def test_a_calibrated_standard_never_has_a_zero_reference_rate():
     too_few = SimpleNamespace(scores=[score_sut("a", scored(1, n=5), standard, rules)])
     with pytest.raises(UserError, match="too few valid items"):
         standard_from_run("mine", prepared, too_few)
+
+
+def test_records_are_typed_and_versioned_and_old_ones_still_load(tmp_path, server):
+    from modelbench.errors import UserError
+    from modelbench.reports.html import load_record
+    from modelbench.reports.record import RECORD_VERSION, RunRecord
+    from modelbench.store import open_store
+
+    result, written = run(tmp_path, server, "--max-items", "24", "--graders", "refusal")
+    assert result.exit_code == 0, result.output
+    store = open_store(tmp_path)
+    try:
+        record = load_record(store, "latest")
+        assert isinstance(record, RunRecord) and record.record_version == RECORD_VERSION == 2
+        assert record.model_dump(mode="json")["scores"] == written["scores"]  # file and store agree
+        # A version-1 record (before errors, corrected rates and versions) still loads.
+        old = {k: v for k, v in written.items() if k not in {"record_version", "errors"}}
+        for score in old["scores"]:
+            for part in [*score["hazards"], score["overall"]]:
+                part.pop("corrected"), part.pop("graded_on")
+        info = store.run_info(written["run_id"])
+        store.finish_run(written["run_id"], "finished", info["summary"] | {"record": old})
+        legacy = load_record(store, written["run_id"])
+        assert (
+            legacy.record_version == 1 and legacy.errors == [] and legacy.scores[0].overall.graded_on == "raw"
+        )
+        store.finish_run(written["run_id"], "finished", info["summary"] | {"record": {"scores": "x"}})
+        with pytest.raises(UserError, match="invalid run record"):
+            load_record(store, written["run_id"])
+    finally:
+        store.close()

@@ -139,7 +139,7 @@ def add_run(
     store.finish_run(
         run_id, "finished", {"counts": counts, "overall": {s.sut_uid: s.overall.grade for s in scores}}
     )
-    return record
+    return record.model_dump(mode="json")  # what record.json holds
 
 
 DENSE = {"display_name": "Tiny dense", "params": 134_515_008}
@@ -440,7 +440,7 @@ def test_report_falls_back_to_the_store_when_record_json_is_gone(synthetic, tmp_
     (run_dir / "run-2" / "record.json").unlink()
     store = Store(run_dir / "modelbench.sqlite")
     try:
-        record = load_record(store, "run-2")
+        record = load_record(store, "run-2").model_dump(mode="json")
         assert record["reconstructed"]
         rebuilt = {s["sut_uid"]: s for s in record["scores"]}
         for original in synthetic["record"]["scores"]:
