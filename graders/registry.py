@@ -5,14 +5,23 @@ Specs: `minilm-ce` (the default; `minilm-ce@int8` quantises its linear layers), 
 registry name, hf:PATH, openai:MODEL, openai-compat:MODEL@URL), `llama-guard@http://host:port/v1`
 (vLLM serving Llama Guard 3; the server is asked which model it serves, and
 `llama-guard@MODEL@URL` names one when it serves several) or
-`llama-guard@/path/to/Llama-Guard-3-1B` (local transformers).
+`llama-guard@/path/to/Llama-Guard-3-1B` (local transformers). The grammar is `modelbench.specs`.
 """
 
 from pathlib import Path
 
-from modelbench.errors import UserError
 from modelbench.graders.base import Evaluator
+from modelbench.specs import (
+    GraderSpec,
+    LlamaGuardAPISpec,
+    LLMJudgeSpec,
+    MiniLMCESpec,
+    MiniLMClfSpec,
+    RefusalSpec,
+    as_grader_spec,
+)
 
+# Keyed by modelbench.specs.GRADER_KINDS, in that order.
 EVALUATORS: dict[str, str] = {
     "refusal": "lexical refusal/compliance detector, hazard-aware for specialised advice",
     "minilm-ce": (
@@ -35,40 +44,34 @@ DEFAULT_JUDGE = "smollm2-135m"
 JUDGE_MAX_TOKENS = 24
 
 
-def make_evaluator(spec: str, sut_options=None, registry=None) -> Evaluator:
-    name, _, target = spec.partition("@")
-    if name == "refusal" and not target:
+def make_evaluator(spec: str | GraderSpec, sut_options=None, registry=None) -> Evaluator:
+    """An evaluator for a grader spec (text or parsed; the grammar is `modelbench.specs`)."""
+    parsed = as_grader_spec(spec)
+    if isinstance(parsed, RefusalSpec):
         from modelbench.graders.refusal import RefusalEvaluator
 
         return RefusalEvaluator()
-    if name == "minilm-ce" and target in ("", "float32", "int8"):
+    if isinstance(parsed, MiniLMCESpec):
         from modelbench.graders.cross_encoder import CrossEncoderClassifier
 
-        return CrossEncoderClassifier(dtype=target or "float32")
-    if name == "minilm-clf" and not target:
+        return CrossEncoderClassifier(dtype=parsed.dtype or "float32")
+    if isinstance(parsed, MiniLMClfSpec):
         from modelbench.graders.minilm import MiniLMClassifier
 
         return MiniLMClassifier()
-    if name == "llm-judge":
+    if isinstance(parsed, LLMJudgeSpec):
         from modelbench.graders.llm_judge import LLMJudge
         from modelbench.suts import SUTOptions, make_sut
 
         options = (sut_options or SUTOptions()).model_copy(update={"max_new_tokens": JUDGE_MAX_TOKENS})
-        return LLMJudge(make_sut(target or DEFAULT_JUDGE, options, registry))
-    if name == "llama-guard":
-        if not target:
-            raise UserError(
-                "llama-guard needs a backend: llama-guard@http://host:port/v1 or llama-guard@/path"
-            )
-        from modelbench.graders.llama_guard import LlamaGuardAPI, LlamaGuardLocal
+        return LLMJudge(make_sut(parsed.judge or DEFAULT_JUDGE, options, registry))
+    if isinstance(parsed, LlamaGuardAPISpec):
+        from modelbench.graders.llama_guard import LlamaGuardAPI
 
-        model, _, url = target.rpartition("@")
-        if url.startswith(("http://", "https://")):
-            return LlamaGuardAPI(url, model) if model else LlamaGuardAPI(url)
-        path = Path(target).expanduser()
-        from modelbench.suts.hf_loading import check_model_path
+        return LlamaGuardAPI(parsed.url, parsed.model) if parsed.model else LlamaGuardAPI(parsed.url)
+    from modelbench.graders.llama_guard import LlamaGuardLocal
+    from modelbench.suts.hf_loading import check_model_path
 
-        check_model_path(path)
-        return LlamaGuardLocal(path, device=getattr(sut_options, "device", None))
-    known = ", ".join(EVALUATORS)
-    raise UserError(f"unknown grader '{spec}' (known: {known})")
+    path = Path(parsed.path).expanduser()
+    check_model_path(path)
+    return LlamaGuardLocal(path, device=getattr(sut_options, "device", None))

@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from modelbench.errors import UserError
 from modelbench.hashing import stable_hash
+from modelbench.specs import parse_transforms
 from modelbench.suts.hf_loading import load_causal_lm, model_identity, pick_device
 
 if TYPE_CHECKING:
@@ -58,7 +59,6 @@ MAX_TOKENS = 256
 BATCH_SIZE = 16
 # Per-layer lists in a config that must shrink with the layers (transformers reads them by index).
 LAYERWISE_CONFIG_LISTS = ("layer_types", "no_rope_layers")
-CHAIN_HELP = "drop-layers=N, magnitude=S, wanda=S (S a fraction in (0, 1), or N:M such as 2:4)"
 
 
 # -- spec parsing -----------------------------------------------------------------------------------
@@ -229,29 +229,16 @@ TRANSFORMS: dict[str, Callable[[str, str], Transform]] = {
     "magnitude": lambda name, value: Magnitude(_parse_fraction_or_nm(name, value)),
     "wanda": lambda name, value: Wanda(_parse_fraction_or_nm(name, value)),
 }
-SPEC_SPLIT = re.compile(r"\+(?=(?:" + "|".join(re.escape(n) for n in TRANSFORMS) + r")=)")
+# The grammar (names, '+', '=') is modelbench.specs' (TRANSFORM_NAMES lists these keys, in order); what
+# each argument means is decided here.
 
 
 def parse_chain(text: str, num_layers: int | None = None) -> list[Transform]:
     """Transforms of a spec like `drop-layers=6+wanda=0.5`; with `num_layers`, also checks depth."""
-    if not text.strip():
-        raise UserError(f"empty compression chain (use {CHAIN_HELP}, joined with '+')")
-    transforms = [_parse_one(part.strip(), text) for part in text.split("+")]
+    transforms = [TRANSFORMS[step.name](step.name, step.value) for step in parse_transforms(text)]
     if num_layers is not None:
         check_chain(transforms, num_layers)
     return transforms
-
-
-def _parse_one(part: str, text: str) -> Transform:
-    if not part:
-        raise UserError(f"empty transform in compression chain '{text}'")
-    name, sep, value = part.partition("=")
-    name, value = name.strip(), value.strip()
-    if name not in TRANSFORMS:
-        raise UserError(f"unknown compression transform '{name}' in '{text}' (known: {CHAIN_HELP})")
-    if not sep or not value:
-        raise UserError(f"compression transform '{name}' needs a value (known: {CHAIN_HELP})")
-    return TRANSFORMS[name](name, value)
 
 
 def check_chain(transforms: list[Transform], num_layers: int) -> None:
@@ -261,14 +248,6 @@ def check_chain(transforms: list[Transform], num_layers: int) -> None:
 
 def canonical_chain(transforms: list[Transform]) -> str:
     return "+".join(t.spec for t in transforms)
-
-
-def split_sut_spec(spec: str) -> tuple[str, str | None]:
-    """`smollm2-135m+wanda=0.5` -> (`smollm2-135m`, `wanda=0.5`); a '+' inside a path stays put."""
-    match = SPEC_SPLIT.search(spec)
-    if match is None:
-        return spec, None
-    return spec[: match.start()], spec[match.end() :]
 
 
 # -- calibration text -------------------------------------------------------------------------------

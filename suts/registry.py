@@ -1,8 +1,9 @@
 """Turn a SUT spec into a SUT object.
 
-Specs: a registry name; `hf:/path/to/model_dir` or `hf:/path/to/file.gguf`; `openai:MODEL` (the
-OpenAI API, key from OPENAI_API_KEY); `openai-compat:MODEL@BASE_URL` (any OpenAI-compatible
-server; key from OPENAI_COMPAT_API_KEY when the server wants one).
+Specs (grammar in `modelbench.specs`, parsed there once): a registry name; `hf:/path/to/model_dir`
+or `hf:/path/to/file.gguf`; `openai:MODEL` (the OpenAI API, key from OPENAI_API_KEY);
+`openai-compat:MODEL@BASE_URL` (any OpenAI-compatible server; key from OPENAI_COMPAT_API_KEY when
+the server wants one); `BASE+TRANSFORM=ARG...` (a local base compressed on the fly).
 
 Specs without a registry entry keep the command line self-contained; named entries carry the
 metadata (dense base, compression, parameters, paper) that reports and leaderboards show.
@@ -17,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from modelbench.errors import UserError
+from modelbench.specs import CompressedSpec, HFSpec, OpenAICompatSpec, OpenAISpec, SUTSpec, as_sut_spec
 from modelbench.suts.base import SUT
 from modelbench.suts.embedded import embedded_file
 
@@ -136,71 +138,61 @@ def load_registry(extra: Path | None = None) -> dict[str, SUTEntry]:
 
 
 def make_sut(
-    spec: str, options: SUTOptions | None = None, registry: dict[str, SUTEntry] | None = None
+    spec: str | SUTSpec, options: SUTOptions | None = None, registry: dict[str, SUTEntry] | None = None
 ) -> SUT:
+    """A SUT for a spec (text or parsed, see `modelbench.specs`); its uid is the text as given."""
     options = options or SUTOptions()
     registry = registry if registry is not None else load_registry()
-    from modelbench.suts.compress import split_sut_spec
-
-    base_spec, chain = split_sut_spec(spec)
-    if chain is not None:
-        return _compressed(spec, base_spec, chain, options, registry)
-    if spec.startswith("hf:"):
-        path = Path(spec[3:]).expanduser()
-        if not spec[3:]:
-            raise UserError("empty path in SUT spec 'hf:' (use hf:/path/to/model)")
-        return _huggingface(spec, path, options, {"spec": spec})
-    if spec.startswith("openai:"):
-        model = spec.removeprefix("openai:")
-        if not model:
-            raise UserError("empty model in SUT spec 'openai:' (use openai:gpt-4o-mini)")
-        endpoint = Endpoint(base_url=OPENAI_BASE_URL, model=model, api_key_env="OPENAI_API_KEY")
-        return _openai_compat(spec, endpoint, options, {"spec": spec}, key_required=True)
-    if spec.startswith("openai-compat:"):
-        model, _, url = spec.removeprefix("openai-compat:").rpartition("@")
-        if not model or not url.startswith(("http://", "https://")):
-            raise UserError(f"bad SUT spec '{spec}' (use openai-compat:MODEL@http://host:port/v1)")
-        endpoint = Endpoint(base_url=url, model=model, api_key_env="OPENAI_COMPAT_API_KEY")
-        return _openai_compat(spec, endpoint, options, {"spec": spec}, key_required=False)
-    entry = registry.get(spec)
+    uid = spec if isinstance(spec, str) else str(spec)
+    parsed = as_sut_spec(spec)
+    if isinstance(parsed, CompressedSpec):
+        return _compressed(uid, parsed, options, registry)
+    if isinstance(parsed, HFSpec):
+        return _huggingface(uid, Path(parsed.path).expanduser(), options, {"spec": uid})
+    if isinstance(parsed, OpenAISpec):
+        endpoint = Endpoint(base_url=OPENAI_BASE_URL, model=parsed.model, api_key_env="OPENAI_API_KEY")
+        return _openai_compat(uid, endpoint, options, {"spec": uid}, key_required=True)
+    if isinstance(parsed, OpenAICompatSpec):
+        endpoint = Endpoint(base_url=parsed.base_url, model=parsed.model, api_key_env="OPENAI_COMPAT_API_KEY")
+        return _openai_compat(uid, endpoint, options, {"spec": uid}, key_required=False)
+    entry = registry.get(parsed.name)
     if entry is None:
         known = ", ".join(sorted(registry))
         raise UserError(
-            f"unknown SUT '{spec}' (known: {known}; or hf:PATH, openai:MODEL, openai-compat:MODEL@URL)"
+            f"unknown SUT '{uid}' (known: {known}; or hf:PATH, openai:MODEL, openai-compat:MODEL@URL)"
         )
     meta = entry.model_dump(exclude={"weights", "adapter", "endpoint"}, exclude_none=True)
     if entry.adapter == "huggingface":
-        return _huggingface(spec, entry.locate(), options, meta)
+        return _huggingface(uid, entry.locate(), options, meta)
     if entry.adapter == "openai_compat":
         if entry.endpoint is None:
-            raise UserError(f"SUT '{spec}': an openai_compat entry needs an endpoint")
-        return _openai_compat(spec, entry.endpoint, options, meta, key_required=False)
-    raise UserError(f"SUT '{spec}': unsupported adapter '{entry.adapter}'")
+            raise UserError(f"SUT '{uid}': an openai_compat entry needs an endpoint")
+        return _openai_compat(uid, entry.endpoint, options, meta, key_required=False)
+    raise UserError(f"SUT '{uid}': unsupported adapter '{entry.adapter}'")
 
 
-def _compressed(
-    spec: str, base_spec: str, chain: str, options: SUTOptions, registry: dict[str, SUTEntry]
-) -> SUT:
+def _compressed(uid: str, spec: CompressedSpec, options: SUTOptions, registry: dict[str, SUTEntry]) -> SUT:
     """`BASE+TRANSFORM=ARG`: BASE must be a local model (a registry entry or hf:PATH)."""
     from modelbench.suts.compressed import CompressedSUT
     from modelbench.suts.hf_loading import check_model_path
 
-    if base_spec.startswith("hf:"):
-        base_path, meta = Path(base_spec[3:]).expanduser(), {}
-    elif base_spec in registry and registry[base_spec].adapter == "huggingface":
-        entry = registry[base_spec]
+    base = spec.base
+    if isinstance(base, HFSpec):
+        base_path, meta = Path(base.path).expanduser(), {}
+    elif base.name in registry and registry[base.name].adapter == "huggingface":
+        entry = registry[base.name]
         base_path, meta = entry.locate(), {"params_dense": entry.params}
     else:
-        raise UserError(f"'{spec}': compression needs a local base model (a registry name or hf:PATH)")
+        raise UserError(f"'{uid}': compression needs a local base model (a registry name or hf:PATH)")
     check_model_path(base_path)
-    entry = registry.get(spec)
+    entry = registry.get(uid)
     if entry is not None:
         meta |= entry.model_dump(exclude={"weights", "adapter", "endpoint"}, exclude_none=True)
-    meta = {"spec": spec, "dense_base": base_spec} | meta
+    meta = {"spec": uid, "dense_base": str(base)} | meta
     return CompressedSUT(
-        uid=spec,
+        uid=uid,
         base_path=base_path,
-        chain=chain,
+        chain=spec.chain_text,
         calibration_size=options.calibration_size,
         calibration_seed=options.calibration_seed,
         max_new_tokens=options.max_new_tokens,

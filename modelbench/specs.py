@@ -1,0 +1,320 @@
+"""One grammar for SUT and grader specs: the text a user types, parsed once into typed objects.
+
+A spec used to be taken apart in three places (the SUT registry, the compression code and the
+grader registry), each with its own idea of where '+' and '@' split it. Here is the one place to
+read what a spec means; the factories (`make_sut`, `make_evaluator`) take the parsed objects.
+
+SUT specs:
+
+- `NAME`: an entry of the SUT registry (`smollm2-135m`).
+- `hf:PATH`: a local transformers folder or GGUF file (`hf:/models/tiny`).
+- `openai:MODEL`: the OpenAI API (`openai:gpt-4o-mini`).
+- `openai-compat:MODEL@URL`: any OpenAI-compatible server; the URL starts after the LAST '@', so
+  the model may hold '/', ':' or '@' (`openai-compat:org/m:q4@http://host:8000/v1`).
+- `BASE+TRANSFORM=ARG[+TRANSFORM=ARG...]`: a local base (a registry name or `hf:PATH`) compressed
+  on the fly (`smollm2-135m+wanda=0.5`, `hf:/p+drop-layers=6+magnitude=2:4`). The chain starts at
+  the first '+' followed by a known transform name and '=', so a path may contain '+'.
+
+Grader specs: `refusal`, `minilm-ce` or `minilm-ce@DTYPE` (float32, int8), `minilm-clf`,
+`llm-judge` or `llm-judge@SUT-SPEC`, and `llama-guard@URL`, `llama-guard@MODEL@URL` or
+`llama-guard@PATH`.
+
+Every object prints back (`str(obj)`) to its canonical text, which is the text it was parsed from
+whenever that text was canonical (a chain without spaces): records and error messages quote
+exactly what was parsed, and a spec built in code reads the same as one typed by a user. What a
+transform's argument means (a sparsity in (0, 1), N:M, a layer count) is checked where the
+transform is built, in `modelbench.suts.compress`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from modelbench.errors import UserError
+
+# -- compression chains -----------------------------------------------------------------------------
+
+TRANSFORM_NAMES = ("drop-layers", "magnitude", "wanda")
+CHAIN_HELP = "drop-layers=N, magnitude=S, wanda=S (S a fraction in (0, 1), or N:M such as 2:4)"
+# The chain starts at the first '+' that is followed by a transform name and '='.
+_CHAIN_START = re.compile(r"\+(?=(?:" + "|".join(re.escape(n) for n in TRANSFORM_NAMES) + r")=)")
+
+
+@dataclass(frozen=True)
+class TransformSpec:
+    """One step of a compression chain, `NAME=VALUE`; VALUE is kept as written."""
+
+    name: str
+    value: str
+
+    def __post_init__(self) -> None:
+        if self.name not in TRANSFORM_NAMES:
+            raise UserError(f"unknown compression transform '{self.name}' (known: {CHAIN_HELP})")
+        if not self.value or "+" in self.value or self.value != self.value.strip():
+            raise UserError(f"compression transform '{self.name}' needs a value (known: {CHAIN_HELP})")
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.value}"
+
+
+def parse_transforms(text: str) -> tuple[TransformSpec, ...]:
+    """`drop-layers=6+wanda=0.5` -> its steps; spaces around steps are allowed and dropped."""
+    if not text.strip():
+        raise UserError(f"empty compression chain (use {CHAIN_HELP}, joined with '+')")
+    return tuple(_parse_transform(part.strip(), text) for part in text.split("+"))
+
+
+def _parse_transform(part: str, text: str) -> TransformSpec:
+    if not part:
+        raise UserError(f"empty transform in compression chain '{text}'")
+    name, sep, value = part.partition("=")
+    name, value = name.strip(), value.strip()
+    if name not in TRANSFORM_NAMES:
+        raise UserError(f"unknown compression transform '{name}' in '{text}' (known: {CHAIN_HELP})")
+    if not sep or not value:
+        raise UserError(f"compression transform '{name}' needs a value (known: {CHAIN_HELP})")
+    return TransformSpec(name, value)
+
+
+# -- SUT specs --------------------------------------------------------------------------------------
+
+SUT_FORMS = "a registry name, hf:PATH, openai:MODEL, openai-compat:MODEL@URL, or BASE+TRANSFORM=ARG"
+
+
+@dataclass(frozen=True)
+class RegistrySpec:
+    """A name looked up in the SUT registry (whether it exists depends on the registry in use)."""
+
+    name: str
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise UserError(f"empty SUT spec (use {SUT_FORMS})")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class HFSpec:
+    """`hf:PATH`: the path as written; `~` is expanded when the SUT is made."""
+
+    path: str
+
+    def __post_init__(self) -> None:
+        if not self.path:
+            raise UserError("empty path in SUT spec 'hf:' (use hf:/path/to/model)")
+
+    def __str__(self) -> str:
+        return f"hf:{self.path}"
+
+
+@dataclass(frozen=True)
+class OpenAISpec:
+    """`openai:MODEL`: the OpenAI API."""
+
+    model: str
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise UserError("empty model in SUT spec 'openai:' (use openai:gpt-4o-mini)")
+
+    def __str__(self) -> str:
+        return f"openai:{self.model}"
+
+
+def _is_url(text: str) -> bool:
+    return text.startswith(("http://", "https://"))
+
+
+@dataclass(frozen=True)
+class OpenAICompatSpec:
+    """`openai-compat:MODEL@URL`: any OpenAI-compatible server."""
+
+    model: str
+    base_url: str
+
+    def __post_init__(self) -> None:
+        if not self.model or not _is_url(self.base_url) or "@" in self.base_url:
+            raise UserError(f"bad SUT spec '{self}' (use openai-compat:MODEL@http://host:port/v1)")
+
+    def __str__(self) -> str:
+        return f"openai-compat:{self.model}@{self.base_url}"
+
+
+LocalSUTSpec = RegistrySpec | HFSpec
+
+
+@dataclass(frozen=True)
+class CompressedSpec:
+    """`BASE+CHAIN`: a local base model compressed by a chain of transforms, left to right."""
+
+    base: LocalSUTSpec
+    chain: tuple[TransformSpec, ...]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.base, RegistrySpec | HFSpec):
+            raise UserError(f"'{self}': compression needs a local base model (a registry name or hf:PATH)")
+        if not self.chain:
+            raise UserError(f"empty compression chain (use {CHAIN_HELP}, joined with '+')")
+
+    @property
+    def chain_text(self) -> str:
+        return "+".join(str(t) for t in self.chain)
+
+    def __str__(self) -> str:
+        return f"{self.base}+{self.chain_text}"
+
+
+SUTSpec = RegistrySpec | HFSpec | OpenAISpec | OpenAICompatSpec | CompressedSpec
+
+
+def parse_sut_spec(text: str) -> SUTSpec:
+    """The one reading of a SUT spec; raises UserError naming the accepted forms."""
+    match = _CHAIN_START.search(text)
+    if match is not None:
+        base_text, chain_text = text[: match.start()], text[match.end() :]
+        base = _parse_plain_sut(base_text)
+        if not isinstance(base, RegistrySpec | HFSpec):
+            raise UserError(f"'{text}': compression needs a local base model (a registry name or hf:PATH)")
+        return CompressedSpec(base, parse_transforms(chain_text))
+    return _parse_plain_sut(text)
+
+
+def _parse_plain_sut(text: str) -> RegistrySpec | HFSpec | OpenAISpec | OpenAICompatSpec:
+    if text.startswith("hf:"):
+        return HFSpec(text.removeprefix("hf:"))
+    if text.startswith("openai:"):
+        return OpenAISpec(text.removeprefix("openai:"))
+    if text.startswith("openai-compat:"):
+        model, _, url = text.removeprefix("openai-compat:").rpartition("@")
+        if not model or not _is_url(url):
+            raise UserError(f"bad SUT spec '{text}' (use openai-compat:MODEL@http://host:port/v1)")
+        return OpenAICompatSpec(model, url)
+    return RegistrySpec(text)
+
+
+def as_sut_spec(spec: str | SUTSpec) -> SUTSpec:
+    """Entry points accept text or a parsed spec; text is parsed here, once."""
+    return parse_sut_spec(spec) if isinstance(spec, str) else spec
+
+
+# -- grader specs -----------------------------------------------------------------------------------
+
+GRADER_KINDS = ("refusal", "minilm-ce", "minilm-clf", "llm-judge", "llama-guard")
+MINILM_CE_DTYPES = ("float32", "int8")
+GRADER_FORMS = (
+    "refusal, minilm-ce, minilm-ce@int8, minilm-clf, llm-judge, llm-judge@SUT, "
+    "llama-guard@URL, llama-guard@MODEL@URL, llama-guard@PATH"
+)
+LLAMA_GUARD_HELP = "llama-guard needs a backend: llama-guard@http://host:port/v1 or llama-guard@/path"
+
+
+@dataclass(frozen=True)
+class RefusalSpec:
+    """`refusal`: the lexical refusal detector."""
+
+    def __str__(self) -> str:
+        return "refusal"
+
+
+@dataclass(frozen=True)
+class MiniLMCESpec:
+    """`minilm-ce` or `minilm-ce@DTYPE`; None (no '@') means float32 but prints back without it."""
+
+    dtype: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.dtype is not None and self.dtype not in MINILM_CE_DTYPES:
+            raise UserError(f"unknown grader '{self}' (known: {GRADER_FORMS})")
+
+    def __str__(self) -> str:
+        return "minilm-ce" if self.dtype is None else f"minilm-ce@{self.dtype}"
+
+
+@dataclass(frozen=True)
+class MiniLMClfSpec:
+    """`minilm-clf`: MiniLM embeddings into a logistic head."""
+
+    def __str__(self) -> str:
+        return "minilm-clf"
+
+
+@dataclass(frozen=True)
+class LLMJudgeSpec:
+    """`llm-judge` (the default judge) or `llm-judge@SUT-SPEC` (any SUT spec, parsed as one)."""
+
+    judge: SUTSpec | None = None
+
+    def __str__(self) -> str:
+        return "llm-judge" if self.judge is None else f"llm-judge@{self.judge}"
+
+
+@dataclass(frozen=True)
+class LlamaGuardAPISpec:
+    """`llama-guard@URL` (the server is asked which model it serves) or `llama-guard@MODEL@URL`."""
+
+    url: str
+    model: str | None = None
+
+    def __post_init__(self) -> None:
+        if not _is_url(self.url) or "@" in self.url or self.model == "":
+            raise UserError(f"bad grader spec '{self}' ({LLAMA_GUARD_HELP})")
+
+    def __str__(self) -> str:
+        return f"llama-guard@{self.url}" if self.model is None else f"llama-guard@{self.model}@{self.url}"
+
+
+@dataclass(frozen=True)
+class LlamaGuardLocalSpec:
+    """`llama-guard@PATH`: a local Llama Guard checkpoint; `~` is expanded when it is loaded."""
+
+    path: str
+
+    def __post_init__(self) -> None:
+        if not self.path:
+            raise UserError(LLAMA_GUARD_HELP)
+
+    def __str__(self) -> str:
+        return f"llama-guard@{self.path}"
+
+
+GraderSpec = (
+    RefusalSpec | MiniLMCESpec | MiniLMClfSpec | LLMJudgeSpec | LlamaGuardAPISpec | LlamaGuardLocalSpec
+)
+
+
+def parse_grader_spec(text: str) -> GraderSpec:
+    """The one reading of a grader spec: `KIND` or `KIND@TARGET`, split at the first '@'."""
+    kind, sep, target = text.partition("@")
+    if kind == "refusal" and not sep:
+        return RefusalSpec()
+    if kind == "minilm-ce" and (not sep or target in MINILM_CE_DTYPES):
+        return MiniLMCESpec(target if sep else None)
+    if kind == "minilm-clf" and not sep:
+        return MiniLMClfSpec()
+    if kind == "llm-judge":
+        if not sep:
+            return LLMJudgeSpec()
+        if not target:
+            raise UserError(f"'{text}': give a SUT spec after '@' (use llm-judge or llm-judge@SUT)")
+        try:
+            return LLMJudgeSpec(parse_sut_spec(target))
+        except UserError as exc:
+            raise UserError(f"grader '{text}': {exc}") from None
+    if kind == "llama-guard":
+        if not target:
+            raise UserError(LLAMA_GUARD_HELP)
+        model, at, url = target.rpartition("@")
+        if _is_url(url):
+            if at and not model:
+                raise UserError(f"bad grader spec '{text}' (empty model before '@'; {LLAMA_GUARD_HELP})")
+            return LlamaGuardAPISpec(url, model or None)
+        return LlamaGuardLocalSpec(target)
+    raise UserError(f"unknown grader '{text}' (known: {GRADER_FORMS})")
+
+
+def as_grader_spec(spec: str | GraderSpec) -> GraderSpec:
+    """Entry points accept text or a parsed spec; text is parsed here, once."""
+    return parse_grader_spec(spec) if isinstance(spec, str) else spec
