@@ -9,7 +9,7 @@ from contextlib import contextmanager
 def mock_server_process(latency_s: float = 0.1, fault_rate: float = 0.0, seed: int = 0):
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "modelbench.mock_server", "--port", "0",
+            sys.executable, "-m", "modelbench.testing.mock_server", "--port", "0",
             "--latency", str(latency_s), "--fault-rate", str(fault_rate), "--seed", str(seed),
             "--retry-after", "0.05", "--hang", "5",
         ],

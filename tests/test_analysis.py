@@ -11,7 +11,7 @@ from modelbench.cli import main
 from modelbench.graders.paired import agresti_min_interval, compare_paired, mcnemar_exact
 from modelbench.graders.registry import DEFAULT_GRADERS
 from modelbench.graders.stability import grade_stability
-from modelbench.mock_server import MockServer, ServerState
+from modelbench.testing.mock_server import MockServer, ServerState
 
 WIDE = {"COLUMNS": "200"}
 

@@ -18,12 +18,12 @@ from click.testing import CliRunner
 
 from modelbench.cli import main
 from modelbench.errors import UserError
-from modelbench.mock_server import MockServer, ServerState
 from modelbench.prompts.items import TestItem
 from modelbench.runner import STORE_NAME
 from modelbench.store import Store
 from modelbench.suts.openai_compat import OpenAICompatConfig, OpenAICompatSUT
 from modelbench.suts.retry import RetryPolicy
+from modelbench.testing.mock_server import MockServer, ServerState
 
 
 def free_port() -> int:

@@ -11,7 +11,7 @@ from modelbench.cli import main
 from modelbench.graders.correction import ErrorRates
 from modelbench.graders.evaluation import default_reliability_path, load_ensemble_config
 from modelbench.graders.scoring import INSUFFICIENT_GRADE
-from modelbench.mock_server import MockServer, ServerState
+from modelbench.testing.mock_server import MockServer, ServerState
 
 WIDE = {"COLUMNS": "200"}
 

@@ -16,12 +16,12 @@ from modelbench.cli import main
 from modelbench.errors import UserError
 from modelbench.graders.base import Verdict
 from modelbench.graders.ensemble import EnsembleConfig, combine
-from modelbench.mock_server import MockServer, ServerState
 from modelbench.prompts.items import TestItem
 from modelbench.runner import RunRequest, execute, prepare
 from modelbench.store import LOST_FAILURE, SCHEMA_VERSION, Store
 from modelbench.suts.base import SUTResponse
 from modelbench.suts.registry import SUTOptions
+from modelbench.testing.mock_server import MockServer, ServerState
 
 ITEMS = [
     TestItem(uid=f"i{n}", hazard="vcr", persona="normal", text=f"prompt {n}", source="t") for n in range(3)

@@ -16,8 +16,8 @@ from modelbench.graders.llama_guard import (
 )
 from modelbench.graders.llm_judge import judge_prompt, parse_judgement
 from modelbench.graders.registry import make_evaluator
-from modelbench.mock_server import MockServer, ServerState
 from modelbench.prompts.items import TestItem
+from modelbench.testing.mock_server import MockServer, ServerState
 
 
 async def judged(evaluator, exchanges):

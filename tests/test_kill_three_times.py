@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from modelbench.mock_server import MockServer, ServerState
+from modelbench.testing.mock_server import MockServer, ServerState
 
 N_ITEMS = 120
 

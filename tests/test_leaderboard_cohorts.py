@@ -19,7 +19,6 @@ from test_reports import console_errors, parse
 
 from modelbench.cli import main
 from modelbench.hazards import load_taxonomy
-from modelbench.mock_server import MockServer, ServerState
 from modelbench.reports.html import (
     _paired,
     cohorts,
@@ -33,6 +32,7 @@ from modelbench.reports.html import (
 from modelbench.runner import RunRequest, execute, prepare
 from modelbench.store import Store
 from modelbench.suts import SUTOptions
+from modelbench.testing.mock_server import MockServer, ServerState
 
 # -- pure functions --------------------------------------------------------------------------------
 REFUSAL = {"refusal": {"evaluator": "refusal", "version": "1"}}

@@ -16,12 +16,12 @@ from modelbench.engine import Engine
 from modelbench.errors import UserError
 from modelbench.graders.ensemble import EnsembleConfig
 from modelbench.graders.refusal import RefusalEvaluator
-from modelbench.mock_server import MockServer, ServerState
 from modelbench.prompts import load_prompt_set
 from modelbench.secrets import get_secret
 from modelbench.store import Store
 from modelbench.suts import SUTOptions, make_sut
 from modelbench.suts.retry import RetryPolicy, parse_retry_after
+from modelbench.testing.mock_server import MockServer, ServerState
 
 ITEMS = load_prompt_set("mb-demo").items
 

@@ -5,7 +5,7 @@ Retry-After, 5xx, hangs past the client's timeout, garbage bodies, empty choices
 stops. This is a small asyncio HTTP/1.1 server (keep-alive, Content-Length bodies) so that it
 stays cheap enough to measure a client against on two cores.
 
-    python -m modelbench.mock_server --port 8000 --latency 0.1 --fault-rate 0.2 --seed 0
+    python -m modelbench.testing.mock_server --port 8000 --latency 0.1 --fault-rate 0.2 --seed 0
 
 Behaviours come from a script (consumed one per request, then "ok"), or at random with
 `fault_rate`. The answer to a prompt is deterministic: "Mock answer: <prompt reversed>" unless
