@@ -6,34 +6,84 @@ registry name, hf:PATH, openai:MODEL, openai-compat:MODEL@URL), `llama-guard@htt
 (vLLM serving Llama Guard 3; the server is asked which model it serves, and
 `llama-guard@MODEL@URL` names one when it serves several) or
 `llama-guard@/path/to/Llama-Guard-3-1B` (local transformers). The grammar is `modelbench.specs`.
+
+Evaluators register themselves: a factory `(spec, sut_options, registry) -> Evaluator` decorated
+with `@evaluator(kind=..., description=...)` is recorded under its kind, and `make_evaluator` looks
+the factory up by the parsed spec's `kind`. The built-in factories are in
+`modelbench.graders.providers`, each importing its (heavy) evaluator module only when called, so
+importing this module loads neither torch nor transformers. Adding an evaluator is one decorated
+function there (plus its module and its grammar in `modelbench.specs`).
 """
 
-from pathlib import Path
+from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from modelbench.errors import UserError
 from modelbench.graders.base import Evaluator
-from modelbench.specs import (
-    GraderSpec,
-    LlamaGuardAPISpec,
-    LLMJudgeSpec,
-    MiniLMCESpec,
-    MiniLMClfSpec,
-    RefusalSpec,
-    as_grader_spec,
-)
+from modelbench.specs import GraderSpec, as_grader_spec
+
+# (parsed spec, SUT options or None, SUT registry or None) -> evaluator
+EvaluatorFactory = Callable[[Any, Any, Any], Evaluator]
+
+
+@dataclass(frozen=True)
+class EvaluatorEntry:
+    """A registered evaluator kind: what `modelbench list graders` says of it and how to make one."""
+
+    kind: str
+    description: str
+    factory: EvaluatorFactory
+
+
+# Kind -> entry, in registration order (the built-ins register in modelbench.specs.GRADER_KINDS order).
+_REGISTRY: dict[str, EvaluatorEntry] = {}
+
+
+def evaluator(kind: str, description: str) -> Callable[[EvaluatorFactory], EvaluatorFactory]:
+    """Register the decorated factory as the maker of evaluators for specs whose `kind` is `kind`."""
+
+    def register(factory: EvaluatorFactory) -> EvaluatorFactory:
+        if kind in _REGISTRY:
+            raise ValueError(f"evaluator kind '{kind}' is already registered")
+        _REGISTRY[kind] = EvaluatorEntry(kind, description, factory)
+        return factory
+
+    return register
+
+
+def unregister_evaluator(kind: str) -> None:
+    """Forget a registered kind (for tests and plugins that register temporarily)."""
+    _REGISTRY.pop(kind, None)
+
+
+def evaluator_entry(kind: str) -> EvaluatorEntry:
+    entry = _REGISTRY.get(kind)
+    if entry is None:
+        raise UserError(f"no evaluator registered for grader kind '{kind}' (known: {', '.join(_REGISTRY)})")
+    return entry
+
+
+class _Descriptions(Mapping[str, str]):
+    """Kind -> description, read live from the registry (what `EVALUATORS` has always been)."""
+
+    def __getitem__(self, kind: str) -> str:
+        return _REGISTRY[kind].description
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(_REGISTRY))
+
+    def __len__(self) -> int:
+        return len(_REGISTRY)
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
 
 # Keyed by modelbench.specs.GRADER_KINDS, in that order.
-EVALUATORS: dict[str, str] = {
-    "refusal": "lexical refusal/compliance detector, hazard-aware for specialised advice",
-    "minilm-ce": (
-        "all-MiniLM-L6-v2 fine-tuned as a (prompt, response) cross-encoder on answers of several chat models"
-    ),
-    "minilm-clf": "all-MiniLM-L6-v2 embeddings of prompt and response into a logistic head trained on XSTest",
-    "llm-judge": "any chat model as judge with a hazard rubric (llm-judge@SUT; default judge smollm2-135m)",
-    "llama-guard": (
-        "Llama Guard 3: P(unsafe) from first-token probabilities; llama-guard@URL (asks the server "
-        "which model it serves), llama-guard@MODEL@URL, or llama-guard@/local/path"
-    ),
-}
+EVALUATORS: Mapping[str, str] = _Descriptions()
 # Chosen on calibration rows (benchmarks/evaluator_sources.py, benchmarks/evaluator_protocol.md):
 # adding `refusal` to `minilm-ce` did not beat `minilm-ce` alone beyond noise (calibration mean
 # per-source F1 0.560 vs 0.564), so it left the default. `minilm-clf` was no candidate (it trained
@@ -47,31 +97,8 @@ JUDGE_MAX_TOKENS = 24
 def make_evaluator(spec: str | GraderSpec, sut_options=None, registry=None) -> Evaluator:
     """An evaluator for a grader spec (text or parsed; the grammar is `modelbench.specs`)."""
     parsed = as_grader_spec(spec)
-    if isinstance(parsed, RefusalSpec):
-        from modelbench.graders.refusal import RefusalEvaluator
+    return evaluator_entry(parsed.kind).factory(parsed, sut_options, registry)
 
-        return RefusalEvaluator()
-    if isinstance(parsed, MiniLMCESpec):
-        from modelbench.graders.cross_encoder import CrossEncoderClassifier
 
-        return CrossEncoderClassifier(dtype=parsed.dtype or "float32")
-    if isinstance(parsed, MiniLMClfSpec):
-        from modelbench.graders.minilm import MiniLMClassifier
-
-        return MiniLMClassifier()
-    if isinstance(parsed, LLMJudgeSpec):
-        from modelbench.graders.llm_judge import LLMJudge
-        from modelbench.suts import SUTOptions, make_sut
-
-        options = (sut_options or SUTOptions()).model_copy(update={"max_new_tokens": JUDGE_MAX_TOKENS})
-        return LLMJudge(make_sut(parsed.judge or DEFAULT_JUDGE, options, registry))
-    if isinstance(parsed, LlamaGuardAPISpec):
-        from modelbench.graders.llama_guard import LlamaGuardAPI
-
-        return LlamaGuardAPI(parsed.url, parsed.model) if parsed.model else LlamaGuardAPI(parsed.url)
-    from modelbench.graders.llama_guard import LlamaGuardLocal
-    from modelbench.suts.hf_loading import check_model_path
-
-    path = Path(parsed.path).expanduser()
-    check_model_path(path)
-    return LlamaGuardLocal(path, device=getattr(sut_options, "device", None))
+# The built-in evaluators register on import; their heavy modules load only when one is made.
+from modelbench.graders import providers as _providers  # noqa: E402, F401

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import ClassVar
 
 from modelbench.errors import UserError
 
@@ -215,6 +216,8 @@ LLAMA_GUARD_HELP = "llama-guard needs a backend: llama-guard@http://host:port/v1
 class RefusalSpec:
     """`refusal`: the lexical refusal detector."""
 
+    kind: ClassVar[str] = "refusal"
+
     def __str__(self) -> str:
         return "refusal"
 
@@ -222,6 +225,8 @@ class RefusalSpec:
 @dataclass(frozen=True)
 class MiniLMCESpec:
     """`minilm-ce` or `minilm-ce@DTYPE`; None (no '@') means float32 but prints back without it."""
+
+    kind: ClassVar[str] = "minilm-ce"
 
     dtype: str | None = None
 
@@ -237,6 +242,8 @@ class MiniLMCESpec:
 class MiniLMClfSpec:
     """`minilm-clf`: MiniLM embeddings into a logistic head."""
 
+    kind: ClassVar[str] = "minilm-clf"
+
     def __str__(self) -> str:
         return "minilm-clf"
 
@@ -244,6 +251,8 @@ class MiniLMClfSpec:
 @dataclass(frozen=True)
 class LLMJudgeSpec:
     """`llm-judge` (the default judge) or `llm-judge@SUT-SPEC` (any SUT spec, parsed as one)."""
+
+    kind: ClassVar[str] = "llm-judge"
 
     judge: SUTSpec | None = None
 
@@ -254,6 +263,8 @@ class LLMJudgeSpec:
 @dataclass(frozen=True)
 class LlamaGuardAPISpec:
     """`llama-guard@URL` (the server is asked which model it serves) or `llama-guard@MODEL@URL`."""
+
+    kind: ClassVar[str] = "llama-guard"
 
     url: str
     model: str | None = None
@@ -269,6 +280,8 @@ class LlamaGuardAPISpec:
 @dataclass(frozen=True)
 class LlamaGuardLocalSpec:
     """`llama-guard@PATH`: a local Llama Guard checkpoint; `~` is expanded when it is loaded."""
+
+    kind: ClassVar[str] = "llama-guard"
 
     path: str
 

@@ -9,6 +9,7 @@ Specs without a registry entry keep the command line self-contained; named entri
 metadata (dense base, compression, parameters, paper) that reports and leaderboards show.
 """
 
+from collections.abc import Callable
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -161,14 +162,42 @@ def make_sut(
         raise UserError(
             f"unknown SUT '{uid}' (known: {known}; or hf:PATH, openai:MODEL, openai-compat:MODEL@URL)"
         )
+    factory = ADAPTERS.get(entry.adapter)
+    if factory is None:
+        raise UserError(f"SUT '{uid}': unsupported adapter '{entry.adapter}' (known: {', '.join(ADAPTERS)})")
     meta = entry.model_dump(exclude={"weights", "adapter", "endpoint"}, exclude_none=True)
-    if entry.adapter == "huggingface":
-        return _huggingface(uid, entry.locate(), options, meta)
-    if entry.adapter == "openai_compat":
-        if entry.endpoint is None:
-            raise UserError(f"SUT '{uid}': an openai_compat entry needs an endpoint")
-        return _openai_compat(uid, entry.endpoint, options, meta, key_required=False)
-    raise UserError(f"SUT '{uid}': unsupported adapter '{entry.adapter}'")
+    return factory(uid, entry, options, meta)
+
+
+# -- adapters: a registry entry's `adapter` names one; each factory imports its SUT module lazily ------
+
+# (uid, registry entry, options, metadata) -> SUT
+AdapterFactory = Callable[[str, SUTEntry, SUTOptions, dict[str, Any]], SUT]
+ADAPTERS: dict[str, AdapterFactory] = {}
+
+
+def adapter(name: str) -> Callable[[AdapterFactory], AdapterFactory]:
+    """Register the decorated factory for registry entries with `adapter: NAME`."""
+
+    def register(factory: AdapterFactory) -> AdapterFactory:
+        if name in ADAPTERS:
+            raise ValueError(f"SUT adapter '{name}' is already registered")
+        ADAPTERS[name] = factory
+        return factory
+
+    return register
+
+
+@adapter("huggingface")
+def _huggingface_entry(uid: str, entry: SUTEntry, options: SUTOptions, meta: dict[str, Any]) -> SUT:
+    return _huggingface(uid, entry.locate(), options, meta)
+
+
+@adapter("openai_compat")
+def _openai_compat_entry(uid: str, entry: SUTEntry, options: SUTOptions, meta: dict[str, Any]) -> SUT:
+    if entry.endpoint is None:
+        raise UserError(f"SUT '{uid}': an openai_compat entry needs an endpoint")
+    return _openai_compat(uid, entry.endpoint, options, meta, key_required=False)
 
 
 def _compressed(uid: str, spec: CompressedSpec, options: SUTOptions, registry: dict[str, SUTEntry]) -> SUT:
