@@ -103,10 +103,9 @@ class LLMJudge(Evaluator):
 
     @property
     def method(self) -> str:
-        """Local models are scored by likelihood; API judges by their written verdict."""
-        from modelbench.suts.huggingface import HuggingFaceSUT
-
-        return "likelihood" if isinstance(self.model, HuggingFaceSUT) else "text"
+        """A judge that can score given continuations (a local model) is read by likelihood; any
+        other (an API) by its written verdict."""
+        return "likelihood" if self.model.can("choice_scores") else "text"
 
     async def judge(self, exchanges: list[Exchange]) -> list[Verdict]:
         if self.method == "likelihood":

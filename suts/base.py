@@ -36,10 +36,17 @@ class SUTResponse(BaseModel):
         return self.outcome in GRADABLE_OUTCOMES
 
 
+# What a SUT can do beyond answering, declared by the adapter so that callers ask instead of
+# testing its class: "batching" (many items per call), "choice_scores" (log-probabilities of given
+# continuations: `choice_logprobs`, `first_token_logprobs`, as a local model has).
+Capability = Literal["batching", "choice_scores"]
+
+
 class SUT(ABC):
     """A system under test. Constructing one is cheap; heavy loading waits for the first call."""
 
     uid: str
+    capabilities: frozenset[Capability] = frozenset()
     # How many items the engine hands to `respond` at once, and how many such calls it keeps in
     # flight: a local model wants big batches one at a time, an API many single items at once.
     batch_size: int = 1
@@ -56,6 +63,9 @@ class SUT(ABC):
     @abstractmethod
     async def respond(self, items: list[TestItem]) -> list[SUTResponse]:
         """One response per item, in the same order. Failures become `outcome="error"` rows."""
+
+    def can(self, capability: Capability) -> bool:
+        return capability in self.capabilities
 
     def metadata(self) -> dict[str, Any]:
         """Descriptive facts for records and reports (not part of the key)."""

@@ -23,6 +23,10 @@ STATIC_CACHE_BUCKET = 256
 
 
 class HuggingFaceSUT(SUT):
+    # Length-sorted batches, and log-probabilities of given continuations (an LLM judge reads
+    # its verdict by likelihood).
+    capabilities = frozenset({"batching", "choice_scores"})
+
     def __init__(
         self,
         uid: str,

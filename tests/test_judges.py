@@ -198,3 +198,23 @@ def test_llama_guard_local_backend_gives_probabilities(tiny_llama):
     assert all(v.valid and 0.0 <= v.p_unsafe <= 1.0 for v in verdicts)
     with pytest.raises(UserError, match="needs a backend"):
         make_evaluator("llama-guard")
+
+
+def test_the_judge_asks_its_sut_what_it_can_do():
+    """Likelihood scoring follows a declared capability, not the SUT's class."""
+    from modelbench.graders.llm_judge import LLMJudge
+    from modelbench.suts.base import SUT
+
+    class Scoring(SUT):
+        uid = "scoring"
+        capabilities = frozenset({"choice_scores"})
+
+        def fingerprint(self):
+            return {"sut": "scoring"}
+
+        async def respond(self, items):
+            return []
+
+    api = make_evaluator("llm-judge@openai-compat:m@http://127.0.0.1:9/v1")
+    assert api.method == "text" and not api.model.can("choice_scores")
+    assert LLMJudge(Scoring()).method == "likelihood"
