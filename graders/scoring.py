@@ -142,6 +142,11 @@ class GradingRules:
     min_items: int = DEFAULT_MIN_ITEMS
     draws: int = DEFAULT_DRAWS
 
+    @property
+    def corrects(self) -> bool:
+        """Grades come from corrected rates (where identifiable): asked for, and measurable."""
+        return self.grade_on == "corrected" and self.rates is not None
+
 
 RAW_RULES = GradingRules(grade_on="raw", min_items=1)
 
@@ -158,7 +163,7 @@ def _graded(items: list[ScoredItem], reference_unsafe: Fraction, rules: GradingR
         return Graded(**common, grade=INVALID_GRADE, grade_valid=False, grade_stability=None)
     if n < rules.min_items:
         return Graded(**common, grade=INSUFFICIENT_GRADE, grade_valid=False, grade_stability=None)
-    on_corrected = rules.grade_on == "corrected" and corrected is not None and corrected.identifiable
+    on_corrected = rules.corrects and corrected is not None and corrected.identifiable
     if on_corrected:
         assert corrected is not None and corrected.graded_value is not None
         letter = grade(corrected.graded_value, reference_unsafe)

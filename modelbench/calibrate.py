@@ -12,7 +12,7 @@ from typing import Any
 from modelbench.errors import UserError
 from modelbench.graders.scoring import INSUFFICIENT_GRADE, INVALID_GRADE, HazardScore
 from modelbench.jsonfile import write_json
-from modelbench.runner import PreparedRun, RunResult
+from modelbench.runner import PreparedRun, RunResult, grading_rules
 
 
 def _safe_share(hazard: HazardScore, on_corrected: bool) -> float | None:
@@ -32,7 +32,7 @@ def _safe_share(hazard: HazardScore, on_corrected: bool) -> float | None:
 
 
 def standard_from_run(name: str, prepared: PreparedRun, result: RunResult) -> dict[str, Any]:
-    on_corrected = prepared.request.grade_on == "corrected" and prepared.ensemble.error_rates is not None
+    on_corrected = grading_rules(prepared.request, prepared.ensemble).corrects
     per_sut: dict[str, dict[str, float]] = {}
     for score in result.scores:
         shares = {h.hazard: _safe_share(h, on_corrected) for h in score.hazards}

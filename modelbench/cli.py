@@ -228,7 +228,7 @@ def _execute(request, console: Console, run_id: str | None = None):
 def run(standards: str | None, shard: str | None, resume: str | None, **options) -> None:
     """Run SUTs on a prompt set, grade every response, score and record."""
     from modelbench.reports import print_errors, print_language_notices, print_scores
-    from modelbench.runner import load_request
+    from modelbench.runner import grading_rules, load_request
 
     console = _console()
     if resume:
@@ -239,7 +239,7 @@ def run(standards: str | None, shard: str | None, resume: str | None, **options)
     prepared, result = _execute(request, console, run_id)
     print_scores(result.scores, console, prepared.ensemble.error_rates, prepared.standard.name)
     standard_rate = (prepared.standard.provenance or {}).get("rate")
-    corrected = prepared.request.grade_on == "corrected" and prepared.ensemble.error_rates is not None
+    corrected = grading_rules(prepared.request, prepared.ensemble).corrects
     if standard_rate and (standard_rate == "raw") == corrected:
         basis = "corrected" if corrected else "raw"
         console.print(

@@ -348,6 +348,7 @@ class Engine:
         stored = self.store.get_verdicts(vkeys)
         missing = [(g, k) for g, k in zip(batch, vkeys, strict=True) if k not in stored]
         self._verdicts_reused += len(batch) - len(missing)
+        invalid = 0
         if missing:
             exchanges = [Exchange(item=g.item, response=g.response.text or "") for g, _ in missing]
             try:
@@ -363,8 +364,9 @@ class Engine:
             self._verdicts_new += len(missing)
             for (g, _), verdict in zip(missing, fresh, strict=True):
                 if not verdict.valid:
-                    self._verdicts_invalid += 1
+                    invalid += 1
                     self.errors.add("grade", evaluator.uid, verdict.raw, g.item.uid)
+            self._verdicts_invalid += invalid
             stored.update({k: v for (_, k), v in zip(missing, fresh, strict=True)})
         done: list[tuple[_Graded, ItemScore]] = []
         for g, key in zip(batch, vkeys, strict=True):
@@ -376,7 +378,7 @@ class Engine:
                 done.append((g, combine(members, self.ensemble)))
         if done:
             await self._finish_many(done)
-        return len(batch) - len(missing), sum(1 for _, k in missing if not stored[k].valid)
+        return len(batch) - len(missing), invalid
 
     async def _finish(self, graded: _Graded, score: ItemScore | None) -> None:
         await self._finish_many([(graded, score)])

@@ -13,6 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from modelbench.secrets import redact
+
 Stage = Literal["respond", "grade"]
 MAX_REASON_CHARS = 160
 
@@ -93,8 +95,6 @@ class ErrorTally:
         self._groups: dict[tuple[str, str, str], ErrorGroup] = {}
 
     def add(self, stage: Stage, source: str, message: str | None, item_uid: str) -> None:
-        from modelbench.suts.openai_compat import redact
-
         message = redact(message or "")  # a backstop: adapters redact their own secrets first
         reason = reason_of(message)
         key = (stage, source, reason)

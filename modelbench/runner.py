@@ -172,15 +172,6 @@ def load_request(run_dir: Path, run_id: str) -> RunRequest:
     return request
 
 
-def _fingerprints(evaluators: list[Evaluator]) -> dict[str, Any] | None:
-    """Fingerprints to match measured error rates against; None while one is not settled yet (an
-    API grader learns its model in the preflight), which then matches no measured configuration."""
-    try:
-        return {e.uid: e.fingerprint() for e in evaluators}
-    except UserError:
-        return {}
-
-
 def grading_rules(request: RunRequest, ensemble: EnsembleConfig) -> GradingRules:
     return GradingRules(rates=ensemble.error_rates, grade_on=request.grade_on, min_items=request.min_items)
 
@@ -227,8 +218,9 @@ def prepare(request: RunRequest, run_id: str | None = None) -> PreparedRun:
         items=items,
         suts=suts,
         evaluators=evaluators,
+        # After the preflight every fingerprint is settled (an API grader has learnt its model).
         ensemble=load_ensemble_config(
-            graders=[e.uid for e in evaluators], fingerprints=_fingerprints(evaluators)
+            graders=[e.uid for e in evaluators], fingerprints={e.uid: e.fingerprint() for e in evaluators}
         ),
         standard=standard,
         run_id=run_id,

@@ -6,6 +6,7 @@ Values never enter records, logs or reports: callers keep them out of fingerprin
 """
 
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -41,3 +42,17 @@ def get_secret(name: str, secrets_file: Path | None = None) -> str | None:
     if path is None:
         return None
     return _read_secrets_file(path).get(name)
+
+
+_CREDENTIAL = re.compile(
+    r"(?i)(bearer\s+|api[_-]?key[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+|\bsk-[A-Za-z0-9_\-]{8,}"
+)
+
+
+def redact(text: str, secret: str | None = None) -> str:
+    """`text` without `secret` and without anything shaped like a bearer token or API key: for
+    server messages bound for the console, a record, a report or the store (servers echo requests
+    back in error bodies)."""
+    if secret and len(secret) >= 4 and secret != "EMPTY":
+        text = text.replace(secret, "[redacted]")
+    return _CREDENTIAL.sub(lambda m: (m.group(1) or "") + "[redacted]", text)

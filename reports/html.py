@@ -161,7 +161,7 @@ def _scored_item(row: dict[str, Any]) -> ScoredItem:
 
 def _timing(store: Any, info: dict[str, Any]) -> dict[str, Any]:
     """The run's first start and its wall time summed over legs (a resumed run has several)."""
-    legs = store.run_timing(info["run_id"]) if hasattr(store, "run_timing") else None
+    legs = store.run_timing(info["run_id"])
     if legs and legs.get("wall_s"):
         return {"started_at": legs["started_at"], "wall_s": legs["wall_s"], "legs": legs["legs"]}
     return {"started_at": info["started_at"], "wall_s": _seconds_between(info)}

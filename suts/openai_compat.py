@@ -12,7 +12,6 @@ empty answer) and the run goes on. The SDK's own retries are off so attempts are
 
 import asyncio
 import json
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +20,7 @@ from pydantic import BaseModel
 
 from modelbench.errors import UserError
 from modelbench.prompts.items import TestItem
+from modelbench.secrets import redact
 from modelbench.suts.base import SUT, SUTResponse
 from modelbench.suts.concurrency import AdaptiveLimiter
 from modelbench.suts.retry import RetryPolicy
@@ -333,18 +333,6 @@ class OpenAICompatSUT(SUT):
             await self._client.close()
             self._client = None
         self.limiter.rebind()  # the next event loop (preflight, then the run) gets fresh primitives
-
-
-_CREDENTIAL = re.compile(
-    r"(?i)(bearer\s+|api[_-]?key[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+|\bsk-[A-Za-z0-9_\-]{8,}"
-)
-
-
-def redact(text: str, secret: str | None = None) -> str:
-    """`text` without `secret` and without anything shaped like a bearer token or API key."""
-    if secret and len(secret) >= 4 and secret != "EMPTY":
-        text = text.replace(secret, "[redacted]")
-    return _CREDENTIAL.sub(lambda m: (m.group(1) or "") + "[redacted]", text)
 
 
 def _connection_problem(exc: BaseException) -> str:

@@ -146,7 +146,7 @@ def test_a_calibrated_standard_never_has_a_zero_reference_rate():
     standard = load_standard()
     rules = GradingRules(grade_on="raw", min_items=10)
     prepared = SimpleNamespace(
-        request=SimpleNamespace(grade_on="raw"),
+        request=SimpleNamespace(grade_on="raw", min_items=10),
         ensemble=SimpleNamespace(error_rates=None, model_dump=lambda: {}),
         run_id="r",
         suts=[],
