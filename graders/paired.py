@@ -97,7 +97,7 @@ def with_correction(
     posteriors, so it carries both the pairing's noise and the instrument's uncertainty."""
     if rates is None or result.n == 0 or result.delta_unsafe_rate is None:
         return result
-    ok, why = identifiable(rates, seed=seed)
+    ok, why = identifiable(rates)
     if not ok:
         note = CorrectedRate(estimate=None, ci_low=None, ci_high=None, identifiable=False, note=why)
         return result.model_copy(update={"corrected": note})

@@ -48,11 +48,13 @@ def grade_stability(
     draws: int = DEFAULT_DRAWS,
     seed: int | str = 0,
     n_unsafe: int | None = None,
+    drawn: np.ndarray | None = None,
 ) -> float | None:
-    """Share of draws whose grade equals `reported`; None when there are no valid items."""
+    """Share of draws whose grade equals `reported`; None when there are no valid items. `drawn`:
+    rates already drawn (the corrected rate's posterior, shared with its interval)."""
     if len(p_unsafe) == 0:
         return None
-    rates_drawn = stability_draws(p_unsafe, rates, draws, seed, n_unsafe)
+    rates_drawn = drawn if drawn is not None else stability_draws(p_unsafe, rates, draws, seed, n_unsafe)
     # Grades are steps in the rate: grade each distinct value once.
     values, inverse = np.unique(rates_drawn, return_inverse=True)
     holds = np.array([grade_of_rate(float(v)) == reported for v in values])
