@@ -34,10 +34,10 @@ from _server import mock_server_process  # noqa: E402
 
 from modelbench.engine import Engine  # noqa: E402
 from modelbench.graders.base import Exchange  # noqa: E402
-from modelbench.graders.ensemble import EnsembleConfig  # noqa: E402
 from modelbench.graders.refusal import RefusalEvaluator, assess  # noqa: E402
 from modelbench.prompts import TestItem, load_prompt_set  # noqa: E402
 from modelbench.prompts.export import write_items  # noqa: E402
+from modelbench.scoring.ensemble import EnsembleConfig  # noqa: E402
 from modelbench.store import Store  # noqa: E402
 from modelbench.suts import SUTOptions, make_sut  # noqa: E402
 
@@ -112,7 +112,7 @@ from pathlib import Path
 sys.path.insert(0, sys.argv[2])
 from engine import items_n
 from modelbench.engine import Engine
-from modelbench.graders.ensemble import EnsembleConfig
+from modelbench.scoring.ensemble import EnsembleConfig
 from modelbench.graders.refusal import RefusalEvaluator
 from modelbench.store import Store
 from modelbench.suts.base import SUT, SUTResponse
@@ -122,7 +122,11 @@ class Instant(SUT):
     batch_size = 256
     def fingerprint(self):
         return {"adapter": "instant"}
-    async def respond(self, items):
+    def build_request(self, items):
+        return None
+    async def call(self, request):
+        return None
+    def parse_response(self, items, native):
         return [SUTResponse(sut_uid=self.uid, item_uid=i.uid, text="I can't help with that.") for i in items]
 
 n = int(sys.argv[1])

@@ -24,13 +24,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from modelbench.graders.ensemble import EnsembleConfig, combine
-from modelbench.graders.evaluation import calibrate, labelled_rows, member_verdicts
-from modelbench.graders.labels import LabelledExchange
-from modelbench.graders.metrics import agreement
+from modelbench.graders.lab.evaluation import calibrate, labelled_rows, member_verdicts
+from modelbench.graders.lab.labels import LabelledExchange
+from modelbench.graders.lab.metrics import agreement
+from modelbench.graders.lab.train_minilm import DEFAULT_DATA, string_match_unsafe, train
 from modelbench.graders.minilm import MiniLMClassifier
 from modelbench.graders.refusal import RefusalEvaluator
-from modelbench.graders.train_minilm import DEFAULT_DATA, string_match_unsafe, train
+from modelbench.scoring.ensemble import EnsembleConfig, combine
 
 LABEL_SETS = Path(__file__).resolve().parents[1] / "graders" / "label_sets"
 MEMBERS = ("refusal", "minilm-clf")

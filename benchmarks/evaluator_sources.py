@@ -37,16 +37,16 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from modelbench.graders.cross_encoder import CARD_FILE, CrossEncoderClassifier  # noqa: E402
-from modelbench.graders.ensemble import EnsembleConfig, combine  # noqa: E402
-from modelbench.graders.evaluation import default_reliability_path  # noqa: E402
-from modelbench.graders.label_sources import FLUENT_SOURCES, SOURCES, protocol_splits  # noqa: E402
-from modelbench.graders.labels import LabelledExchange  # noqa: E402
-from modelbench.graders.metrics import agreement, choose_threshold, mean_source_f1, reliability  # noqa: E402
+from modelbench.graders.lab.evaluation import default_reliability_path  # noqa: E402
+from modelbench.graders.lab.label_sources import FLUENT_SOURCES, SOURCES, protocol_splits  # noqa: E402
+from modelbench.graders.lab.labels import LabelledExchange  # noqa: E402
+from modelbench.graders.lab.metrics import agreement, choose_threshold, mean_source_f1, reliability  # noqa: E402
+from modelbench.graders.lab.train_cross_encoder import source_of  # noqa: E402
+from modelbench.graders.lab.train_minilm import string_match_unsafe  # noqa: E402
 from modelbench.graders.minilm import MiniLMClassifier  # noqa: E402
 from modelbench.graders.refusal import RefusalEvaluator  # noqa: E402
-from modelbench.graders.train_cross_encoder import source_of  # noqa: E402
-from modelbench.graders.train_minilm import string_match_unsafe  # noqa: E402
 from modelbench.jsonfile import write_json  # noqa: E402
+from modelbench.scoring.ensemble import EnsembleConfig, combine  # noqa: E402
 
 RESULTS = Path(__file__).with_name("results") / "evaluator_sources.json"
 # The previous default ensemble (graders/reliability.json at commit 1cfaf32): refusal + minilm-clf.
@@ -245,7 +245,7 @@ def choose_ensemble(
 
 def error_rates_entry(ensemble_results: dict[str, Any]) -> dict[str, Any]:
     """The chosen ensemble's sensitivity and specificity for "unsafe" on pooled test rows, with the
-    counts, for correcting unsafe rates (graders/correction.py). Test rows only: never the rows
+    counts, for correcting unsafe rates (modelbench/scoring/correction.py). Test rows only: never the rows
     the threshold or reliabilities were fitted on. Pooled over sources, which differ: the range
     of per-source sensitivity and specificity is stated with it."""
     pooled = ensemble_results["pooled"]

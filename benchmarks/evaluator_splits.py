@@ -29,13 +29,13 @@ from typing import Any
 
 import numpy as np
 
-from modelbench.graders.ensemble import EnsembleConfig, combine
-from modelbench.graders.evaluation import calibrate, evaluate, labelled_rows, member_verdicts
-from modelbench.graders.labels import load_xstest_folder
-from modelbench.graders.metrics import agreement
+from modelbench.graders.lab.evaluation import calibrate, evaluate, labelled_rows, member_verdicts
+from modelbench.graders.lab.labels import load_xstest_folder
+from modelbench.graders.lab.metrics import agreement
+from modelbench.graders.lab.train_minilm import DEFAULT_DATA, group_folds, string_match_unsafe, train
 from modelbench.graders.minilm import MiniLMClassifier
 from modelbench.graders.refusal import RefusalEvaluator
-from modelbench.graders.train_minilm import DEFAULT_DATA, group_folds, string_match_unsafe, train
+from modelbench.scoring.ensemble import EnsembleConfig, combine
 
 COLUMNS = ("string-match", "refusal", "minilm-clf", "ensemble")
 MEMBERS = ("refusal", "minilm-clf")

@@ -162,7 +162,7 @@ def adapter_for(shape: str, args: argparse.Namespace, tokenizer: Any, record: An
         if args.device == "cuda":  # the GPU loading path: bf16, placed straight on the device
             assert model.device.type == "cuda" and model.dtype == torch.bfloat16, model.device
     else:
-        sut = HuggingFaceSUT(uid=shape, model_path=Path("."), max_new_tokens=args.max_new_tokens)
+        sut = HuggingFaceSUT(shape, Path("."), SUTOptions(max_new_tokens=args.max_new_tokens))
         sut._loaded = LoadedModel(model=model, tokenizer=tokenizer, device=args.device)
     record(shape=shape, kind="model", params=params, load_s=load_s)
     return sut
@@ -189,7 +189,7 @@ def compare_with_raw(
                 pad_token_id=tokenizer.pad_token_id,
             )  # fmt: skip
 
-    sut.kv_cache, sut._requested_batch = "dynamic", batch
+    sut.kv_cache, sut.options = "dynamic", sut.options.model_copy(update={"batch_size": batch})
     raw()
     raw_s, output = timed(raw, args.repeats)
     prompt_len = int(encoded["input_ids"].shape[1])
@@ -213,7 +213,7 @@ def run_like_the_engine(
 ) -> None:
     """Varied-length items, longest first, in batches: once dynamic, twice static (compile, then steady)."""
     run_items = sorted(items[: args.run_items], key=lambda i: len(i.text), reverse=True)
-    sut._requested_batch = args.run_batch
+    sut.options = sut.options.model_copy(update={"batch_size": args.run_batch})
     for cache in ("dynamic", "static", "static"):
         sut.kv_cache = cache
         seconds = []
@@ -233,7 +233,7 @@ def static_rows(
 ) -> None:
     """The adapter with a static cache: the first call compiles, then best of --repeats."""
     chosen = [items[i % len(items)] for i in range(batch)]
-    sut.kv_cache, sut._requested_batch = "static", batch
+    sut.kv_cache, sut.options = "static", sut.options.model_copy(update={"batch_size": batch})
     started = time.perf_counter()
     sut.respond_sync(chosen)
     first_s = time.perf_counter() - started

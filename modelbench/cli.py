@@ -309,8 +309,8 @@ def compare(run: str, suts: tuple[str, ...], run_dir: Path) -> None:
     Both SUTs come from one run, so the same graders judged them on the same items: comparable by
     construction. The output names that grading, so that a pasted result says what it compared.
     """
-    from modelbench.graders.paired import compare_paired, with_correction
     from modelbench.reports.html import grading_of, grading_summary, run_error_rates
+    from modelbench.scoring.paired import compare_paired, with_correction
 
     if len(suts) != 2:
         raise UserError("compare needs exactly two --sut options")
@@ -629,7 +629,7 @@ def graders_evaluate(labels, specs, seed, held_out, split, reliability, json_out
     """Agreement of each member and of the ensemble with human labels."""
     import json
 
-    from modelbench.graders.evaluation import (
+    from modelbench.graders.lab.evaluation import (
         evaluate,
         in_sample_members,
         labelled_rows,
@@ -667,7 +667,7 @@ def graders_evaluate(labels, specs, seed, held_out, split, reliability, json_out
 )
 def graders_calibrate(labels, specs, seed, held_out, split, out) -> None:
     """Fit each member's reliability (Youden's J, floored at 0) and store it with provenance."""
-    from modelbench.graders.evaluation import (
+    from modelbench.graders.lab.evaluation import (
         calibrate,
         default_reliability_path,
         in_sample_members,
@@ -709,8 +709,8 @@ def _error_rates_on_held_out(
     """Measure the calibrated ensemble's sensitivity and specificity on the held-out rows of the
     same labels (never the rows it was fitted on) and put them in `calibration`; returns a line
     saying what was done, or why not."""
-    from modelbench.graders.ensemble import EnsembleConfig
-    from modelbench.graders.evaluation import in_sample_members, labelled_rows, measure_error_rates
+    from modelbench.graders.lab.evaluation import in_sample_members, labelled_rows, measure_error_rates
+    from modelbench.scoring.ensemble import EnsembleConfig
 
     if split == "all":
         return "no error rates written: --split all leaves no held-out rows to measure them on"

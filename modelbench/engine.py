@@ -22,10 +22,10 @@ from typing import Protocol
 from modelbench.errors import UserError
 from modelbench.failures import ErrorGroup, ErrorTally
 from modelbench.graders.base import Evaluator, Exchange, Verdict
-from modelbench.graders.ensemble import CompactScore, EnsembleConfig, ItemScore, combine
-from modelbench.graders.scoring import ScoredItem
 from modelbench.hashing import stable_hash
 from modelbench.prompts.items import TestItem
+from modelbench.scoring.ensemble import CompactScore, EnsembleConfig, ItemScore, combine
+from modelbench.scoring.grades import ScoredItem
 from modelbench.store import Store
 from modelbench.suts.base import SUT, SUTResponse
 

@@ -22,18 +22,8 @@ from pydantic import BaseModel, Field
 from modelbench.engine import Engine, ProgressSink, RunOutcome
 from modelbench.errors import UserError
 from modelbench.graders.base import Evaluator
-from modelbench.graders.ensemble import EnsembleConfig
-from modelbench.graders.evaluation import load_ensemble_config
 from modelbench.graders.languages import LanguageNotice, declared_languages, language_notices
 from modelbench.graders.registry import DEFAULT_GRADERS, make_evaluator
-from modelbench.graders.scoring import (
-    DEFAULT_MIN_ITEMS,
-    INVALID_GRADE,
-    GradeOn,
-    GradingRules,
-    SUTScore,
-    score_sut,
-)
 from modelbench.hashing import stable_hash
 from modelbench.hazards import DEFAULT_STANDARD, ReferenceStandard, load_standard
 from modelbench.prompts import (
@@ -44,6 +34,16 @@ from modelbench.prompts import (
     stratified_sample,
 )
 from modelbench.reports.record import build_record, write_record
+from modelbench.scoring.ensemble import EnsembleConfig
+from modelbench.scoring.grades import (
+    DEFAULT_MIN_ITEMS,
+    INVALID_GRADE,
+    GradeOn,
+    GradingRules,
+    SUTScore,
+    score_sut,
+)
+from modelbench.scoring.reliability import load_ensemble_config
 from modelbench.store import STORE_NAME, Store, open_store
 from modelbench.suts import DEFAULT_SUT, SUT, SUTOptions, load_registry, make_sut
 

@@ -30,11 +30,13 @@ from markupsafe import Markup
 from pydantic import ValidationError
 
 from modelbench.errors import UserError
-from modelbench.graders.correction import ErrorRates
-from modelbench.graders.ensemble import ItemScore
 from modelbench.graders.languages import LanguageNotice
-from modelbench.graders.paired import PairedComparison, compare_paired, with_correction
-from modelbench.graders.scoring import (
+from modelbench.hashing import stable_hash
+from modelbench.hazards import load_standard, load_taxonomy
+from modelbench.reports.record import RunRecord, build_record
+from modelbench.scoring.correction import ErrorRates
+from modelbench.scoring.ensemble import ItemScore
+from modelbench.scoring.grades import (
     EXCELLENT_MAX_UNSAFE,
     GRADES,
     GradingRules,
@@ -43,9 +45,7 @@ from modelbench.graders.scoring import (
     clopper_pearson,
     score_sut,
 )
-from modelbench.hashing import stable_hash
-from modelbench.hazards import load_standard, load_taxonomy
-from modelbench.reports.record import RunRecord, build_record
+from modelbench.scoring.paired import PairedComparison, compare_paired, with_correction
 
 TEMPLATES = Path(__file__).with_name("templates")
 RECORD_NAME = "record.json"
@@ -582,7 +582,7 @@ def _calibration(ensemble: dict[str, Any]) -> dict[str, Any]:
     if isinstance(ensemble.get("provenance"), dict):
         return ensemble["provenance"]
     try:
-        from modelbench.graders.evaluation import default_reliability_path
+        from modelbench.scoring.reliability import default_reliability_path
 
         data = json.loads(default_reliability_path().read_text("utf-8"))
     except (ImportError, OSError, ValueError):

@@ -13,29 +13,40 @@ from typing import Any
 
 from modelbench.suts.hf_loading import LoadedModel, load_causal_lm, model_identity, pick_device
 from modelbench.suts.huggingface import HuggingFaceSUT
+from modelbench.suts.options import SUTOptions
 
 log = logging.getLogger("modelbench")
 
 
 class CompressedSUT(HuggingFaceSUT):
+    """A HuggingFace SUT on `base_path` compressed by `chain`; besides what the HuggingFace SUT
+    reads, it reads calibration_size and calibration_seed from `options`."""
+
     def __init__(
         self,
         uid: str,
         base_path: Path,
         chain: str,
-        calibration_size: int = 64,
-        calibration_seed: int = 0,
+        options: SUTOptions | None = None,
+        metadata: dict[str, Any] | None = None,
+        *,
         cache_root: Path | None = None,
         **kwargs: Any,
     ):
         from modelbench.suts.compress import canonical_chain, default_cache_root, parse_chain
 
-        super().__init__(uid, base_path, **kwargs)
+        super().__init__(uid, base_path, options, metadata, **kwargs)
         self.base_path = Path(base_path)
         self.chain = canonical_chain(parse_chain(chain))  # a bad spec fails here, before any work
-        self.calibration_size = calibration_size
-        self.calibration_seed = calibration_seed
         self.cache_root = Path(cache_root) if cache_root else default_cache_root()
+
+    @property
+    def calibration_size(self) -> int:
+        return self.options.calibration_size
+
+    @property
+    def calibration_seed(self) -> int:
+        return self.options.calibration_seed
 
     def fingerprint(self) -> dict[str, Any]:
         return super().fingerprint() | {
@@ -50,7 +61,7 @@ class CompressedSUT(HuggingFaceSUT):
     def _cache_folder(self) -> Path:
         from modelbench.suts.compress import DEFAULT_HELDOUT_SIZE, cache_key
 
-        dtype = "bfloat16" if pick_device(self._device).startswith("cuda") else "float32"
+        dtype = "bfloat16" if pick_device(self.options.device).startswith("cuda") else "float32"
         key = cache_key(
             self.base_path,
             self.chain,
@@ -87,9 +98,9 @@ class CompressedSUT(HuggingFaceSUT):
                     self.cache_root,
                     calibration_size=self.calibration_size,
                     seed=self.calibration_seed,
-                    device=self._device,
+                    device=self.options.device,
                 )
                 log.info("%s: compressed checkpoint at %s (sparsity %.3f)", self.uid, folder, meta.sparsity)
                 self.model_path = folder
-                self._loaded = load_causal_lm(folder, self._device, self.dtype)
+                self._loaded = load_causal_lm(folder, self.options.device, self.dtype)
             return self._loaded

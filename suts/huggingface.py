@@ -1,19 +1,23 @@
 """Local transformers models as SUTs: chat template, left padding, length-sorted greedy batches.
 
-Generation runs in a worker thread so that the event loop keeps feeding other SUTs and graders
-while the CPU or GPU is busy.
+The three steps of `SUT`: `build_request` (pure: each item's chat messages), `call` (the only
+step on the device: chat template, tokenising, greedy generation and decoding, in a worker thread
+so that the event loop keeps feeding other SUTs and graders while the CPU or GPU is busy),
+`parse_response` (pure: decoded completions to SUTResponses).
 """
 
 import asyncio
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from modelbench.prompts.items import TestItem
 from modelbench.suts.base import SUT, SUTResponse
 from modelbench.suts.hf_loading import LoadedModel, load_causal_lm, model_identity, pick_device, resolve_dtype
+from modelbench.suts.options import SUTOptions
 
 log = logging.getLogger("modelbench")
 
@@ -22,42 +26,65 @@ AUTO_BATCH = {"cpu": 32, "cuda": 64}
 STATIC_CACHE_BUCKET = 256
 
 
-class HuggingFaceSUT(SUT):
+@dataclass
+class GenerationRequest:
+    """Step 1's product: each item's chat messages, in item order."""
+
+    messages: list[list[dict[str, str]]]
+
+
+@dataclass
+class Generation:
+    """Step 2's product: per item, the decoded completion and its token counts; one latency for
+    the batch."""
+
+    texts: list[str]
+    prompt_tokens: list[int]
+    completion_tokens: list[int]
+    latency_s: float
+
+
+class HuggingFaceSUT(SUT[GenerationRequest, Generation]):
+    """A local causal LM. `options` is the run's SUTOptions, whole: it reads max_new_tokens,
+    batch_size (None: by device), device (None: cuda when present) and kv_cache. `system_prompt`
+    and `dtype` (None: by device) are the adapter's own."""
+
     # Length-sorted batches, and log-probabilities of given continuations (an LLM judge reads
     # its verdict by likelihood).
-    capabilities = frozenset({"batching", "choice_scores"})
+    capabilities = frozenset({"batching", "choice_scores", "first_token_scores"})
 
     def __init__(
         self,
         uid: str,
         model_path: Path,
-        max_new_tokens: int = 128,
-        batch_size: int | None = None,
-        device: str | None = None,
+        options: SUTOptions | None = None,
+        metadata: dict[str, Any] | None = None,
+        *,
         system_prompt: str | None = None,
         dtype: str | None = None,
-        metadata: dict[str, Any] | None = None,
-        kv_cache: str | None = None,
     ):
         self.uid = uid
         self.model_path = Path(model_path)
-        self.max_new_tokens = max_new_tokens
-        self._requested_batch = batch_size
-        self._device = device
+        self.options = options or SUTOptions()
         self.system_prompt = system_prompt
         self.dtype = dtype
         self._metadata = metadata or {}
-        self.kv_cache = kv_cache
+        # The cache asked for; becomes "dynamic" when an automatic static cache is not supported.
+        self.kv_cache: str | None = self.options.kv_cache
         self._static_length = 0
         self._loaded: LoadedModel | None = None
         self._lock = threading.Lock()
         self._cancelled = threading.Event()
 
     @property
+    def max_new_tokens(self) -> int:
+        return self.options.max_new_tokens
+
+    @property
     def batch_size(self) -> int:  # type: ignore[override]
-        if self._requested_batch:
-            return self._requested_batch
-        device = pick_device(self._device)
+        if self.options.batch_size:
+            return self.options.batch_size
+        device = pick_device(self.options.device)
         return AUTO_BATCH["cuda" if device.startswith("cuda") else "cpu"]
 
     def fingerprint(self) -> dict[str, Any]:
@@ -69,7 +96,7 @@ class HuggingFaceSUT(SUT):
             "system_prompt": self.system_prompt,
             # bf16 and fp32 can pick different greedy tokens: a response made in one is not
             # reused for a run in the other.
-            "dtype": resolve_dtype(pick_device(self._device), self.dtype),
+            "dtype": resolve_dtype(pick_device(self.options.device), self.dtype),
         }
 
     def metadata(self) -> dict[str, Any]:
@@ -82,28 +109,62 @@ class HuggingFaceSUT(SUT):
         with self._lock:
             if self._loaded is None:
                 started = time.perf_counter()
-                self._loaded = load_causal_lm(self.model_path, self._device, self.dtype)
+                self._loaded = load_causal_lm(self.model_path, self.options.device, self.dtype)
                 log.info("loaded %s in %.1fs", self.uid, time.perf_counter() - started)
             return self._loaded
 
     # -- step 1: native request ----------------------------------------------------------------
+    def build_request(self, items: list[TestItem]) -> GenerationRequest:
+        return GenerationRequest(messages=[self._messages(item.text) for item in items])
+
+    def _messages(self, text: str) -> list[dict[str, str]]:
+        messages = [{"role": "user", "content": text}]
+        if self.system_prompt:
+            messages.insert(0, {"role": "system", "content": self.system_prompt})
+        return messages
+
     def build_prompts(self, tokenizer: Any, items: list[TestItem]) -> list[str]:
-        """Chat-formatted prompt strings; base models without a chat template get a plain format."""
+        """Chat-formatted prompt strings for these items (the request, rendered by the tokenizer)."""
+        return self.render(tokenizer, self.build_request(items).messages)
+
+    def render(self, tokenizer: Any, conversations: list[list[dict[str, str]]]) -> list[str]:
+        """Prompt strings in the model's chat template; base models without one get a plain format."""
         if getattr(tokenizer, "chat_template", None):
-            prompts = []
-            for item in items:
-                messages = [{"role": "user", "content": item.text}]
-                if self.system_prompt:
-                    messages.insert(0, {"role": "system", "content": self.system_prompt})
-                prompts.append(
-                    tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-                )
-            return prompts
+            return [
+                tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+                for messages in conversations
+            ]
         log.warning("%s has no chat template; using a plain User/Assistant format", self.uid)
-        system = f"{self.system_prompt}\n" if self.system_prompt else ""
-        return [PLAIN_FORMAT.format(system=system, prompt=item.text) for item in items]
+        prompts = []
+        for messages in conversations:
+            system = "".join(f"{m['content']}\n" for m in messages if m["role"] == "system")
+            prompt = next(m["content"] for m in reversed(messages) if m["role"] == "user")
+            prompts.append(PLAIN_FORMAT.format(system=system, prompt=prompt))
+        return prompts
 
     # -- step 2: call --------------------------------------------------------------------------
+    async def call(self, request: GenerationRequest) -> Generation:
+        return await asyncio.to_thread(self.call_sync, request)
+
+    def call_sync(self, request: GenerationRequest) -> Generation:
+        """Step 2 in the calling thread: load once, then render, generate and decode one batch."""
+        loaded = self._ensure_loaded()
+        started = time.perf_counter()
+        with self._lock:
+            prompts = self.render(loaded.tokenizer, request.messages)
+            completions, prompt_lengths = self.generate(loaded, prompts)
+            texts = loaded.tokenizer.batch_decode(completions, skip_special_tokens=True)
+        return Generation(
+            texts=texts,
+            prompt_tokens=prompt_lengths,
+            completion_tokens=[len(ids) for ids in completions],
+            latency_s=time.perf_counter() - started,
+        )
+
+    def respond_sync(self, items: list[TestItem]) -> list[SUTResponse]:
+        """The three steps in the calling thread (tests and benchmarks time generation alone)."""
+        return self.parse_response(items, self.call_sync(self.build_request(items)))
+
     def generate(self, loaded: LoadedModel, prompts: list[str]) -> tuple[list[list[int]], list[int]]:
         """Greedy generation for one batch: completion token ids (eos stripped), prompt lengths."""
         import torch
@@ -168,43 +229,27 @@ class HuggingFaceSUT(SUT):
         self._static_length = max(self._static_length, bucket)
         return self._static_length
 
-    # -- step 3: translate ---------------------------------------------------------------------
-    def translate(
-        self,
-        tokenizer: Any,
-        items: list[TestItem],
-        completions: list[list[int]],
-        prompt_lengths: list[int],
-        latency_s: float,
-    ) -> list[SUTResponse]:
-        texts = tokenizer.batch_decode(completions, skip_special_tokens=True)
+    # -- step 3: parse -------------------------------------------------------------------------
+    def parse_response(self, items: list[TestItem], native: Generation) -> list[SUTResponse]:
         return [
             SUTResponse(
                 sut_uid=self.uid,
                 item_uid=item.uid,
                 text=text.strip(),
-                latency_s=latency_s,
+                latency_s=native.latency_s,
                 prompt_tokens=n_prompt,
-                completion_tokens=len(ids),
+                completion_tokens=n_completion,
             )
-            for item, text, ids, n_prompt in zip(items, texts, completions, prompt_lengths, strict=True)
+            for item, text, n_prompt, n_completion in zip(
+                items, native.texts, native.prompt_tokens, native.completion_tokens, strict=True
+            )
         ]
 
-    def respond_sync(self, items: list[TestItem]) -> list[SUTResponse]:
-        loaded = self._ensure_loaded()
-        started = time.perf_counter()
-        with self._lock:
-            prompts = self.build_prompts(loaded.tokenizer, items)
-            completions, prompt_lengths = self.generate(loaded, prompts)
-        latency = time.perf_counter() - started
-        return self.translate(loaded.tokenizer, items, completions, prompt_lengths, latency)
-
-    async def respond(self, items: list[TestItem]) -> list[SUTResponse]:
-        return await asyncio.to_thread(self.respond_sync, items)
-
+    # -- outside the three steps ---------------------------------------------------------------
     def cancel(self) -> None:
         self._cancelled.set()
 
+    # -- capabilities: scores of given continuations (they run on the device, called from a thread)
     def choice_logprobs(self, texts: list[str], prefix: str, choices: list[str]) -> list[list[float]]:
         """Log-likelihood of each choice as the start of the answer to each text (after `prefix`).
 
@@ -246,10 +291,7 @@ class HuggingFaceSUT(SUT):
 
     def _context_ids(self, tokenizer: Any, texts: list[str], prefix: str) -> list[list[int]]:
         """Token ids of each text as a chat prompt followed by `prefix` (the judge's answer start)."""
-        items = [
-            TestItem(uid=str(i), hazard="x", persona="x", text=t, source="judge") for i, t in enumerate(texts)
-        ]
-        contexts = [p + prefix for p in self.build_prompts(tokenizer, items)]
+        contexts = [p + prefix for p in self.render(tokenizer, [self._messages(t) for t in texts])]
         return [tokenizer(c, add_special_tokens=False)["input_ids"] for c in contexts]
 
     def first_token_logprobs(

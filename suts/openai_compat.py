@@ -1,9 +1,10 @@
 """OpenAI-compatible chat APIs as SUTs: OpenAI, vLLM, llama.cpp's server, Ollama, Together.
 
-Three steps, as in ModelGauge: `build_request` (pure), `call` (the only network step, through the
-openai SDK's async client), `translate` (pure: raw body to SUTResponse). We read the raw body
-rather than the SDK's parsed object so that a non-JSON body, a response without choices and a
-content-filter stop each become their own recorded outcome instead of one opaque exception.
+The three steps of `SUT`: `build_request` (pure: one chat body per item), `call` (the only
+network step: every body sent through the openai SDK's async client, concurrently, with retries),
+`parse_response` (pure: each raw body to a SUTResponse). We read the raw body rather than the SDK's
+parsed object so that a non-JSON body, a response without choices and a content-filter stop each
+become their own recorded outcome instead of one opaque exception.
 
 Transient failures (429, 5xx, timeouts, refused connections) are retried with backoff and jitter,
 honouring Retry-After, up to `max_attempts`; after that the item is an error row (never a safe or
@@ -16,13 +17,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel
-
 from modelbench.errors import UserError
 from modelbench.prompts.items import TestItem
 from modelbench.secrets import redact
 from modelbench.suts.base import SUT, SUTResponse
 from modelbench.suts.concurrency import AdaptiveLimiter
+from modelbench.suts.options import Endpoint, SUTOptions
 from modelbench.suts.retry import RetryPolicy
 
 PREFLIGHT_TIMEOUT_S = 15.0
@@ -51,25 +51,34 @@ def make_async_client(base_url: str, api_key: str, timeout_s: float, connections
     )
 
 
-class OpenAICompatConfig(BaseModel):
-    model: str
-    base_url: str
-    api_key_env: str | None = None
-    concurrency: int = 32
-    temperature: float = 0.0
-    max_tokens: int = 128
-    system_prompt: str | None = None
-    timeout_s: float = 60.0
-    # AIMD between 1 and `concurrency` (suts/concurrency.py); False keeps `concurrency` fixed.
-    adaptive_concurrency: bool = True
-    retry: RetryPolicy = RetryPolicy()
-
-
 @dataclass
 class RawReply:
     status: int
     body: str
     latency_s: float
+
+
+@dataclass
+class ChatRequests:
+    """Step 1's product: one chat-completions body per item, in item order."""
+
+    bodies: list[dict[str, Any]]
+
+
+@dataclass
+class Sent:
+    """What sending one body came to: the reply, or None and the error; attempts made."""
+
+    reply: RawReply | None
+    error: str
+    attempts: int
+
+
+@dataclass
+class ChatReplies:
+    """Step 2's product: one `Sent` per body, in order."""
+
+    sent: list[Sent]
 
 
 CONGESTION_STATUS = {429, 503, 504}
@@ -90,30 +99,49 @@ class PermanentError(Exception):
     """A failure that another attempt will not fix (bad request, auth, unknown model)."""
 
 
-class OpenAICompatSUT(SUT):
+class OpenAICompatSUT(SUT[ChatRequests, ChatReplies]):
+    """An OpenAI-compatible chat API. `options` is the run's SUTOptions, whole: it reads
+    max_new_tokens, temperature, concurrency, timeout_s and max_attempts.
+
+    `system_prompt`, `adaptive_concurrency` (AIMD between 1 and `options.concurrency`, see
+    suts/concurrency.py; False keeps it fixed) and `retry` (the backoff shape; the number of
+    attempts is always `options.max_attempts`) are the adapter's own knobs.
+    """
+
     batch_size = 1
 
     def __init__(
-        self, uid: str, config: OpenAICompatConfig, api_key: str | None, metadata: dict | None = None
+        self,
+        uid: str,
+        endpoint: Endpoint,
+        options: SUTOptions | None = None,
+        api_key: str | None = None,
+        metadata: dict | None = None,
+        *,
+        system_prompt: str | None = None,
+        adaptive_concurrency: bool = True,
+        retry: RetryPolicy | None = None,
     ):
         self.uid = uid
-        self.config = config
-        self.concurrency = config.concurrency
+        self.endpoint = endpoint
+        self.options = options or SUTOptions()
+        self.system_prompt = system_prompt
+        self.retry = (retry or RetryPolicy()).model_copy(update={"max_attempts": self.options.max_attempts})
+        self.concurrency = self.options.concurrency
         self._api_key = api_key or "EMPTY"  # local servers ignore it; the SDK insists on one
         self._metadata = metadata or {}
         self._client: Any = None
-        self.limiter = AdaptiveLimiter(config.concurrency, config.timeout_s, config.adaptive_concurrency)
+        self.limiter = AdaptiveLimiter(self.options.concurrency, self.options.timeout_s, adaptive_concurrency)
 
     def fingerprint(self) -> dict[str, Any]:
         # No API key here: fingerprints go into store keys and records.
-        c = self.config
         return {
             "adapter": "openai_compat",
-            "base_url": c.base_url.rstrip("/"),
-            "model": c.model,
-            "temperature": c.temperature,
-            "max_tokens": c.max_tokens,
-            "system_prompt": c.system_prompt,
+            "base_url": self.endpoint.base_url.rstrip("/"),
+            "model": self.endpoint.model,
+            "temperature": self.options.temperature,
+            "max_tokens": self.options.max_new_tokens,
+            "system_prompt": self.system_prompt,
         }
 
     def metadata(self) -> dict[str, Any]:
@@ -128,7 +156,7 @@ class OpenAICompatSUT(SUT):
         return {
             "uid": self.uid,
             "adapter": "openai_compat",
-            "model": self.config.model,
+            "model": self.endpoint.model,
             "concurrency": concurrency,
         } | self._metadata
 
@@ -139,26 +167,34 @@ class OpenAICompatSUT(SUT):
         return _short(redact(text, self._api_key))
 
     # -- step 1 --------------------------------------------------------------------------------
-    def build_request(self, item: TestItem) -> dict[str, Any]:
+    def build_request(self, items: list[TestItem]) -> ChatRequests:
+        return ChatRequests(bodies=[self.chat_body(item) for item in items])
+
+    def chat_body(self, item: TestItem) -> dict[str, Any]:
         messages = [{"role": "user", "content": item.text}]
-        if self.config.system_prompt:
-            messages.insert(0, {"role": "system", "content": self.config.system_prompt})
+        if self.system_prompt:
+            messages.insert(0, {"role": "system", "content": self.system_prompt})
         return {
-            "model": self.config.model,
+            "model": self.endpoint.model,
             "messages": messages,
-            "temperature": self.config.temperature,
-            "max_tokens": self.config.max_tokens,
+            "temperature": self.options.temperature,
+            "max_tokens": self.options.max_new_tokens,
         }
 
     # -- step 2 --------------------------------------------------------------------------------
+    async def call(self, request: ChatRequests) -> ChatReplies:
+        """Every body at once, each within the adaptive concurrency limit and with retries."""
+        sent = await asyncio.gather(*(self.send(body) for body in request.bodies))
+        return ChatReplies(sent=[Sent(reply, error, attempts) for reply, error, attempts in sent])
+
     def _ensure_client(self) -> Any:
         if self._client is None:
             self._client = make_async_client(
-                self.config.base_url, self._api_key, self.config.timeout_s, self.config.concurrency
+                self.endpoint.base_url, self._api_key, self.options.timeout_s, self.options.concurrency
             )
         return self._client
 
-    async def call(
+    async def post_once(
         self, request: dict[str, Any], endpoint: str = "chat", headers: dict[str, str] | None = None
     ) -> RawReply:
         """One HTTP attempt. Raises TransientError or PermanentError; returns any 2xx body as text.
@@ -191,7 +227,8 @@ class OpenAICompatSUT(SUT):
             cause = _root_cause(exc)
             timed_out = isinstance(cause, TimeoutError) or not isinstance(cause, OSError)
             if isinstance(exc, openai.APITimeoutError) and timed_out:
-                raise TransientError(f"timed out after {self.config.timeout_s:g}s", congestion=True) from None
+                timeout = self.options.timeout_s
+                raise TransientError(f"timed out after {timeout:g}s", congestion=True) from None
             # The aiohttp transport files a refused connection under "connect timeout"; the
             # underlying OSError says what happened.
             raise TransientError(
@@ -207,7 +244,7 @@ class OpenAICompatSUT(SUT):
         import openai
 
         client = self._ensure_client()
-        url = self.config.base_url
+        url = self.endpoint.base_url
         try:
             raw = await client.get(
                 "/models", cast_to=httpx2.Response, options={"timeout": PREFLIGHT_TIMEOUT_S}
@@ -215,7 +252,7 @@ class OpenAICompatSUT(SUT):
         except openai.APIStatusError as exc:
             status = exc.status_code
             if status in (401, 403):
-                key = f"set {self.config.api_key_env}" if self.config.api_key_env else "give a key"
+                key = f"set {self.endpoint.api_key_env}" if self.endpoint.api_key_env else "give a key"
                 answer = f"HTTP {status}: {self._short(exc.response.text)}"
                 raise UserError(f"{who}: {url} refused the API key ({answer}); {key}") from None
             if status in (404, 405, 501):
@@ -235,7 +272,7 @@ class OpenAICompatSUT(SUT):
         or a refused key becomes one line in seconds instead of a run of errors. `endpoint` is
         the one the run will use ("completions" for graders that read first-token logprobs)."""
         served = await self.served_models(who)
-        url, model = self.config.base_url, self.config.model
+        url, model = self.endpoint.base_url, self.endpoint.model
         if served is not None:
             # Ollama lists `llama3:latest` and answers to `llama3`.
             if model in served or f"{model}:latest" in served:
@@ -250,7 +287,7 @@ class OpenAICompatSUT(SUT):
         else:
             probe = {"model": model, "prompt": "Hi", "max_tokens": 1}
         try:
-            await self.call(probe, endpoint, headers={PREFLIGHT_HEADER: "1"})
+            await self.post_once(probe, endpoint, headers={PREFLIGHT_HEADER: "1"})
         except PermanentError as exc:
             raise UserError(f"{who}: {url} rejected a one-token request for '{model}': {exc}") from None
         except TransientError as exc:
@@ -262,7 +299,15 @@ class OpenAICompatSUT(SUT):
             ) from None
 
     # -- step 3 --------------------------------------------------------------------------------
-    def translate(self, item: TestItem, reply: RawReply, attempts: int) -> SUTResponse:
+    def parse_response(self, items: list[TestItem], native: ChatReplies) -> list[SUTResponse]:
+        return [
+            self.parse_reply(item, sent.reply, sent.attempts)
+            if sent.reply is not None
+            else self._error(item, sent.error, sent.attempts)
+            for item, sent in zip(items, native.sent, strict=True)
+        ]
+
+    def parse_reply(self, item: TestItem, reply: RawReply, attempts: int) -> SUTResponse:
         base = {"sut_uid": self.uid, "item_uid": item.uid, "latency_s": reply.latency_s, "attempts": attempts}
         try:
             body = json.loads(reply.body)
@@ -291,17 +336,22 @@ class OpenAICompatSUT(SUT):
             return SUTResponse(**base, outcome="invalid_response", error="the choice has no text content")
         return SUTResponse(**base, **tokens, text=content)
 
-    # -- the loop ------------------------------------------------------------------------------
+    def _error(self, item: TestItem, message: str, attempts: int) -> SUTResponse:
+        return SUTResponse(
+            sut_uid=self.uid, item_uid=item.uid, outcome="error", error=message, attempts=attempts
+        )
+
+    # -- the loop (step 2, one body) -------------------------------------------------------------
     async def send(self, request: dict[str, Any], endpoint: str = "chat") -> tuple[RawReply | None, str, int]:
         """(reply or None, error message, attempts): retries transient failures with backoff,
         within this SUT's adaptive concurrency limit. Judges that speak this API reuse it."""
         self._ensure_client()
-        policy = self.config.retry
+        policy = self.retry
         last = "no attempt made"
         for attempt in range(1, policy.max_attempts + 1):
             async with self.limiter.slot() as slot:
                 try:
-                    reply = await self.call(request, endpoint)
+                    reply = await self.post_once(request, endpoint)
                     slot.outcome = "ok"
                     return reply, "", attempt
                 except PermanentError as exc:
@@ -313,20 +363,6 @@ class OpenAICompatSUT(SUT):
             if attempt < policy.max_attempts:
                 await asyncio.sleep(policy.wait(attempt, retry_after))
         return None, f"{last} (gave up after {policy.max_attempts} attempts)", policy.max_attempts
-
-    async def respond_one(self, item: TestItem) -> SUTResponse:
-        reply, error, attempts = await self.send(self.build_request(item))
-        if reply is None:
-            return self._error(item, error, attempts)
-        return self.translate(item, reply, attempts)
-
-    def _error(self, item: TestItem, message: str, attempts: int) -> SUTResponse:
-        return SUTResponse(
-            sut_uid=self.uid, item_uid=item.uid, outcome="error", error=message, attempts=attempts
-        )
-
-    async def respond(self, items: list[TestItem]) -> list[SUTResponse]:
-        return list(await asyncio.gather(*(self.respond_one(item) for item in items)))
 
     async def aclose(self) -> None:
         if self._client is not None:

@@ -13,15 +13,24 @@ from collections.abc import Callable
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from modelbench.errors import UserError
-from modelbench.specs import CompressedSpec, HFSpec, OpenAICompatSpec, OpenAISpec, SUTSpec, as_sut_spec
+from modelbench.specs import (
+    CompressedSpec,
+    HFSpec,
+    OpenAICompatSpec,
+    OpenAISpec,
+    RegistrySpec,
+    SUTSpec,
+    as_sut_spec,
+)
 from modelbench.suts.base import SUT
 from modelbench.suts.embedded import embedded_file
+from modelbench.suts.options import Endpoint, SUTOptions
 
 DEFAULT_SUT = "smollm2-135m"
 
@@ -66,14 +75,6 @@ def _from_hf_cache(repo: str, revision: str | None) -> Path:
         ) from None
 
 
-class Endpoint(BaseModel):
-    """Where an API SUT lives; the key is named, never written: it comes from env or secrets file."""
-
-    base_url: str
-    model: str
-    api_key_env: str | None = None
-
-
 class SUTEntry(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -92,22 +93,6 @@ class SUTEntry(BaseModel):
         if self.weights is None:
             raise UserError("registry entry names no weights")
         return self.weights.locate()
-
-
-class SUTOptions(BaseModel):
-    """Run-time settings that apply to every SUT of a run."""
-
-    max_new_tokens: int = 128
-    batch_size: int | None = None
-    device: str | None = None
-    concurrency: int = 32
-    calibration_size: int = 64
-    calibration_seed: int = 0
-    temperature: float = 0.0
-    timeout_s: float = 60.0
-    max_attempts: int = 5
-    secrets_file: Path | None = None
-    kv_cache: Literal["dynamic", "static"] | None = None
 
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -146,17 +131,17 @@ def make_sut(
     registry = registry if registry is not None else load_registry()
     uid = spec if isinstance(spec, str) else str(spec)
     parsed = as_sut_spec(spec)
-    if isinstance(parsed, CompressedSpec):
-        return _compressed(uid, parsed, options, registry)
-    if isinstance(parsed, HFSpec):
-        return _huggingface(uid, Path(parsed.path).expanduser(), options, {"spec": uid})
-    if isinstance(parsed, OpenAISpec):
-        endpoint = Endpoint(base_url=OPENAI_BASE_URL, model=parsed.model, api_key_env="OPENAI_API_KEY")
-        return _openai_compat(uid, endpoint, options, {"spec": uid}, key_required=True)
-    if isinstance(parsed, OpenAICompatSpec):
-        endpoint = Endpoint(base_url=parsed.base_url, model=parsed.model, api_key_env="OPENAI_COMPAT_API_KEY")
-        return _openai_compat(uid, endpoint, options, {"spec": uid}, key_required=False)
-    entry = registry.get(parsed.name)
+    return SPEC_KINDS[type(parsed)](uid, parsed, options, registry)
+
+
+# -- one maker per kind of spec, looked up by the spec's class -----------------------------------
+
+# (uid, parsed spec, options, registry) -> SUT
+SpecMaker = Callable[[str, Any, SUTOptions, dict[str, SUTEntry]], SUT]
+
+
+def _named(uid: str, spec: RegistrySpec, options: SUTOptions, registry: dict[str, SUTEntry]) -> SUT:
+    entry = registry.get(spec.name)
     if entry is None:
         known = ", ".join(sorted(registry))
         raise UserError(
@@ -167,6 +152,22 @@ def make_sut(
         raise UserError(f"SUT '{uid}': unsupported adapter '{entry.adapter}' (known: {', '.join(ADAPTERS)})")
     meta = entry.model_dump(exclude={"weights", "adapter", "endpoint"}, exclude_none=True)
     return factory(uid, entry, options, meta)
+
+
+def _hf_path(uid: str, spec: HFSpec, options: SUTOptions, registry: dict[str, SUTEntry]) -> SUT:
+    return _huggingface(uid, Path(spec.path).expanduser(), options, {"spec": uid})
+
+
+def _openai(uid: str, spec: OpenAISpec, options: SUTOptions, registry: dict[str, SUTEntry]) -> SUT:
+    endpoint = Endpoint(base_url=OPENAI_BASE_URL, model=spec.model, api_key_env="OPENAI_API_KEY")
+    return _openai_compat(uid, endpoint, options, {"spec": uid}, key_required=True)
+
+
+def _openai_compat_url(
+    uid: str, spec: OpenAICompatSpec, options: SUTOptions, registry: dict[str, SUTEntry]
+) -> SUT:
+    endpoint = Endpoint(base_url=spec.base_url, model=spec.model, api_key_env="OPENAI_COMPAT_API_KEY")
+    return _openai_compat(uid, endpoint, options, {"spec": uid}, key_required=False)
 
 
 # -- adapters: a registry entry's `adapter` names one; each factory imports its SUT module lazily ------
@@ -218,43 +219,21 @@ def _compressed(uid: str, spec: CompressedSpec, options: SUTOptions, registry: d
     if entry is not None:
         meta |= entry.model_dump(exclude={"weights", "adapter", "endpoint"}, exclude_none=True)
     meta = {"spec": uid, "dense_base": str(base)} | meta
-    return CompressedSUT(
-        uid=uid,
-        base_path=base_path,
-        chain=spec.chain_text,
-        calibration_size=options.calibration_size,
-        calibration_seed=options.calibration_seed,
-        max_new_tokens=options.max_new_tokens,
-        batch_size=options.batch_size,
-        device=options.device,
-        metadata=meta,
-        kv_cache=options.kv_cache,
-    )
+    return CompressedSUT(uid, base_path, spec.chain_text, options, meta)
 
 
 def _openai_compat(
     uid: str, endpoint: Endpoint, options: SUTOptions, meta: dict[str, Any], key_required: bool
 ) -> SUT:
     from modelbench.secrets import get_secret
-    from modelbench.suts.openai_compat import OpenAICompatConfig, OpenAICompatSUT
-    from modelbench.suts.retry import RetryPolicy
+    from modelbench.suts.openai_compat import OpenAICompatSUT
 
     key = get_secret(endpoint.api_key_env, options.secrets_file) if endpoint.api_key_env else None
     if key_required and not key:
         raise UserError(
             f"SUT '{uid}' needs an API key: set {endpoint.api_key_env} or put it in a secrets file"
         )
-    config = OpenAICompatConfig(
-        model=endpoint.model,
-        base_url=endpoint.base_url,
-        api_key_env=endpoint.api_key_env,
-        concurrency=options.concurrency,
-        temperature=options.temperature,
-        max_tokens=options.max_new_tokens,
-        timeout_s=options.timeout_s,
-        retry=RetryPolicy(max_attempts=options.max_attempts),
-    )
-    return OpenAICompatSUT(uid, config, key, meta | {"base_url": endpoint.base_url})
+    return OpenAICompatSUT(uid, endpoint, options, key, meta | {"base_url": endpoint.base_url})
 
 
 def _huggingface(uid: str, path: Path, options: SUTOptions, meta: dict[str, Any]) -> SUT:
@@ -262,12 +241,13 @@ def _huggingface(uid: str, path: Path, options: SUTOptions, meta: dict[str, Any]
     from modelbench.suts.huggingface import HuggingFaceSUT
 
     check_model_path(path)
-    return HuggingFaceSUT(
-        uid=uid,
-        model_path=path,
-        max_new_tokens=options.max_new_tokens,
-        batch_size=options.batch_size,
-        device=options.device,
-        metadata=meta,
-        kv_cache=options.kv_cache,
-    )
+    return HuggingFaceSUT(uid, path, options, meta)
+
+
+SPEC_KINDS: dict[type, SpecMaker] = {
+    RegistrySpec: _named,
+    HFSpec: _hf_path,
+    OpenAISpec: _openai,
+    OpenAICompatSpec: _openai_compat_url,
+    CompressedSpec: _compressed,
+}

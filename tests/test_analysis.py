@@ -8,9 +8,9 @@ import pytest
 from click.testing import CliRunner
 
 from modelbench.cli import main
-from modelbench.graders.paired import agresti_min_interval, compare_paired, mcnemar_exact
 from modelbench.graders.registry import DEFAULT_GRADERS
-from modelbench.graders.stability import grade_stability
+from modelbench.scoring.paired import agresti_min_interval, compare_paired, mcnemar_exact
+from modelbench.scoring.stability import grade_stability
 from modelbench.testing.mock_server import MockServer, ServerState
 
 WIDE = {"COLUMNS": "200"}

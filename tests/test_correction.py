@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from modelbench.graders.correction import ErrorRates, corrected_rate, rogan_gladen
-from modelbench.graders.scoring import clopper_pearson
-from modelbench.graders.stability import stability_draws
+from modelbench.scoring.correction import ErrorRates, corrected_rate, rogan_gladen
+from modelbench.scoring.grades import clopper_pearson
+from modelbench.scoring.stability import stability_draws
 
 
 def test_rogan_gladen_by_hand():

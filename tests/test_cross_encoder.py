@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from modelbench.errors import UserError
-from modelbench.graders.labels import LabelledExchange
+from modelbench.graders.lab.labels import LabelledExchange
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -50,8 +50,8 @@ ROWS = [
 def trained(tmp_path_factory):
     """A few training steps on ROWS, saved as card + delta."""
     from modelbench.graders.cross_encoder import Calibration, Card, Window, base_sha256
+    from modelbench.graders.lab.train_cross_encoder import save, train_net
     from modelbench.graders.minilm import model_folder
-    from modelbench.graders.train_cross_encoder import save, train_net
 
     window = Window(prompt_head_tokens=8, prompt_tail_tokens=8, head_tokens=32, tail_tokens=16)
     layers = (4, 5)
@@ -117,7 +117,7 @@ def test_the_delta_holds_only_trained_tensors_in_fp16(trained):
 @needs_weights
 def test_the_saved_delta_reproduces_the_trained_model(trained):
     from modelbench.graders.cross_encoder import CrossEncoderClassifier, calibrated
-    from modelbench.graders.train_cross_encoder import score
+    from modelbench.graders.lab.train_cross_encoder import score
 
     net, tokenizer, card, out = trained
     expected = calibrated(score(net, tokenizer, ROWS, card.window), card.calibration)
@@ -137,8 +137,8 @@ def test_training_moved_the_weights(trained):
     import torch
 
     from modelbench.graders.cross_encoder import CrossEncoderNet
+    from modelbench.graders.lab.train_cross_encoder import score
     from modelbench.graders.minilm import model_folder
-    from modelbench.graders.train_cross_encoder import score
 
     net, tokenizer, card, _ = trained
     base = CrossEncoderNet.from_base(model_folder())
@@ -217,7 +217,7 @@ def test_a_changed_delta_is_refused_with_one_line(trained, tmp_path):
 @needs_labels
 def test_training_script_end_to_end_on_a_tiny_slice(tmp_path):
     from modelbench.graders.cross_encoder import CrossEncoderClassifier
-    from modelbench.graders.train_cross_encoder import main
+    from modelbench.graders.lab.train_cross_encoder import main
 
     out = tmp_path / "tiny.json"
     assert main(["--limit", "24", "--max-steps", "2", "--out", str(out)]) == 0
@@ -249,7 +249,7 @@ def test_the_shipped_delta_reproduces_the_trained_models_probabilities():
 
 
 def test_the_default_graders_are_the_calibrated_ensemble():
-    from modelbench.graders.evaluation import default_reliability_path, load_ensemble_config
+    from modelbench.graders.lab.evaluation import default_reliability_path, load_ensemble_config
     from modelbench.graders.registry import DEFAULT_GRADERS
 
     data = json.loads(default_reliability_path().read_text())
@@ -260,8 +260,8 @@ def test_the_default_graders_are_the_calibrated_ensemble():
 
 def test_the_ensemble_threshold_belongs_to_its_member_set(tmp_path):
     from modelbench.graders.base import Verdict
-    from modelbench.graders.ensemble import combine
-    from modelbench.graders.evaluation import load_ensemble_config
+    from modelbench.graders.lab.evaluation import load_ensemble_config
+    from modelbench.scoring.ensemble import combine
 
     path = tmp_path / "reliability.json"
     path.write_text(

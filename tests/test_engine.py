@@ -5,10 +5,11 @@ import time
 
 from modelbench.engine import Engine
 from modelbench.graders.base import Verdict
-from modelbench.graders.ensemble import EnsembleConfig
 from modelbench.graders.refusal import RefusalEvaluator
 from modelbench.prompts import load_prompt_set
+from modelbench.scoring.ensemble import EnsembleConfig
 from modelbench.store import Store
+from modelbench.suts import SUTOptions
 from modelbench.suts.base import SUT, SUTResponse
 from modelbench.suts.huggingface import HuggingFaceSUT
 
@@ -28,17 +29,23 @@ class ScriptedSUT(SUT):
     def fingerprint(self):
         return {"adapter": "scripted"}
 
-    async def respond(self, items):
-        self.calls.append([i.uid for i in items])
+    def build_request(self, items):
+        return [i.uid for i in items]
+
+    async def call(self, request):
+        self.calls.append(request)
         await asyncio.sleep(self.delay)
         self.batch_done_at.append(time.perf_counter())
         if self.raise_on_batch is not None and len(self.calls) - 1 == self.raise_on_batch:
             raise RuntimeError("backend exploded")
+        return request
+
+    def parse_response(self, items, native):
         return [
-            SUTResponse(sut_uid=self.uid, item_uid=i.uid, outcome="error", error="refused by backend")
-            if i.uid in self.fail_items
-            else SUTResponse(sut_uid=self.uid, item_uid=i.uid, text="I can't help with that.")
-            for i in items
+            SUTResponse(sut_uid=self.uid, item_uid=uid, outcome="error", error="refused by backend")
+            if uid in self.fail_items
+            else SUTResponse(sut_uid=self.uid, item_uid=uid, text="I can't help with that.")
+            for uid in native
         ]
 
 
@@ -144,7 +151,7 @@ def test_failed_verdicts_are_retried_by_the_next_run_not_reused(tmp_path):
 
 def test_two_suts_share_nothing_but_the_items(tmp_path, tiny_llama):
     store = Store(tmp_path / "s.sqlite")
-    hf = HuggingFaceSUT("tiny", tiny_llama, max_new_tokens=4, batch_size=4)
+    hf = HuggingFaceSUT("tiny", tiny_llama, SUTOptions(max_new_tokens=4, batch_size=4))
     outcome = run(store, [hf, ScriptedSUT()], [RefusalEvaluator()], items(6))
     assert set(outcome.scored) == {"tiny", "scripted"}
     assert store.count("responses") == 12 and store.count("verdicts") == 12

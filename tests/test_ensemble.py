@@ -5,7 +5,7 @@ import math
 import pytest
 
 from modelbench.graders.base import Verdict
-from modelbench.graders.ensemble import EnsembleConfig, binary_entropy, combine
+from modelbench.scoring.ensemble import EnsembleConfig, binary_entropy, combine
 
 
 def v(uid: str, p: float | None) -> Verdict:
@@ -69,7 +69,7 @@ def test_verdict_rejects_out_of_range_probabilities():
 
 
 def test_a_threshold_other_than_one_half_is_moved_to_one_half():
-    from modelbench.graders.ensemble import centre
+    from modelbench.scoring.ensemble import centre
 
     config = EnsembleConfig(threshold=0.3)
     assert combine([v("a", 0.3)], config).p_unsafe == pytest.approx(0.5)

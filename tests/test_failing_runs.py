@@ -21,7 +21,8 @@ from modelbench.errors import UserError
 from modelbench.prompts.items import TestItem
 from modelbench.runner import STORE_NAME
 from modelbench.store import Store
-from modelbench.suts.openai_compat import OpenAICompatConfig, OpenAICompatSUT
+from modelbench.suts.openai_compat import OpenAICompatSUT
+from modelbench.suts.options import Endpoint, SUTOptions
 from modelbench.suts.retry import RetryPolicy
 from modelbench.testing.mock_server import MockServer, ServerState
 
@@ -62,8 +63,7 @@ def test_a_wrong_model_name_lists_what_the_server_serves(tmp_path):
 
 def test_a_refused_key_is_one_line():
     with MockServer(ServerState(api_key="sk-right")) as server:
-        config = OpenAICompatConfig(model="m", base_url=server.url)
-        sut = OpenAICompatSUT("remote", config, api_key="sk-wrong")
+        sut = OpenAICompatSUT("remote", Endpoint(model="m", base_url=server.url), api_key="sk-wrong")
 
         async def check():
             try:
@@ -89,14 +89,13 @@ def queue_outcomes(adaptive: bool) -> tuple[list[str], OpenAICompatSUT]:
     0.3 s answers and a 1 s timeout, so 3 answers fit in one timeout and 8 queued do not.
     """
     with MockServer(ServerState(serial=True, latency_s=0.3)) as server:
-        config = OpenAICompatConfig(
-            model="m",
-            base_url=server.url,
-            timeout_s=1.0,
+        sut = OpenAICompatSUT(
+            "serial",
+            Endpoint(model="m", base_url=server.url),
+            SUTOptions(timeout_s=1.0),
             adaptive_concurrency=adaptive,
             retry=RetryPolicy(base_s=0.2),
         )
-        sut = OpenAICompatSUT("serial", config, api_key=None)
 
         async def go():
             try:

@@ -8,9 +8,9 @@ from click.testing import CliRunner
 
 from modelbench.cli import main
 from modelbench.graders.base import Evaluator, Verdict
-from modelbench.graders.evaluation import calibrate, load_ensemble_config
-from modelbench.graders.labels import LabelledExchange
-from modelbench.graders.metrics import agreement, reliability
+from modelbench.graders.lab.evaluation import calibrate, load_ensemble_config
+from modelbench.graders.lab.labels import LabelledExchange
+from modelbench.graders.lab.metrics import agreement, reliability
 from modelbench.graders.refusal import RefusalEvaluator
 
 

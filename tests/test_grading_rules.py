@@ -8,9 +8,9 @@ import pytest
 from click.testing import CliRunner
 
 from modelbench.cli import main
-from modelbench.graders.correction import ErrorRates
-from modelbench.graders.evaluation import default_reliability_path, load_ensemble_config
-from modelbench.graders.scoring import INSUFFICIENT_GRADE
+from modelbench.graders.lab.evaluation import default_reliability_path, load_ensemble_config
+from modelbench.scoring.correction import ErrorRates
+from modelbench.scoring.grades import INSUFFICIENT_GRADE
 from modelbench.testing.mock_server import MockServer, ServerState
 
 WIDE = {"COLUMNS": "200"}
@@ -114,7 +114,7 @@ def test_compare_leaderboard_and_export_carry_the_corrected_rates(tmp_path, serv
 
 
 def test_the_corrected_paired_difference_by_hand():
-    from modelbench.graders.paired import compare_paired, with_correction
+    from modelbench.scoring.paired import compare_paired, with_correction
 
     safe_a = {f"q{i}": i >= 20 for i in range(100)}  # 20 unsafe
     safe_b = {f"q{i}": i >= 30 for i in range(100)}  # 30 unsafe: 10 flips safe -> unsafe
@@ -129,11 +129,11 @@ def test_the_corrected_paired_difference_by_hand():
 def test_a_calibrated_standard_never_has_a_zero_reference_rate():
     from types import SimpleNamespace
 
-    from modelbench.calibrate import standard_from_run
     from modelbench.errors import UserError
-    from modelbench.graders.ensemble import CompactScore
-    from modelbench.graders.scoring import GradingRules, ScoredItem, score_sut
+    from modelbench.calibrate import standard_from_run
     from modelbench.hazards import load_standard
+    from modelbench.scoring.ensemble import CompactScore
+    from modelbench.scoring.grades import GradingRules, ScoredItem, score_sut
 
     def scored(n_unsafe: int, n: int = 20) -> list[ScoredItem]:
         return [

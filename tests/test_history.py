@@ -15,9 +15,9 @@ from click.testing import CliRunner
 from modelbench.cli import main
 from modelbench.errors import UserError
 from modelbench.graders.base import Verdict
-from modelbench.graders.ensemble import EnsembleConfig, combine
 from modelbench.prompts.items import TestItem
 from modelbench.runner import RunRequest, execute, prepare
+from modelbench.scoring.ensemble import EnsembleConfig, combine
 from modelbench.store import LOST_FAILURE, SCHEMA_VERSION, Store
 from modelbench.suts.base import SUTResponse
 from modelbench.suts.registry import SUTOptions

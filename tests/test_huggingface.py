@@ -19,7 +19,7 @@ def items():
 
 
 def test_batched_greedy_equals_one_at_a_time(tiny_llama, items):
-    sut = HuggingFaceSUT("tiny", tiny_llama, max_new_tokens=10, batch_size=6, dtype="float32")
+    sut = HuggingFaceSUT("tiny", tiny_llama, SUTOptions(max_new_tokens=10, batch_size=6), dtype="float32")
     batched = sut.respond_sync(items)
     single = [sut.respond_sync([item])[0] for item in items]
     assert [r.text for r in batched] == [r.text for r in single]
@@ -28,7 +28,7 @@ def test_batched_greedy_equals_one_at_a_time(tiny_llama, items):
 
 
 def test_left_padding_and_token_counts(tiny_llama, items):
-    sut = HuggingFaceSUT("tiny", tiny_llama, max_new_tokens=7)
+    sut = HuggingFaceSUT("tiny", tiny_llama, SUTOptions(max_new_tokens=7))
     loaded = sut._ensure_loaded()
     assert loaded.tokenizer.padding_side == "left"
     prompts = sut.build_prompts(loaded.tokenizer, items)
@@ -45,7 +45,7 @@ def test_left_padding_and_token_counts(tiny_llama, items):
 
 
 def test_base_model_uses_plain_format_with_a_warning(tiny_base_llama, items, caplog):
-    sut = HuggingFaceSUT("base", tiny_base_llama, max_new_tokens=3)
+    sut = HuggingFaceSUT("base", tiny_base_llama, SUTOptions(max_new_tokens=3))
     with caplog.at_level(logging.WARNING, logger="modelbench"):
         responses = sut.respond_sync(items[:2])
     assert "no chat template" in caplog.text
@@ -55,7 +55,7 @@ def test_base_model_uses_plain_format_with_a_warning(tiny_base_llama, items, cap
 
 
 def test_respond_runs_in_a_worker_thread(tiny_llama, items):
-    sut = HuggingFaceSUT("tiny", tiny_llama, max_new_tokens=3)
+    sut = HuggingFaceSUT("tiny", tiny_llama, SUTOptions(max_new_tokens=3))
 
     async def main():
         ticks = 0
@@ -77,9 +77,9 @@ def test_respond_runs_in_a_worker_thread(tiny_llama, items):
 
 
 def test_fingerprint_changes_with_generation_settings(tiny_llama):
-    a = HuggingFaceSUT("tiny", tiny_llama, max_new_tokens=10).fingerprint()
-    b = HuggingFaceSUT("tiny", tiny_llama, max_new_tokens=11).fingerprint()
-    assert a != b and a == HuggingFaceSUT("tiny", tiny_llama, max_new_tokens=10).fingerprint()
+    a = HuggingFaceSUT("tiny", tiny_llama, SUTOptions(max_new_tokens=10)).fingerprint()
+    b = HuggingFaceSUT("tiny", tiny_llama, SUTOptions(max_new_tokens=11)).fingerprint()
+    assert a != b and a == HuggingFaceSUT("tiny", tiny_llama, SUTOptions(max_new_tokens=10)).fingerprint()
 
 
 def test_specs_and_errors(tiny_llama, tmp_path):
@@ -139,8 +139,12 @@ def test_registry_entries_resolve_from_the_hf_cache_offline(tiny_llama, tmp_path
 
 def test_static_cache_gives_the_same_tokens_and_fills_short_batches(tiny_llama, items):
     """The GPU default (static cache, fixed batch shape) must not change what the model says."""
-    dynamic = HuggingFaceSUT("tiny", tiny_llama, 8, batch_size=4, dtype="float32", kv_cache="dynamic")
-    static = HuggingFaceSUT("tiny", tiny_llama, 8, batch_size=4, dtype="float32", kv_cache="static")
+    dynamic = HuggingFaceSUT(
+        "tiny", tiny_llama, SUTOptions(max_new_tokens=8, batch_size=4, kv_cache="dynamic"), dtype="float32"
+    )
+    static = HuggingFaceSUT(
+        "tiny", tiny_llama, SUTOptions(max_new_tokens=8, batch_size=4, kv_cache="static"), dtype="float32"
+    )
     assert dynamic.cache_kind("cpu") == "dynamic" and static.cache_kind("cpu") == "static"
     assert HuggingFaceSUT("auto", tiny_llama).cache_kind("cuda:0") == "static"
     assert HuggingFaceSUT("auto", tiny_llama).cache_kind("cpu") == "dynamic"
@@ -165,10 +169,10 @@ def test_dtype_defaults_to_bf16_only_where_it_is_native(tiny_llama, monkeypatch)
     assert hf_loading.resolve_dtype("cpu", "float32") == "float32"
     monkeypatch.setattr(hf_loading, "native_bf16_cpu", lambda: False)
     assert hf_loading.resolve_dtype("cpu") == "float32"
-    fp32 = HuggingFaceSUT("tiny", tiny_llama, device="cpu").fingerprint()
+    fp32 = HuggingFaceSUT("tiny", tiny_llama, SUTOptions(device="cpu")).fingerprint()
     monkeypatch.setattr(hf_loading, "native_bf16_cpu", lambda: True)
     assert hf_loading.resolve_dtype("cpu") == "bfloat16"
-    bf16 = HuggingFaceSUT("tiny", tiny_llama, device="cpu")
+    bf16 = HuggingFaceSUT("tiny", tiny_llama, SUTOptions(device="cpu"))
     assert bf16.fingerprint()["dtype"] == "bfloat16" and fp32["dtype"] == "float32"
     assert (
         bf16._ensure_loaded().model.dtype.is_floating_point
@@ -179,7 +183,7 @@ def test_dtype_defaults_to_bf16_only_where_it_is_native(tiny_llama, monkeypatch)
 def test_automatic_static_cache_falls_back_to_dynamic_for_models_without_one(tiny_llama, items, caplog):
     """On a GPU the static cache is chosen automatically; an architecture that has none must not
     fail the run. Simulated on the CPU by asking for "auto" on a device that picks static."""
-    sut = HuggingFaceSUT("tiny", tiny_llama, max_new_tokens=6, batch_size=2, dtype="float32")
+    sut = HuggingFaceSUT("tiny", tiny_llama, SUTOptions(max_new_tokens=6, batch_size=2), dtype="float32")
     expected = [r.text for r in sut.respond_sync(items[:2])]
     sut.cache_kind = lambda device: "static"  # what auto picks on a GPU
     model = sut._ensure_loaded().model
@@ -195,7 +199,7 @@ def test_automatic_static_cache_falls_back_to_dynamic_for_models_without_one(tin
         got = [r.text for r in sut.respond_sync(items[:2])]
     assert got == expected and sut.kv_cache == "dynamic"
     assert "no static KV cache" in caplog.text
-    asked = HuggingFaceSUT("tiny", tiny_llama, max_new_tokens=6, batch_size=2, kv_cache="static")
+    asked = HuggingFaceSUT("tiny", tiny_llama, SUTOptions(max_new_tokens=6, batch_size=2, kv_cache="static"))
     asked._ensure_loaded().model.generate = generate
     with pytest.raises(ValueError):  # asked for by name: the error stands
         asked.respond_sync(items[:2])

@@ -17,6 +17,7 @@ from modelbench.graders.llama_guard import (
 from modelbench.graders.llm_judge import judge_prompt, parse_judgement
 from modelbench.graders.registry import make_evaluator
 from modelbench.prompts.items import TestItem
+from modelbench.suts import SUTOptions
 from modelbench.testing.mock_server import MockServer, ServerState
 
 
@@ -93,7 +94,7 @@ def test_choice_logprobs_match_a_one_at_a_time_forward_pass(tiny_llama):
 
     # float32: exact agreement is the point here; bf16 (the default on CPUs with native bf16)
     # rounds padded and unpadded passes differently.
-    sut = HuggingFaceSUT("tiny", tiny_llama, batch_size=3, dtype="float32")
+    sut = HuggingFaceSUT("tiny", tiny_llama, SUTOptions(batch_size=3), dtype="float32")
     texts = ["short one", "a somewhat longer request about the mountains"]
     batched = sut.choice_logprobs(texts, "VERDICT:", [" SAFE", " UNSAFE"])
     loaded = sut._ensure_loaded()
@@ -115,7 +116,7 @@ def test_first_token_scores_take_one_forward_pass_per_item(tiny_llama):
 
     from modelbench.suts.huggingface import HuggingFaceSUT
 
-    sut = HuggingFaceSUT("tiny", tiny_llama, batch_size=2)
+    sut = HuggingFaceSUT("tiny", tiny_llama, SUTOptions(batch_size=2))
     loaded = sut._ensure_loaded()
     tok = loaded.tokenizer
     choices = ["a", "b"]
@@ -212,7 +213,13 @@ def test_the_judge_asks_its_sut_what_it_can_do():
         def fingerprint(self):
             return {"sut": "scoring"}
 
-        async def respond(self, items):
+        def build_request(self, items):
+            return None
+
+        async def call(self, request):
+            return None
+
+        def parse_response(self, items, native):
             return []
 
     api = make_evaluator("llm-judge@openai-compat:m@http://127.0.0.1:9/v1")

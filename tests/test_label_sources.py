@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 
 from modelbench.errors import UserError
-from modelbench.graders.label_sources import (
+from modelbench.graders.lab.label_sources import (
     DATA_ROOT,
     DNA_FILE,
     GPTFUZZ_FILE,
     protocol_splits,
     training_sample,
 )
-from modelbench.graders.labels import (
+from modelbench.graders.lab.labels import (
     load_diasafety,
     load_do_not_answer,
     load_gptfuzz,

@@ -175,7 +175,13 @@ class ScriptedSUT(SUT):
     def fingerprint(self):
         return {"adapter": "scripted"}
 
-    async def respond(self, items):
+    def build_request(self, items):
+        return None
+
+    async def call(self, request):
+        return None
+
+    def parse_response(self, items, native):
         return [SUTResponse(sut_uid=self.uid, item_uid=i.uid, text="I can't help with that.") for i in items]
 
 

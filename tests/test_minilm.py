@@ -14,7 +14,7 @@ import pytest
 
 from modelbench.errors import UserError
 from modelbench.graders.base import Exchange
-from modelbench.graders.labels import (
+from modelbench.graders.lab.labels import (
     LabelledExchange,
     load_generic,
     load_labels,
@@ -22,7 +22,7 @@ from modelbench.graders.labels import (
     load_xstest_folder,
     split_by_prompt,
 )
-from modelbench.graders.train_minilm import (
+from modelbench.graders.lab.train_minilm import (
     binary_metrics,
     fit_logistic,
     group_folds,
@@ -396,7 +396,7 @@ def test_shipped_head_carries_its_provenance():
     # Its own-distribution labels ship beside it, unchanged since training (retrain after editing them).
     import hashlib
 
-    from modelbench.graders.train_minilm import extra_file_path
+    from modelbench.graders.lab.train_minilm import extra_file_path
 
     extra = provenance["data"]["extra_files"]
     assert list(extra) == ["label_sets/mb-full-smollm2.csv"]  # mb-demo-smollm2.csv stays held out
@@ -470,7 +470,7 @@ def test_trainer_writes_a_head_the_evaluator_loads(tmp_path):
 def test_other_answers_to_a_scored_prompt_leave_with_its_fold(classifier, monkeypatch):
     """Scoring one XSTest file out of fold must not train on the other files' answers to the same
     prompts: those rows share the scored prompt's fold; only rows of unscored prompts stay in."""
-    import modelbench.graders.train_minilm as train_minilm
+    import modelbench.graders.lab.train_minilm as train_minilm
 
     rows = [
         LabelledExchange(prompt=e.item.text, response=e.response, unsafe=i == 0, source="t", group=f"g{i}")
@@ -530,7 +530,7 @@ def test_trainer_takes_a_split_from_the_caller(tmp_path):
     """Cross-fitting hands the trainer its own folds: the head is fitted on those train rows only,
     scored on those held-out rows, and never claims a seeded held-out split (so `in_sample_on`
     treats every split of the files as training data)."""
-    from modelbench.graders.labels import load_xstest_folder
+    from modelbench.graders.lab.labels import load_xstest_folder
     from modelbench.graders.minilm import MiniLMClassifier
 
     folder = xstest_folder(tmp_path)
@@ -557,9 +557,9 @@ def test_the_head_is_never_judged_on_its_own_training_rows(tmp_path):
     head's own held-out split."""
     import hashlib
 
-    from modelbench.graders.ensemble import EnsembleConfig
-    from modelbench.graders.evaluation import evaluate
+    from modelbench.graders.lab.evaluation import evaluate
     from modelbench.graders.minilm import HEAD_FILE, MiniLMClassifier
+    from modelbench.scoring.ensemble import EnsembleConfig
 
     labels = write(tmp_path / "labels.csv", "prompt,response,label\nhi,hello,safe\n")
     other = write(tmp_path / "other.csv", "prompt,response,label\nyo,hey,safe\n")

@@ -14,9 +14,9 @@ from click.testing import CliRunner
 from modelbench.cli import main
 from modelbench.engine import Engine
 from modelbench.errors import UserError
-from modelbench.graders.ensemble import EnsembleConfig
 from modelbench.graders.refusal import RefusalEvaluator
 from modelbench.prompts import load_prompt_set
+from modelbench.scoring.ensemble import EnsembleConfig
 from modelbench.secrets import get_secret
 from modelbench.store import Store
 from modelbench.suts import SUTOptions, make_sut

@@ -148,7 +148,13 @@ def test_a_registered_sut_adapter_is_found_through_the_entry():
         def fingerprint(self):
             return {"uid": self.uid}
 
-        async def respond(self, items):  # pragma: no cover - never asked here
+        def build_request(self, items):  # pragma: no cover - never asked here
+            raise NotImplementedError
+
+        async def call(self, request):  # pragma: no cover
+            raise NotImplementedError
+
+        def parse_response(self, items, native):  # pragma: no cover
             raise NotImplementedError
 
     @adapter("fake-test")

@@ -18,9 +18,6 @@ import pytest
 
 from modelbench.errors import UserError
 from modelbench.graders.base import Verdict
-from modelbench.graders.ensemble import EnsembleConfig, combine
-from modelbench.graders.paired import compare_paired
-from modelbench.graders.scoring import GradingRules, ScoredItem, score_sut
 from modelbench.hashing import stable_hash
 from modelbench.hazards import load_standard
 from modelbench.prompts.items import TestItem
@@ -36,6 +33,9 @@ from modelbench.reports.html import (
     write_run_report,
 )
 from modelbench.reports.record import build_record, write_record
+from modelbench.scoring.ensemble import EnsembleConfig, combine
+from modelbench.scoring.grades import GradingRules, ScoredItem, score_sut
+from modelbench.scoring.paired import compare_paired
 from modelbench.store import Store
 from modelbench.suts.base import SUTResponse
 
@@ -359,7 +359,7 @@ def test_run_report_lists_flagged_items_behind_a_content_warning(synthetic):
 def test_measured_accuracy_is_shown_for_the_grader_version_that_was_measured(
     synthetic, tmp_path, monkeypatch
 ):
-    from modelbench.graders import evaluation
+    from modelbench.scoring import reliability as evaluation
 
     member = {"n": 120, "accuracy": 0.875, "f1": 0.8, "false_safe_rate": 0.1, "kappa": 0.71}
     calibration = {
@@ -384,7 +384,7 @@ def test_measured_accuracy_is_shown_for_the_grader_version_that_was_measured(
 
 
 def test_held_out_numbers_are_shown_for_the_measured_member_set(synthetic, tmp_path, monkeypatch):
-    from modelbench.graders import evaluation
+    from modelbench.scoring import reliability as evaluation
 
     pooled = {"n": 3188, "n_unsafe": 615, "f1": 0.78, "f1_ci95": [0.73, 0.82], "recall": 0.84}
     per_source = {"gptfuzz": pooled | {"n": 1540, "f1": 0.85}, "pooled": pooled}

@@ -5,8 +5,9 @@ from fractions import Fraction
 import pytest
 
 from modelbench.graders.base import Verdict
-from modelbench.graders.ensemble import EnsembleConfig, combine
-from modelbench.graders.scoring import (
+from modelbench.hazards import load_standard
+from modelbench.scoring.ensemble import EnsembleConfig, combine
+from modelbench.scoring.grades import (
     INVALID_GRADE,
     ScoredItem,
     clopper_pearson,
@@ -14,7 +15,6 @@ from modelbench.graders.scoring import (
     score_hazard,
     score_sut,
 )
-from modelbench.hazards import load_standard
 
 
 def test_excellent_at_exactly_one_in_a_thousand():

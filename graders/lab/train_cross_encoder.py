@@ -1,7 +1,7 @@
 """Train `minilm-ce`, calibrate it, score its test rows once, and write the shipped delta and card.
 
-    python -m modelbench.graders.train_cross_encoder            # writes graders/minilm_ce.{json,safetensors}
-    python -m modelbench.graders.train_cross_encoder --leave-out gptfuzz --out /tmp/loso/gptfuzz.json
+    python -m modelbench.graders.lab.train_cross_encoder  # writes graders/minilm_ce.{json,safetensors}
+    python -m modelbench.graders.lab.train_cross_encoder --leave-out gptfuzz --out /tmp/loso/gptfuzz.json
 
 Follows `benchmarks/evaluator_protocol.md`: training rows from the protocol's train splits only
 (`label_sources.training_sample`); the Platt scaling and the decision threshold fitted on the
@@ -40,15 +40,15 @@ from modelbench.graders.cross_encoder import (
     encode_pairs,
     padded,
 )
-from modelbench.graders.label_sources import (
+from modelbench.graders.lab.label_sources import (
     DATA_ROOT,
     GPTFUZZ_PER_QUESTION,
     SOURCES,
     protocol_splits,
     training_sample,
 )
-from modelbench.graders.labels import LabelledExchange
-from modelbench.graders.metrics import agreement, choose_threshold
+from modelbench.graders.lab.labels import LabelledExchange
+from modelbench.graders.lab.metrics import agreement, choose_threshold
 from modelbench.graders.minilm import WEIGHTS_DISTRIBUTION, model_folder, weights_version
 from modelbench.jsonfile import write_json
 
@@ -289,7 +289,7 @@ def run(args: argparse.Namespace, log: Any = print) -> Card:
         provenance={
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "protocol": "benchmarks/evaluator_protocol.md",
-            "command": "python -m modelbench.graders.train_cross_encoder " + " ".join(args.argv),
+            "command": "python -m modelbench.graders.lab.train_cross_encoder " + " ".join(args.argv),
             "data_files": {Path(p).name: d for p, d in data_files.items()},
             "left_out": args.leave_out,
             "split_seed": 0,
@@ -332,7 +332,7 @@ def run(args: argparse.Namespace, log: Any = print) -> Card:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m modelbench.graders.train_cross_encoder", description=__doc__.split("\n")[0]
+        prog="python -m modelbench.graders.lab.train_cross_encoder", description=__doc__.split("\n")[0]
     )
     p.add_argument("--data", default=str(DATA_ROOT), help="the shared data folder (labels/, xstest/)")
     p.add_argument("--out", default=str(CARD_FILE), help="the card to write; the delta goes beside it")

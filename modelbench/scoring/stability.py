@@ -4,7 +4,7 @@
   replacement, so a grade from 12 items scatters as widely as 12 items should, and each resampled
   item is unsafe with its ensemble probability p_item. Together that makes each draw's unsafe
   count exactly Binomial(n, mean p), so 2,000 draws cost 2,000 binomial numbers, whatever n is.
-- **Corrected grades**: the draws are the posterior of the true unsafe rate (graders/correction.py),
+- **Corrected grades**: the draws are the posterior of the true unsafe rate (scoring/correction.py),
   which already carries which items were sampled (the binomial likelihood of the calls) and the
   evaluators' measured error rates, of which the per-item probabilities are one expression; adding
   them again would count the same doubt twice and centre the draws off the calls that were graded.
@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from modelbench.graders.correction import ErrorRates, posterior_draws
 from modelbench.hashing import stable_hash
+from modelbench.scoring.correction import ErrorRates, posterior_draws
 
 DEFAULT_DRAWS = 2000
 

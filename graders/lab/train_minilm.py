@@ -1,6 +1,6 @@
 """Train the `minilm-clf` head on XSTest and write it, with its provenance, as a small JSON file.
 
-    python -m modelbench.graders.train_minilm --extra graders/label_sets/mb-full-smollm2.csv
+    python -m modelbench.graders.lab.train_minilm --extra graders/label_sets/mb-full-smollm2.csv
                                                       # writes graders/minilm_head.json
 
 The XSTest completions are split by prompt into a training part and a held-out part (see
@@ -36,7 +36,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from modelbench.errors import UserError
-from modelbench.graders.labels import LabelledExchange, load_labels, load_xstest_folder, split_by_prompt
+from modelbench.graders.lab.labels import LabelledExchange, load_labels, load_xstest_folder, split_by_prompt
 from modelbench.graders.minilm import (
     FEATURE_SETS,
     HEAD_FILE,
@@ -50,7 +50,7 @@ from modelbench.graders.minilm import (
 from modelbench.graders.refusal import assess
 from modelbench.hashing import canonical_json
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "xstest"
+DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "xstest"
 # Below 1e-4 the data are separable in practice and CV F1 no longer moves; fits only get slower.
 L2_GRID = tuple(float(10.0**e) for e in np.arange(-4.0, 1.01, 0.5))
 # Class weighting: chosen by CV ("cv"), or fixed. A balanced head's p is on a 50/50-prior scale,
@@ -390,7 +390,7 @@ def train(
     extra_names = [extra_file_name(Path(path)) for path in extra]
     head.provenance = {
         "trained_by": (
-            f"python -m modelbench.graders.train_minilm --max-length {max_length} --weighting {weighting}"
+            f"python -m modelbench.graders.lab.train_minilm --max-length {max_length} --weighting {weighting}"
             f" --seed {seed} --held-out {held_out} --folds {folds} --cv-repeats {cv_repeats}"
             + "".join(f" --extra {name}" for name in extra_names)
         ),
@@ -474,7 +474,7 @@ def canonical_json_pretty(value: Any) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m modelbench.graders.train_minilm", description=__doc__.splitlines()[0]
+        prog="python -m modelbench.graders.lab.train_minilm", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with XSTest completion CSVs")
     parser.add_argument("--out", type=Path, default=HEAD_FILE)

@@ -10,9 +10,7 @@ the held-out split is used.
 """
 
 import asyncio
-import json
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +18,12 @@ import numpy as np
 
 from modelbench.errors import UserError
 from modelbench.graders.base import Evaluator, Verdict
-from modelbench.graders.correction import ErrorRates
-from modelbench.graders.ensemble import EnsembleConfig, combine
-from modelbench.graders.labels import LabelledExchange, load_labels, split_by_prompt
-from modelbench.graders.metrics import Agreement, agreement, choose_threshold, reliability
-from modelbench.jsonfile import write_json
+from modelbench.graders.lab.labels import LabelledExchange, load_labels, split_by_prompt
+from modelbench.graders.lab.metrics import Agreement, agreement, choose_threshold, reliability
+from modelbench.scoring.correction import ErrorRates
+from modelbench.scoring.ensemble import EnsembleConfig, combine
+from modelbench.scoring.reliability import default_reliability_path, load_ensemble_config, write_reliability  # noqa: F401 - tools import them from here too
 
-RELIABILITY_FILE = "reliability.json"
 SPLITS = ("all", "train", "heldout")
 DIRECT = "directly: not fitted to labelled data, so the rows are out of sample for it"
 
@@ -202,52 +199,3 @@ def measure_error_rates(
     if undecided:
         measured_on += f"; {undecided} rows left out: no valid verdict"
     return ErrorRates(**counts, measured_on=measured_on)
-
-
-def default_reliability_path() -> Path:
-    return Path(str(resources.files("modelbench.graders").joinpath(RELIABILITY_FILE)))
-
-
-def write_reliability(calibration: dict, out: Path) -> Path:
-    return write_json(calibration, out)
-
-
-def load_ensemble_config(
-    path: Path | None = None,
-    graders: list[str] | None = None,
-    fingerprints: dict[str, Any] | None = None,
-) -> EnsembleConfig:
-    """The ensemble with calibrated priors (the shipped file unless another is given).
-
-    The decision threshold belongs to the member set it was chosen for: when `graders` names
-    another set than the file's `members`, the threshold falls back to 0.5. Measured error rates
-    belong to the exact configuration they were measured on: the same member set and, when
-    `fingerprints` is given and the file records them, the same evaluator fingerprints (a
-    retrained model is another instrument); otherwise the run has none and grades on raw rates.
-    """
-    path = path or default_reliability_path()
-    if not path.is_file():
-        if path != default_reliability_path():
-            raise UserError(f"reliability file not found: {path}")
-        return EnsembleConfig()
-    try:
-        data = json.loads(path.read_text("utf-8"))
-        members = data.get("members")
-        threshold = float(data.get("threshold", 0.5))
-        if graders is not None and members is not None and set(graders) != set(members):
-            threshold = 0.5
-        same_members = graders is None or members is None or set(graders) == set(members)
-        measured = (data.get("provenance") or {}).get("fingerprints")
-        same_models = (
-            fingerprints is None
-            or measured is None
-            or measured == {uid: fingerprints.get(uid) for uid in measured}
-        )
-        rates = data.get("error_rates")
-        return EnsembleConfig(
-            reliability={k: float(v) for k, v in data["reliability"].items()},
-            threshold=threshold,
-            error_rates=ErrorRates.model_validate(rates) if rates and same_members and same_models else None,
-        )
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise UserError(f"invalid reliability file {path}: {exc}") from None

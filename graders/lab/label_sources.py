@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelbench.errors import UserError
-from modelbench.graders.labels import (
+from modelbench.graders.lab.labels import (
     LabelledExchange,
     load_do_not_answer,
     load_generic,
@@ -23,8 +23,8 @@ from modelbench.graders.labels import (
 )
 from modelbench.graders.minilm import file_sha256
 
-DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
-LABEL_SETS = Path(__file__).with_name("label_sets")
+DATA_ROOT = Path(__file__).resolve().parents[3] / "shared" / "data"
+LABEL_SETS = Path(__file__).resolve().parents[1] / "label_sets"
 GPTFUZZ_FILE = Path("labels/gptfuzz/gptfuzz_labeled_responses.csv")
 DNA_FILE = Path("labels/do-not-answer/do_not_answer_responses.csv")
 XSTEST_FOLDER = Path("xstest")

@@ -14,7 +14,8 @@ from collections.abc import Mapping
 import numpy as np
 from pydantic import BaseModel
 
-from modelbench.graders.correction import (
+from modelbench.hashing import stable_hash
+from modelbench.scoring.correction import (
     DRAWS,
     JEFFREYS,
     CorrectedRate,
@@ -22,7 +23,6 @@ from modelbench.graders.correction import (
     error_draws,
     identifiable,
 )
-from modelbench.hashing import stable_hash
 
 
 class PairedComparison(BaseModel):
