@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from modelbench.graders.base import Evaluator
-from modelbench.graders.registry import DEFAULT_JUDGE, JUDGE_MAX_TOKENS, evaluator
+from modelbench.graders.registration import evaluator
 from modelbench.specs import (
     LlamaGuardAPISpec,
     LlamaGuardLocalSpec,
@@ -19,6 +19,10 @@ from modelbench.specs import (
     MiniLMClfSpec,
     RefusalSpec,
 )
+
+# The judge `llm-judge` uses without '@SUT', and how long its verdicts may be.
+DEFAULT_JUDGE = "smollm2-135m"
+JUDGE_MAX_TOKENS = 24
 
 
 @evaluator(

@@ -29,6 +29,7 @@ transform is built, in `modelbench.suts.compress`.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -205,10 +206,6 @@ def as_sut_spec(spec: str | SUTSpec) -> SUTSpec:
 
 GRADER_KINDS = ("refusal", "minilm-ce", "minilm-clf", "llm-judge", "llama-guard")
 MINILM_CE_DTYPES = ("float32", "int8")
-GRADER_FORMS = (
-    "refusal, minilm-ce, minilm-ce@int8, minilm-clf, llm-judge, llm-judge@SUT, "
-    "llama-guard@URL, llama-guard@MODEL@URL, llama-guard@PATH"
-)
 LLAMA_GUARD_HELP = "llama-guard needs a backend: llama-guard@http://host:port/v1 or llama-guard@/path"
 
 
@@ -232,7 +229,7 @@ class MiniLMCESpec:
 
     def __post_init__(self) -> None:
         if self.dtype is not None and self.dtype not in MINILM_CE_DTYPES:
-            raise UserError(f"unknown grader '{self}' (known: {GRADER_FORMS})")
+            raise UserError(f"unknown grader '{self}' (known: {grader_forms()})")
 
     def __str__(self) -> str:
         return "minilm-ce" if self.dtype is None else f"minilm-ce@{self.dtype}"
@@ -293,39 +290,122 @@ class LlamaGuardLocalSpec:
         return f"llama-guard@{self.path}"
 
 
+@dataclass(frozen=True)
+class PluginGraderSpec:
+    """`KIND` or `KIND@TARGET` for an evaluator kind registered by a plugin (or a test) without a
+    grammar of its own: the target is kept as written and the evaluator's factory reads it."""
+
+    kind: str
+    target: str | None = None
+
+    def __str__(self) -> str:
+        return self.kind if self.target is None else f"{self.kind}@{self.target}"
+
+
 GraderSpec = (
-    RefusalSpec | MiniLMCESpec | MiniLMClfSpec | LLMJudgeSpec | LlamaGuardAPISpec | LlamaGuardLocalSpec
+    RefusalSpec
+    | MiniLMCESpec
+    | MiniLMClfSpec
+    | LLMJudgeSpec
+    | LlamaGuardAPISpec
+    | LlamaGuardLocalSpec
+    | PluginGraderSpec
 )
+# A kind's grammar: (whole text, target after the first '@' or None) -> spec; raises UserError.
+GraderParser = Callable[[str, str | None], GraderSpec]
+
+
+def _no_target(spec: GraderSpec) -> GraderParser:
+    def parse(text: str, target: str | None) -> GraderSpec:
+        if target is not None:
+            raise UserError(f"unknown grader '{text}' (known: {grader_forms()})")
+        return spec
+
+    return parse
+
+
+def _minilm_ce(text: str, target: str | None) -> GraderSpec:
+    if target is not None and target not in MINILM_CE_DTYPES:
+        raise UserError(f"unknown grader '{text}' (known: {grader_forms()})")
+    return MiniLMCESpec(target)
+
+
+def _llm_judge(text: str, target: str | None) -> GraderSpec:
+    if target is None:
+        return LLMJudgeSpec()
+    if not target:
+        raise UserError(f"'{text}': give a SUT spec after '@' (use llm-judge or llm-judge@SUT)")
+    try:
+        return LLMJudgeSpec(parse_sut_spec(target))
+    except UserError as exc:
+        raise UserError(f"grader '{text}': {exc}") from None
+
+
+def _llama_guard(text: str, target: str | None) -> GraderSpec:
+    if not target:
+        raise UserError(LLAMA_GUARD_HELP)
+    model, at, url = target.rpartition("@")
+    if _is_url(url):
+        if at and not model:
+            raise UserError(f"bad grader spec '{text}' (empty model before '@'; {LLAMA_GUARD_HELP})")
+        return LlamaGuardAPISpec(url, model or None)
+    return LlamaGuardLocalSpec(target)
+
+
+def _plugin(kind: str) -> GraderParser:
+    def parse(text: str, target: str | None) -> GraderSpec:
+        if target == "":
+            raise UserError(f"bad grader spec '{text}' (nothing after '@')")
+        return PluginGraderSpec(kind, target)
+
+    return parse
+
+
+# Kind -> its grammar, in `modelbench list graders` order. The built-in kinds are listed here;
+# `register_grader_kind` adds a plugin's (the evaluator registry calls it for every kind it
+# registers that this table does not know).
+_GRADER_PARSERS: dict[str, GraderParser] = {
+    "refusal": _no_target(RefusalSpec()),
+    "minilm-ce": _minilm_ce,
+    "minilm-clf": _no_target(MiniLMClfSpec()),
+    "llm-judge": _llm_judge,
+    "llama-guard": _llama_guard,
+}
+_BUILTIN_FORMS = (
+    "refusal, minilm-ce, minilm-ce@int8, minilm-clf, llm-judge, llm-judge@SUT, "
+    "llama-guard@URL, llama-guard@MODEL@URL, llama-guard@PATH"
+)
+
+
+def register_grader_kind(kind: str, parser: GraderParser | None = None) -> None:
+    """Teach the grammar a new evaluator kind: `KIND[@TARGET]` parses to `PluginGraderSpec` unless a
+    parser of the kind's own is given. Built-in kinds keep their grammar."""
+    if kind in GRADER_KINDS:
+        return
+    if not kind or "@" in kind or "+" in kind or kind != kind.strip():
+        raise ValueError(f"bad grader kind {kind!r}: a kind is one word without '@' or '+'")
+    _GRADER_PARSERS[kind] = parser or _plugin(kind)
+
+
+def forget_grader_kind(kind: str) -> None:
+    """Undo `register_grader_kind` for a plugin kind (built-in kinds stay)."""
+    if kind not in GRADER_KINDS:
+        _GRADER_PARSERS.pop(kind, None)
+
+
+def grader_forms() -> str:
+    """Every accepted form, for error messages: the built-ins' and any registered plugin kinds'."""
+    plugins = [kind for kind in _GRADER_PARSERS if kind not in GRADER_KINDS]
+    return ", ".join([_BUILTIN_FORMS, *plugins])
 
 
 def parse_grader_spec(text: str) -> GraderSpec:
     """The one reading of a grader spec: `KIND` or `KIND@TARGET`, split at the first '@'."""
     kind, sep, target = text.partition("@")
-    if kind == "refusal" and not sep:
-        return RefusalSpec()
-    if kind == "minilm-ce" and (not sep or target in MINILM_CE_DTYPES):
-        return MiniLMCESpec(target if sep else None)
-    if kind == "minilm-clf" and not sep:
-        return MiniLMClfSpec()
-    if kind == "llm-judge":
-        if not sep:
-            return LLMJudgeSpec()
-        if not target:
-            raise UserError(f"'{text}': give a SUT spec after '@' (use llm-judge or llm-judge@SUT)")
-        try:
-            return LLMJudgeSpec(parse_sut_spec(target))
-        except UserError as exc:
-            raise UserError(f"grader '{text}': {exc}") from None
-    if kind == "llama-guard":
-        if not target:
-            raise UserError(LLAMA_GUARD_HELP)
-        model, at, url = target.rpartition("@")
-        if _is_url(url):
-            if at and not model:
-                raise UserError(f"bad grader spec '{text}' (empty model before '@'; {LLAMA_GUARD_HELP})")
-            return LlamaGuardAPISpec(url, model or None)
-        return LlamaGuardLocalSpec(target)
-    raise UserError(f"unknown grader '{text}' (known: {GRADER_FORMS})")
+    parser = _GRADER_PARSERS.get(kind)
+    if parser is None:
+        raise UserError(f"unknown grader '{text}' (known: {grader_forms()})")
+    return parser(text, target if sep else None)
 
 
 def as_grader_spec(spec: str | GraderSpec) -> GraderSpec:

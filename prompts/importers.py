@@ -13,8 +13,7 @@ from pathlib import Path
 from modelbench.errors import UserError
 from modelbench.hashing import stable_hash
 from modelbench.hazards import load_taxonomy
-from modelbench.prompts.items import TestItem
-from modelbench.prompts.sets import PromptSet
+from modelbench.prompts.items import PromptSet, TestItem
 
 AILUMINATE_COLUMNS = ("release_prompt_id", "prompt_text", "hazard", "persona", "locale")
 # Generic files: the first of these names present in the header fills each field.

@@ -1,4 +1,6 @@
-"""The unit of a benchmark: one prompt for one hazard and persona."""
+"""The unit of a benchmark (one prompt for one hazard and persona) and a named set of them."""
+
+from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict
 
@@ -16,3 +18,15 @@ class TestItem(BaseModel):
     locale: str = "en_US"
     text: str
     source: str
+
+
+@dataclass(frozen=True)
+class PromptSet:
+    """Items under a name: a built-in set (`modelbench.prompts.sets`) or an imported file
+    (`modelbench.prompts.importers`); both build one, so it lives beside the item."""
+
+    name: str
+    description: str
+    items: list[TestItem]
+    # Rows left out of an imported file with --skip-invalid: reason -> count.
+    skipped: dict[str, int] = field(default_factory=dict)

@@ -1,26 +1,17 @@
 """Named prompt sets, and loading a set by name or by path."""
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelbench.errors import UserError
-from modelbench.prompts.items import TestItem
+from modelbench.prompts.importers import import_prompt_file
+from modelbench.prompts.items import PromptSet, TestItem
 from modelbench.prompts.render import V05_PERSONAS, V10_PERSONAS, render_all
 from modelbench.prompts.sampling import stratified_sample
 
 SET_VERSION = "mb-1"
 DEMO_ITEMS_PER_GROUP = 20
 DEFAULT_PROMPT_SET = "mb-demo"
-
-
-@dataclass(frozen=True)
-class PromptSet:
-    name: str
-    description: str
-    items: list[TestItem]
-    # Rows left out of an imported file with --skip-invalid: reason -> count.
-    skipped: dict[str, int] = field(default_factory=dict)
 
 
 def _group(item: TestItem) -> str:
@@ -71,8 +62,6 @@ def load_prompt_set(name_or_path: str, skip_invalid: bool = False) -> PromptSet:
         return PromptSet(name_or_path, description, build())
     path = Path(name_or_path)
     if path.suffix.lower() in {".csv", ".jsonl"} or path.exists():
-        from modelbench.prompts.importers import import_prompt_file
-
         return import_prompt_file(path, skip_invalid=skip_invalid)
     known = ", ".join(BUILTIN_SETS)
     raise UserError(f"unknown prompt set '{name_or_path}' (built in: {known}; or a .csv/.jsonl path)")

@@ -1,0 +1,224 @@
+"""The shape of the package, checked: no import cycles, packages meet through their public faces,
+small modules, and a run that never loads the evaluator lab.
+
+The import graph is read from the source (every `import`, at module level or inside a function,
+since a lazy import closes a cycle as surely as an eager one, only later), plus the names a
+package's `__init__` exports lazily (`_LAZY`).
+"""
+
+import ast
+import json
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# Folder -> the package it installs as (pyproject's package-dir).
+FOLDERS = {
+    "modelbench": "modelbench",
+    "hazards": "modelbench.hazards",
+    "prompts": "modelbench.prompts",
+    "suts": "modelbench.suts",
+    "graders": "modelbench.graders",
+    "reports": "modelbench.reports",
+}
+MAX_LINES = 500
+# The evaluator lab is loaded only by the commands that run it.
+LAB = "modelbench.graders.lab"
+LAB_USERS = {"modelbench.cli.grader_tools"}
+
+
+@dataclass(frozen=True)
+class Module:
+    name: str
+    path: Path
+    is_package: bool
+
+
+def modules() -> dict[str, Module]:
+    found = {}
+    for folder, package in FOLDERS.items():
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            parts = list(path.relative_to(ROOT / folder).with_suffix("").parts)
+            if folder == "modelbench" and parts[0] in FOLDERS:
+                continue  # a stray copy; the folders above are the real ones
+            is_package = parts[-1] == "__init__"
+            name = ".".join([package, *parts[:-1]] if is_package else [package, *parts])
+            found[name] = Module(name, path, is_package)
+    return found
+
+
+def _lazy_exports(tree: ast.Module) -> list[str]:
+    """Module names in a package's `_LAZY = {"name": "module", ...}` table."""
+    for node in tree.body:
+        if isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and t.id == "_LAZY" for t in targets):
+                if isinstance(node.value, ast.Dict):
+                    return [v.value for v in node.value.values if isinstance(v, ast.Constant)]
+    return []
+
+
+def imports(module: Module, known: dict[str, Module]) -> list[tuple[str, int]]:
+    """(imported module, line) for every import of one of our modules, at any depth."""
+    tree = ast.parse(module.path.read_text("utf-8"))
+    package = module.name if module.is_package else module.name.rpartition(".")[0]
+    out: list[tuple[str, int]] = []
+
+    def add(name: str, line: int) -> None:
+        # `from a.b import c` imports a.b, and a.b.c too when c is a module.
+        while name and name not in known:
+            name = name.rpartition(".")[0]
+        if name and name != module.name:
+            out.append((name, line))
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                add(alias.name, node.lineno)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                source = ".".join(base + ([node.module] if node.module else []))
+            else:
+                source = node.module or ""
+            for alias in node.names:
+                full = f"{source}.{alias.name}"
+                add(full if full in known else source, node.lineno)
+    if module.is_package:
+        out += [(name, 0) for name in _lazy_exports(tree) if name in known]
+    return out
+
+
+def graph() -> dict[str, set[str]]:
+    known = modules()
+    return {name: {target for target, _ in imports(m, known)} for name, m in known.items()}
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan), each as a sorted list."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    counter = [0]
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on_stack.add(v)
+        for w in edges.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def package_of(name: str, known: dict[str, Module]) -> str:
+    """The package whose public face a module belongs behind: its innermost package below the
+    root. The root's own modules (errors, store, engine, ...) are each their own face."""
+    parts = name.split(".")
+    for end in range(len(parts), 1, -1):
+        candidate = ".".join(parts[:end])
+        if candidate in known and known[candidate].is_package and candidate != "modelbench":
+            return candidate
+    return name
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycles():
+    found = cycles(graph())
+    assert found == [], "import cycles (each a set of modules that import each other): " + "; ".join(
+        " <-> ".join(c) for c in found
+    )
+
+
+def test_packages_import_each_other_through_their_public_faces():
+    known = modules()
+    deep = []
+    for name, module in known.items():
+        home = package_of(name, known)
+        for target, line in imports(module, known):
+            face = package_of(target, known)
+            inside = face == home or face.startswith(home + ".") or home.startswith(face + ".")
+            if target != face and not inside:
+                deep.append(f"{module.path.relative_to(ROOT)}:{line} imports {target} (use {face})")
+    assert deep == [], "\n".join(deep)
+
+
+def test_no_module_is_over_500_lines():
+    long = {
+        str(m.path.relative_to(ROOT)): n
+        for m in modules().values()
+        if (n := len(m.path.read_text("utf-8").splitlines())) > MAX_LINES
+    }
+    assert long == {}
+
+
+def test_only_the_lab_commands_import_the_lab():
+    known = modules()
+    users = {
+        name
+        for name, module in known.items()
+        if not name.startswith(LAB) and any(target.startswith(LAB) for target, _ in imports(module, known))
+    }
+    assert users <= LAB_USERS, f"the runtime imports the evaluator lab: {sorted(users - LAB_USERS)}"
+
+
+def test_a_run_loads_no_lab_module(tmp_path):
+    """A whole run, in a fresh interpreter: CLI, engine, store, scoring, report."""
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        from click.testing import CliRunner
+        from modelbench.cli import main
+        from modelbench.testing.mock_server import MockServer, ServerState
+        with MockServer(ServerState(record_requests=False)) as server:
+            result = CliRunner().invoke(main, ["run", "--sut", f"openai-compat:m@{{server.url}}",
+                "--graders", "refusal", "--max-items", "12", "--run-dir", {str(tmp_path)!r}])
+        loaded = sorted(m for m in sys.modules if m.startswith("modelbench."))
+        print(json.dumps({{"exit": result.exit_code, "output": result.output, "loaded": loaded}}))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["exit"] == 0, report["output"]
+    assert "modelbench.scoring.grades" in report["loaded"]  # the run did score
+    assert [m for m in report["loaded"] if m.startswith(LAB)] == []
+
+
+@pytest.mark.parametrize("package", sorted(set(FOLDERS.values()) - {"modelbench"}))
+def test_every_public_name_resolves(package):
+    import importlib
+
+    module = importlib.import_module(package)
+    for name in getattr(module, "__all__", []):
+        assert getattr(module, name) is not None, f"{package}.{name}"
