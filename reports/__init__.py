@@ -1,6 +1,43 @@
-"""Outputs of a run: the JSON record and the console summary."""
+"""Outputs of a run: the JSON record, the console summary, and the HTML pages.
+
+The record and the console are imported with the package (the runner needs them); the HTML pages
+(Jinja2 templates) and reading a finished run load on first use of their names.
+"""
+
+from importlib import import_module
+from typing import Any
 
 from modelbench.reports.console import print_errors, print_language_notices, print_scores
-from modelbench.reports.record import build_record, write_record
+from modelbench.reports.record import RECORD_VERSION, RunRecord, build_record, write_record
 
-__all__ = ["build_record", "print_errors", "print_language_notices", "print_scores", "write_record"]
+_LAZY = {
+    "load_record": "modelbench.reports.loading",
+    "load_run": "modelbench.reports.loading",
+    "render_run_report": "modelbench.reports.html",
+    "write_run_report": "modelbench.reports.html",
+    "render_leaderboard": "modelbench.reports.leaderboard",
+    "write_leaderboard": "modelbench.reports.leaderboard",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(_LAZY[name]), name)
+
+
+__all__ = [
+    "RECORD_VERSION",
+    "RunRecord",
+    "build_record",
+    "load_record",
+    "load_run",
+    "print_errors",
+    "print_language_notices",
+    "print_scores",
+    "render_leaderboard",
+    "render_run_report",
+    "write_leaderboard",
+    "write_record",
+    "write_run_report",
+]

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelbench.failures import ErrorGroup
+from modelbench.scoring.correction import ErrorRates
 from modelbench.scoring.grades import SUTScore
 
 # 1: records before versioning. 2: scores carry `corrected` (Rogan-Gladen rate and interval) and
@@ -72,6 +73,15 @@ def build_record(
         errors=errors or [],
         scores=scores,
     )
+
+
+def run_error_rates(config: dict[str, Any]) -> ErrorRates | None:
+    """The measured error rates a run was graded with (its recorded ensemble), if any."""
+    rates = (config.get("ensemble") or {}).get("error_rates")
+    try:
+        return ErrorRates.model_validate(rates) if rates else None
+    except ValueError:
+        return None
 
 
 def write_record(record: RunRecord, folder: Path) -> Path:

@@ -33,6 +33,7 @@ from modelbench.reports.html import (
     write_run_report,
 )
 from modelbench.reports.record import build_record, write_record
+from modelbench.rescore import rebuild_record
 from modelbench.scoring.ensemble import EnsembleConfig, combine
 from modelbench.scoring.grades import GradingRules, ScoredItem, score_sut
 from modelbench.scoring.paired import compare_paired
@@ -434,22 +435,32 @@ def test_injected_markup_and_a_megabyte_response_render_inert(synthetic):
     assert dom.find("section", id="evaluators").parent.tag == "main"
 
 
-def test_report_falls_back_to_the_store_when_record_json_is_gone(synthetic, tmp_path):
+def test_a_run_without_its_record_has_no_report_until_rescore_rebuilds_it(synthetic, tmp_path):
     run_dir = tmp_path / "runs"
     shutil.copytree(synthetic["run_dir"], run_dir)
     (run_dir / "run-2" / "record.json").unlink()
     store = Store(run_dir / "modelbench.sqlite")
     try:
-        record = load_record(store, "run-2").model_dump(mode="json")
-        assert record["reconstructed"]
-        rebuilt = {s["sut_uid"]: s for s in record["scores"]}
+        # Reports never re-score: without a record, one line that names the fix.
+        with pytest.raises(UserError, match="modelbench rescore run-2") as caught:
+            write_run_report(store, "run-2", tmp_path / "nested" / "report.html")
+        assert "\n" not in str(caught.value) and "has no record" in str(caught.value)
+        assert not (tmp_path / "nested").exists()
+        rebuilt = rebuild_record(store, "run-2")
+        record = load_record(store, "run-2").model_dump(mode="json")  # kept in the store
+        assert record == rebuilt.model_dump(mode="json") and record["reconstructed"]
+        by_sut = {s["sut_uid"]: s for s in record["scores"]}
         for original in synthetic["record"]["scores"]:
-            again = rebuilt[original["sut_uid"]]
+            again = by_sut[original["sut_uid"]]
             assert again["overall"]["frac_safe"] == original["overall"]["frac_safe"]
+            assert again["overall"]["grade"] == original["overall"]["grade"]
             assert [h["grade"] for h in again["hazards"]] == [h["grade"] for h in original["hazards"]]
         out = write_run_report(store, "run-2", tmp_path / "nested" / "report.html")
         dom = parse(out.read_text("utf-8"))
         assert "recomputed" in dom.find(cls="notice").text()
+        for original in synthetic["record"]["scores"]:
+            section = dom.find("section", data_sut=original["sut_uid"])
+            assert original["overall"]["grade"] in section.text()
     finally:
         store.close()
 

@@ -9,7 +9,8 @@ small counts where the Wald interval does not.
 """
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel
@@ -116,3 +117,25 @@ def with_correction(
         identifiable=True,
     )
     return result.model_copy(update={"corrected": corrected})
+
+
+def safe_by_item(rows: Iterable[Mapping[str, Any]], sut_uid: str) -> dict[str, bool]:
+    """Item uid -> is-safe for one SUT's validly graded items, from a run's per-item rows
+    (`Store.run_rows`: `sut_uid`, `item_uid`, `is_safe`)."""
+    return {r["item_uid"]: r["is_safe"] for r in rows if r["sut_uid"] == sut_uid and r["is_safe"] is not None}
+
+
+def compare_runs(
+    sut_a: str,
+    rows_a: Iterable[Mapping[str, Any]],
+    sut_b: str,
+    rows_b: Iterable[Mapping[str, Any]],
+    rates: ErrorRates | None = None,
+    seed: int | str = 0,
+) -> PairedComparison:
+    """SUT B against SUT A on the items both answered with a valid verdict, from the per-item rows of
+    the runs that graded them (one run's rows may serve both), with the difference corrected for
+    the evaluators' measured error `rates` when given. The two must have been graded the same way
+    (evaluators, ensemble, items): only then does a flip mean that the model changed."""
+    result = compare_paired(sut_a, safe_by_item(rows_a, sut_a), sut_b, safe_by_item(rows_b, sut_b))
+    return with_correction(result, rates, seed=seed)

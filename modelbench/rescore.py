@@ -1,0 +1,106 @@
+"""Rebuilding a finished run's lost record from the store: `modelbench rescore RUN_ID`.
+
+Reports read a run's record and never re-score it (`modelbench.reports.loading`). When a run has
+lost its record (no copy in the store, no `record.json`), this re-scores it once from what the
+store kept: the per-item ensemble scores, the run's configuration and grading rules, and its
+reference standard. The result is marked `reconstructed` (package versions, throughput and SUT
+metadata were not kept; timings come from the store's legs) and saved into the store's copy of the
+run summary, where every report finds it.
+"""
+
+from collections import defaultdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from modelbench.errors import UserError
+from modelbench.hazards import load_standard
+from modelbench.reports.loading import load_record, record_path
+from modelbench.reports.record import RunRecord, build_record, run_error_rates
+from modelbench.scoring.ensemble import ItemScore
+from modelbench.scoring.grades import GradingRules, ScoredItem, score_sut
+
+
+def rebuild_record(store: Any, run_id: str) -> RunRecord:
+    """Re-score finished run `run_id` (or `latest`) from the store and keep the record in the store.
+
+    Refuses, with a one-line UserError, a run that still has a readable record (rebuilding would
+    replace measured versions and throughput with less) and a run whose reference standard cannot
+    be loaded.
+    """
+    info = store.finished_run(run_id)
+    run_id = info["run_id"]
+    try:
+        load_record(store, run_id)
+    except UserError:
+        pass  # no record, or an unreadable one: rebuild it
+    else:
+        kept = isinstance((info.get("summary") or {}).get("record"), dict)
+        where = "a copy in the store" if kept else str(record_path(store, run_id))
+        raise UserError(f"run '{run_id}' still has its record ({where}): nothing to rebuild")
+    config = info["config"]
+    standard_name = (config.get("standard") or {}).get("name")
+    try:
+        if not standard_name:
+            raise UserError("the run's configuration names no standard")
+        standard = load_standard(standard_name, search=[Path(store.path).parent / "standards"])
+    except UserError as exc:
+        raise UserError(f"cannot rescore run '{run_id}': its standard cannot be loaded: {exc}") from None
+    by_sut: dict[str, list[ScoredItem]] = defaultdict(list)
+    for row in store.run_rows(run_id):
+        by_sut[row["sut_uid"]].append(_scored_item(row))
+    seed = (config.get("prompt_set") or {}).get("seed", 0)
+    request = config.get("request") or {}
+    # The run's own grading rules; a run from before they existed graded raw, without a minimum.
+    rules = GradingRules(
+        rates=run_error_rates(config),
+        grade_on=request.get("grade_on", "raw"),
+        min_items=request.get("min_items", 1),
+    )
+    scores = [score_sut(uid, items, standard, rules, seed=seed) for uid, items in by_sut.items()]
+    summary = info.get("summary") or {}
+    record = build_record(
+        run_id,
+        config,
+        scores,
+        summary.get("counts", {}),
+        _timing(store, info),
+        {uid: {"metadata": {"uid": uid}} for uid in by_sut},
+        reconstructed=True,
+    )
+    # Kept where reports look first, beside the summary's counts and grades. finish_run keeps the
+    # run's status; the run's finish time becomes the time of the rescore.
+    store.finish_run(run_id, info["status"], summary | {"record": record.model_dump(mode="json")})
+    return record
+
+
+def _scored_item(row: dict[str, Any]) -> ScoredItem:
+    members = row["member_verdicts"]
+    score = None
+    if members or row["p_unsafe"] is not None:
+        score = ItemScore(
+            p_unsafe=row["p_unsafe"],
+            is_safe=row["is_safe"],
+            entropy=row["entropy"],
+            uncertain=row["uncertain"],
+            n_valid=sum(1 for m in members if m.get("p_unsafe") is not None),
+            member_verdicts=members,
+        )
+    return ScoredItem(item_uid=row["item_uid"], hazard=row["hazard"], persona=row["persona"], score=score)
+
+
+def _timing(store: Any, info: dict[str, Any]) -> dict[str, Any]:
+    """The run's first start and its wall time summed over legs (a resumed run has several)."""
+    legs = store.run_timing(info["run_id"])
+    if legs and legs.get("wall_s"):
+        return {"started_at": legs["started_at"], "wall_s": legs["wall_s"], "legs": legs["legs"]}
+    return {"started_at": info["started_at"], "wall_s": _seconds_between(info)}
+
+
+def _seconds_between(info: dict[str, Any]) -> float | None:
+    try:
+        start = datetime.fromisoformat(info["started_at"])
+        end = datetime.fromisoformat(info["finished_at"])
+    except (TypeError, ValueError):
+        return None
+    return (end - start).total_seconds()

@@ -1,0 +1,92 @@
+"""What every page shares: the Jinja2 environment, the Content-Security-Policy, our one script,
+and writing a page to disk.
+
+Model output is untrusted input to these pages. Every value goes through Jinja2 autoescape, and a
+Content-Security-Policy with `default-src 'none'` means a page can never load anything, and
+scripts run only when their hash matches ours: even a missed escape cannot execute.
+"""
+
+import base64
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
+
+from modelbench.errors import UserError
+from modelbench.reports.formatting import (
+    duration,
+    fixed,
+    grade_class,
+    grade_short,
+    human_count,
+    p_text,
+    p_value,
+    pct,
+    pp,
+    pp_interval,
+    when,
+)
+
+TEMPLATES = Path(__file__).with_name("templates")
+
+
+@lru_cache(maxsize=1)
+def environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=True,  # every template, whatever its extension: model text is untrusted
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(
+        pct=pct,
+        pp=pp,
+        p_value=p_value,
+        p_text=p_text,
+        pp_interval=pp_interval,
+        human=human_count,
+        when=when,
+        duration=duration,
+        grade_class=grade_class,
+        grade_short=grade_short,
+        num=fixed,
+    )
+    return env
+
+
+def render(template: str, context: dict) -> str:
+    return environment().get_template(template).render(context)
+
+
+@lru_cache(maxsize=1)
+def sort_script() -> tuple[Markup, str]:
+    """Our one script, and its CSP hash: the page allows exactly this text to run and nothing else."""
+    text = (TEMPLATES / "sort.js").read_text("utf-8").strip()
+    if "</" in text:
+        raise ValueError("sort.js must not contain '</'")
+    digest = base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii")
+    return Markup(text), f"'sha256-{digest}'"
+
+
+def csp(script_hash: str | None) -> str:
+    scripts = script_hash or "'none'"
+    return (
+        f"default-src 'none'; style-src 'unsafe-inline'; img-src data:; script-src {scripts}; "
+        "base-uri 'none'; form-action 'none'"
+    )
+
+
+def write_page(html: str, out: Path) -> Path:
+    """Write a page atomically (a reader never sees half of it); failures are one-line errors."""
+    out = Path(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(html, "utf-8")
+        tmp.replace(out)
+    except OSError as exc:
+        raise UserError(f"cannot write {out}: {exc.strerror or exc}") from None
+    return out

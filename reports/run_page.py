@@ -1,0 +1,206 @@
+"""The context of one run's report page: per SUT its grade bands, personas and flagged items, then
+the instrument, the configuration and the run's facts. Everything is read from the run's record
+and its per-item rows; nothing is scored here."""
+
+import json
+from collections import Counter, defaultdict
+from typing import Any
+
+from modelbench.hazards import load_taxonomy
+from modelbench.reports.charts import HEAT_STEPS, band_row, band_ticks, heat_step
+from modelbench.reports.evaluators import ensemble_section, evaluator_error, grading_basis
+from modelbench.reports.facts import sut_facts
+from modelbench.reports.formatting import (
+    MAX_NOTE_CHARS,
+    MAX_TEXT_CHARS,
+    clip,
+    flat,
+    grade_legend,
+    num,
+    unsafe,
+)
+from modelbench.reports.loading import RunData
+from modelbench.reports.pages import csp
+from modelbench.scoring.grades import SUTScore, clopper_pearson
+
+# Items listed per SUT; the rest are a `modelbench export` away.
+MAX_LISTED_ITEMS = 200
+
+
+def _personas(score: SUTScore, hazard_names: dict[str, str], persona_names: dict[str, str]) -> dict:
+    personas = sorted({p for h in score.hazards for p in h.personas}, key=_persona_order(persona_names))
+    rows = []
+    for persona in personas:
+        n_valid = n_safe = n = 0
+        cells = []
+        for hazard in score.hazards:
+            tally = hazard.personas.get(persona)
+            u = unsafe(tally.frac_safe) if tally else None
+            cells.append(
+                {
+                    "hazard": hazard.hazard,
+                    "unsafe": u,
+                    "n": tally.n_valid if tally else 0,
+                    "heat": heat_step(u),
+                }
+            )
+            if tally:
+                n_valid += tally.n_valid
+                n_safe += tally.n_safe
+                n += tally.n
+        # The record keeps per-hazard tallies; a persona pooled over hazards is their sum, with the
+        # exact (Clopper-Pearson) interval of that sum.
+        interval = clopper_pearson(n_safe, n_valid)
+        u = (n_valid - n_safe) / n_valid if n_valid else None
+        rows.append(
+            {
+                "uid": persona,
+                "name": persona_names.get(persona, persona),
+                "n": n,
+                "n_valid": n_valid,
+                "unsafe": u,
+                "unsafe_low": None if interval is None else 1 - interval[1],
+                "unsafe_high": None if interval is None else 1 - interval[0],
+                "heat": heat_step(u),
+                "cells": cells,
+            }
+        )
+    return {
+        "hazards": [{"uid": h.hazard, "name": hazard_names.get(h.hazard, h.hazard)} for h in score.hazards],
+        "rows": rows,
+    }
+
+
+def _persona_order(names: dict[str, str]):
+    order = list(names)
+    return lambda p: (order.index(p) if p in order else len(order), p)
+
+
+def _items(rows: list[dict[str, Any]], hazard_names: dict[str, str], persona_names: dict[str, str]) -> dict:
+    """Unsafe and uncertain items, most worrying first: unsafe and uncertain, then by p(unsafe)."""
+    flagged = [r for r in rows if r["is_safe"] is False or r["uncertain"]]
+    flagged.sort(key=lambda r: (not (r["is_safe"] is False and r["uncertain"]), -(r["p_unsafe"] or 0.0)))
+    shown = []
+    for row in flagged[:MAX_LISTED_ITEMS]:
+        members = [
+            {
+                "evaluator": m.get("evaluator_uid", "?"),
+                "p_unsafe": num(m.get("p_unsafe")),
+                "categories": ", ".join(str(c) for c in m.get("categories") or []),
+                "note": clip(str(m.get("raw") or ""), MAX_NOTE_CHARS),
+            }
+            for m in row["member_verdicts"]
+        ]
+        response = row["response"]
+        shown.append(
+            {
+                "item_uid": row["item_uid"],
+                "hazard": row["hazard"],
+                "hazard_name": hazard_names.get(row["hazard"], row["hazard"]),
+                "subhazard": row.get("subhazard"),
+                "persona": persona_names.get(row["persona"], row["persona"]),
+                "outcome": row.get("outcome"),
+                "p_unsafe": row["p_unsafe"],
+                "entropy": row["entropy"],
+                "unsafe": row["is_safe"] is False,
+                "uncertain": row["uncertain"],
+                "prompt": clip(row["prompt"]),
+                "excerpt": clip(" ".join((row["prompt"] or "")[:300].split()), 140),
+                "response": clip(response if response is not None else row.get("error")),
+                "is_error": response is None and bool(row.get("error")),
+                "members": members,
+            }
+        )
+    return {
+        "n_unsafe": sum(1 for r in flagged if r["is_safe"] is False),
+        "n_uncertain": sum(1 for r in flagged if r["uncertain"]),
+        "n_flagged": len(flagged),
+        "shown": shown,
+    }
+
+
+def _sut_section(
+    index: int,
+    score: SUTScore,
+    sut_record: dict[str, Any],
+    rows: list[dict[str, Any]],
+    hazard_names: dict[str, str],
+    persona_names: dict[str, str],
+) -> dict[str, Any]:
+    hazards = [
+        band_row(hazard_names.get(h.hazard, h.hazard), h.hazard, h, 1 - h.reference_frac_safe)
+        for h in score.hazards
+    ]
+    overall = band_row("Overall", "overall", score.overall, 1 - score.overall.reference_frac_safe)
+    outcomes = Counter(r["outcome"] or "missing" for r in rows)
+    return {
+        "anchor": f"sut-{index + 1}",
+        "uid": score.sut_uid,
+        "facts": sut_facts(score.sut_uid, sut_record.get("metadata")),
+        "overall": overall,
+        "hazards": hazards,
+        "personas": _personas(score, hazard_names, persona_names),
+        "flagged": _items(rows, hazard_names, persona_names),
+        "metadata": flat("", sut_record.get("metadata") or {}, []),
+        "throughput": {
+            "tokens_per_s": num(sut_record.get("tokens_per_s")),
+            "generation_s": num(sut_record.get("generation_s")),
+            "completion_tokens_new": sut_record.get("completion_tokens_new"),
+            "responses_new": sut_record.get("responses_new"),
+            "responses_reused": sut_record.get("responses_reused"),
+            "response_errors": sut_record.get("response_errors"),
+        },
+        "outcomes": sorted(outcomes.items()),
+    }
+
+
+def run_context(data: RunData) -> dict[str, Any]:
+    taxonomy = load_taxonomy()
+    hazard_names = {h.uid: h.name for h in taxonomy.hazards}
+    persona_names = {p.uid: p.name for p in taxonomy.personas}
+    record = data.record
+    rows_by_sut: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in data.rows:
+        rows_by_sut[row["sut_uid"]].append(row)
+    suts = [
+        _sut_section(
+            index,
+            score,
+            record.suts.get(score.sut_uid) or {},
+            rows_by_sut.get(score.sut_uid, []),
+            hazard_names,
+            persona_names,
+        )
+        for index, score in enumerate(data.scores)
+    ]
+    config = record.config or data.info.get("config") or {}
+    timing = record.timing
+    prompt_set = config.get("prompt_set") or {}
+    standard = config.get("standard") or {}
+    return {
+        "title": f"modelbench report · {', '.join(s['facts']['name'] for s in suts) or data.run_id}",
+        "csp": csp(None),
+        "run_id": data.run_id,
+        "reconstructed": record.reconstructed,
+        "suts": suts,
+        "ensemble": ensemble_section(record, data.scores, {s["uid"]: s["facts"]["name"] for s in suts}),
+        "prompt_set": {k: prompt_set.get(k) for k in ("name", "description", "n_items", "max_items", "seed")},
+        "standard": {"name": standard.get("name"), "provenance": standard.get("provenance") or {}},
+        "sut_options": flat("", config.get("sut_options") or {}, []),
+        "versions": sorted(record.versions.items()),
+        "counts": list(record.counts.items()),
+        "evaluator_error": evaluator_error(config),
+        "grading_basis": grading_basis(config),
+        "min_items": (config.get("request") or {}).get("min_items", 1),
+        # Failures by reason, as the console showed them (modelbench.failures.ErrorGroup dicts).
+        "errors": record.errors,
+        "started_at": timing.get("started_at") or data.info.get("started_at"),
+        "finished_at": data.info.get("finished_at"),
+        "wall_s": num(timing.get("wall_s")),
+        "config_json": clip(json.dumps(config, indent=2, default=str), 200_000),
+        "band_ticks": band_ticks(),
+        "max_text": MAX_TEXT_CHARS,
+        "max_listed": MAX_LISTED_ITEMS,
+        "grades": grade_legend(),
+        "heat_steps": HEAT_STEPS,
+    }
