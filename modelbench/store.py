@@ -12,6 +12,8 @@ next run's attempt replaces it there. So that a run's record keeps its own outco
 also appended to `response_failures` with the run that saw it, and `run_rows` shows a run its own
 failure, never a later run's retry. A run resumed after an interruption has one `run_legs` row per
 leg; its timing is the first leg's start and the sum of the legs' wall times.
+
+The schema, its version and the migrations of older stores are in `modelbench.store_schema`.
 """
 
 import json
@@ -25,48 +27,23 @@ from typing import Any
 from modelbench.errors import UserError
 from modelbench.graders.base import Verdict
 from modelbench.prompts.items import TestItem
-from modelbench.suts.base import GRADABLE_OUTCOMES, SUTResponse
+from modelbench.store_schema import (  # noqa: F401 (LOST_FAILURE, MIGRATIONS: re-exported)
+    FAILED_SCORE,
+    FAILURE_COLUMNS,
+    GRADABLE_SQL,
+    LOST_FAILURE,
+    MIGRATIONS,
+    RESPONSE_COLUMNS,
+    SCHEMA,
+    SCHEMA_VERSION,
+    check_version,
+    insert_failures_once,
+    read_version,
+    upgrade,
+    v1_failures,
+)
+from modelbench.suts.base import SUTResponse
 
-SCHEMA_VERSION = 2
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS items (
-    uid TEXT PRIMARY KEY, hazard TEXT NOT NULL, subhazard TEXT, persona TEXT NOT NULL,
-    locale TEXT NOT NULL, text TEXT NOT NULL, source TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS responses (
-    key TEXT PRIMARY KEY, sut_uid TEXT NOT NULL, item_uid TEXT NOT NULL, outcome TEXT NOT NULL,
-    text TEXT, error TEXT, latency_s REAL, prompt_tokens INTEGER, completion_tokens INTEGER,
-    attempts INTEGER, created_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS verdicts (
-    key TEXT PRIMARY KEY, response_key TEXT NOT NULL, evaluator_uid TEXT NOT NULL,
-    p_unsafe REAL, categories TEXT NOT NULL, raw TEXT NOT NULL, created_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY, started_at TEXT NOT NULL, finished_at TEXT, status TEXT NOT NULL,
-    config TEXT NOT NULL, summary TEXT
-);
-CREATE TABLE IF NOT EXISTS run_responses (
-    run_id TEXT NOT NULL, sut_uid TEXT NOT NULL, item_uid TEXT NOT NULL, response_key TEXT NOT NULL,
-    PRIMARY KEY (run_id, sut_uid, item_uid)
-);
-CREATE TABLE IF NOT EXISTS run_item_scores (
-    run_id TEXT NOT NULL, sut_uid TEXT NOT NULL, item_uid TEXT NOT NULL, response_key TEXT NOT NULL,
-    p_unsafe REAL, is_safe INTEGER, entropy REAL, uncertain INTEGER NOT NULL, members TEXT NOT NULL,
-    PRIMARY KEY (run_id, sut_uid, item_uid)
-);
-CREATE TABLE IF NOT EXISTS response_failures (
-    id INTEGER PRIMARY KEY, key TEXT NOT NULL, run_id TEXT NOT NULL, sut_uid TEXT NOT NULL,
-    item_uid TEXT NOT NULL, outcome TEXT NOT NULL, text TEXT, error TEXT, latency_s REAL,
-    prompt_tokens INTEGER, completion_tokens INTEGER, attempts INTEGER, created_at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS response_failures_by_run ON response_failures (run_id, key);
-CREATE TABLE IF NOT EXISTS run_legs (
-    run_id TEXT NOT NULL, leg INTEGER NOT NULL, started_at TEXT NOT NULL, wall_s REAL,
-    status TEXT NOT NULL, PRIMARY KEY (run_id, leg)
-);
-"""
 _CHUNK = 500
 MERGED_TABLES = ("items", "responses", "verdicts", "runs", "response_failures")
 COUNTED_TABLES = frozenset(
@@ -81,21 +58,12 @@ COUNTED_TABLES = frozenset(
         "run_legs",
     }
 )
-_GRADABLE_SQL = ",".join(f"'{o}'" for o in sorted(GRADABLE_OUTCOMES))
-_RESPONSE_COLUMNS = (
-    "sut_uid, item_uid, outcome, text, error, latency_s, prompt_tokens, completion_tokens, attempts,"
-    " created_at"
-)
-_FAILURE_COLUMNS = f"key, run_id, {_RESPONSE_COLUMNS}"
 # A gradable response is final: a later attempt at the same key replaces only a failure.
 _UPSERT_RESPONSE = (
     "INSERT INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in _RESPONSE_COLUMNS.split(", "))
-    + f" WHERE responses.outcome NOT IN ({_GRADABLE_SQL})"
+    + ", ".join(f"{c} = excluded.{c}" for c in RESPONSE_COLUMNS.split(", "))
+    + f" WHERE responses.outcome NOT IN ({GRADABLE_SQL})"
 )
-# An item score of a failed response: nothing was graded (a graded item has member verdicts).
-_FAILED_SCORE = "{s}.p_unsafe IS NULL AND {s}.is_safe IS NULL AND {s}.members = '[]'"
-LOST_FAILURE = "this run's failure was overwritten by a later run's retry before the store kept history"
 
 
 STORE_NAME = "modelbench.sqlite"
@@ -126,51 +94,6 @@ def _lock_timeout() -> float:
         return 30.0
 
 
-def _sql_text(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _v1_failures(schema: str) -> str:
-    """The failures of the runs of a version-1 store (`schema` is "main" or an attached name), as
-    rows of `response_failures` without the id. A version-1 store kept only the latest attempt at
-    each key; a run whose item score is empty saw a failure. Its failure row is the stored failure
-    when there still is one (a later failure may have replaced an earlier one: its details stand
-    for both), and a placeholder `error` when a later run's success replaced it."""
-    return f"""
-        SELECT r.key, s.run_id, r.sut_uid, r.item_uid, r.outcome, r.text, r.error, r.latency_s,
-               r.prompt_tokens, r.completion_tokens, r.attempts, r.created_at
-        FROM {schema}.run_item_scores s JOIN {schema}.responses r ON r.key = s.response_key
-        WHERE r.outcome NOT IN ({_GRADABLE_SQL}) AND s.is_safe IS NULL AND s.p_unsafe IS NULL
-        UNION ALL
-        SELECT s.response_key, s.run_id, s.sut_uid, s.item_uid, 'error', NULL,
-               {_sql_text(LOST_FAILURE)}, NULL, NULL, NULL, NULL, COALESCE(u.started_at, r.created_at)
-        FROM {schema}.run_item_scores s JOIN {schema}.responses r ON r.key = s.response_key
-        LEFT JOIN {schema}.runs u ON u.run_id = s.run_id
-        WHERE r.outcome IN ({_GRADABLE_SQL}) AND {_FAILED_SCORE.format(s="s")}
-    """
-
-
-def _insert_failures_once(select_sql: str) -> str:
-    """Append the rows of `select_sql` that are not already there (merging twice adds nothing)."""
-    return f"""
-        INSERT INTO response_failures ({_FAILURE_COLUMNS})
-        SELECT * FROM ({select_sql}) x
-        WHERE NOT EXISTS (
-            SELECT 1 FROM response_failures m
-            WHERE m.key = x.key AND m.run_id = x.run_id AND m.created_at = x.created_at
-              AND m.outcome = x.outcome AND m.error IS x.error AND m.attempts IS x.attempts
-        )
-        ORDER BY x.created_at, x.run_id, x.key
-    """
-
-
-def _migrate_1_to_2(db: sqlite3.Connection) -> None:
-    db.execute(_insert_failures_once(_v1_failures("main")))
-
-
-MIGRATIONS = {1: _migrate_1_to_2}  # from version n to n + 1
-
-
 class Store:
     def __init__(self, path: Path | str):
         self.path = Path(path)
@@ -183,12 +106,12 @@ class Store:
         except sqlite3.DatabaseError as exc:
             raise UserError(f"cannot use store {self.path}: {exc}") from None
         try:
-            self._check_version(self._read_version("main"))
+            check_version(read_version(self.db, "main", self.path), self.path)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
-            if self._read_version("main") != SCHEMA_VERSION:
-                self._upgrade()
+            if read_version(self.db, "main", self.path) != SCHEMA_VERSION:
+                upgrade(self.db, self.path)
         except sqlite3.DatabaseError as exc:
             self.db.close()
             raise UserError(f"cannot use store {self.path}: {exc}") from None
@@ -199,54 +122,8 @@ class Store:
             self.db.close()
             raise
 
-    def _read_version(self, schema: str) -> int | None:
-        """The schema version written in a store's meta table; None for a new, empty store."""
-        has_meta = self.db.execute(
-            f"SELECT 1 FROM {schema}.sqlite_master WHERE type = 'table' AND name = 'meta'"
-        ).fetchone()
-        if not has_meta:
-            return None
-        row = self.db.execute(f"SELECT value FROM {schema}.meta WHERE name = 'schema_version'").fetchone()
-        if row is None:
-            return None
-        try:
-            return int(row[0])
-        except ValueError:
-            raise UserError(f"store {self.path} has an unreadable schema version '{row[0]}'") from None
-
-    def _check_version(self, version: int | None, path: Path | None = None) -> None:
-        if version is not None and version > SCHEMA_VERSION:
-            raise UserError(
-                f"store {path or self.path} has schema version {version}, newer than this modelbench"
-                f" reads ({SCHEMA_VERSION}); upgrade modelbench to use it"
-            )
-        if version is not None and version < 1:
-            raise UserError(f"store {path or self.path} has an unknown schema version {version}")
-
-    def _upgrade(self) -> None:
-        """Write the schema version of a new store, or migrate an older one, in one transaction
-        (a second process opening the store at the same moment waits, then finds it done)."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            version = self._read_version("main")
-            self._check_version(version)
-            if version is None:
-                self.db.execute(
-                    "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-                )
-            else:
-                for step in range(version, SCHEMA_VERSION):
-                    MIGRATIONS[step](self.db)
-                self.db.execute(
-                    "UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),)
-                )
-            self.db.commit()
-        except BaseException:
-            self.db.rollback()
-            raise
-
     def schema_version(self) -> int | None:
-        return self._read_version("main")
+        return read_version(self.db, "main", self.path)
 
     def close(self) -> None:
         self.db.close()
@@ -267,7 +144,7 @@ class Store:
             marks = ",".join("?" * len(chunk))
             rows = self.db.execute(
                 "SELECT key, sut_uid, item_uid, outcome, text, error, latency_s, prompt_tokens,"
-                f" completion_tokens, attempts FROM responses WHERE outcome IN ({_GRADABLE_SQL})"
+                f" completion_tokens, attempts FROM responses WHERE outcome IN ({GRADABLE_SQL})"
                 f" AND key IN ({marks})",
                 chunk,
             )
@@ -315,7 +192,7 @@ class Store:
             ]
             if failures:
                 self.db.executemany(
-                    f"INSERT INTO response_failures ({_FAILURE_COLUMNS})"
+                    f"INSERT INTO response_failures ({FAILURE_COLUMNS})"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     failures,
                 )
@@ -523,7 +400,7 @@ class Store:
                    s.response_key, s.p_unsafe, s.is_safe, s.entropy, s.uncertain, s.members
             FROM run_item_scores s
             JOIN items i ON i.uid = s.item_uid
-            LEFT JOIN response_failures f ON {_FAILED_SCORE.format(s="s")} AND f.id = (
+            LEFT JOIN response_failures f ON {FAILED_SCORE.format(s="s")} AND f.id = (
                 SELECT MAX(x.id) FROM response_failures x WHERE x.run_id = s.run_id AND x.key = s.response_key
             )
             LEFT JOIN responses r ON r.key = s.response_key
@@ -561,7 +438,7 @@ class Store:
             check = self.db.execute("PRAGMA src.quick_check").fetchone()[0]
             if check != "ok":
                 raise UserError(f"store {other} is damaged: {check}")
-            self._check_version(self._read_version("src"), other)
+            check_version(read_version(self.db, "src", other), other)
             src_tables = {
                 r[0] for r in self.db.execute("SELECT name FROM src.sqlite_master WHERE type = 'table'")
             }
@@ -569,18 +446,18 @@ class Store:
             self.db.execute("INSERT OR IGNORE INTO items SELECT * FROM src.items")
             self.db.execute(
                 "INSERT OR REPLACE INTO responses SELECT s.* FROM src.responses s"
-                f" LEFT JOIN responses m ON m.key = s.key WHERE s.outcome IN ({_GRADABLE_SQL})"
-                f" AND (m.key IS NULL OR m.outcome NOT IN ({_GRADABLE_SQL}))"
+                f" LEFT JOIN responses m ON m.key = s.key WHERE s.outcome IN ({GRADABLE_SQL})"
+                f" AND (m.key IS NULL OR m.outcome NOT IN ({GRADABLE_SQL}))"
             )
             self.db.execute("INSERT OR IGNORE INTO responses SELECT * FROM src.responses")
             for table in ("verdicts", "runs", "run_responses", "run_item_scores", "run_legs"):
                 if table in src_tables:
                     self.db.execute(f"INSERT OR IGNORE INTO {table} SELECT * FROM src.{table}")
             if "response_failures" in src_tables:
-                failures = f"SELECT {_FAILURE_COLUMNS} FROM src.response_failures ORDER BY id"
+                failures = f"SELECT {FAILURE_COLUMNS} FROM src.response_failures ORDER BY id"
             else:
-                failures = _v1_failures("src")
-            self.db.execute(_insert_failures_once(failures))
+                failures = v1_failures("src")
+            self.db.execute(insert_failures_once(failures))
             self.db.commit()
             return {t: self.count(t) - before[t] for t in MERGED_TABLES}
         except sqlite3.DatabaseError as exc:

@@ -14,6 +14,9 @@ Transforms chain left to right in a spec such as `drop-layers=6+wanda=0.5`:
 
 Only Llama-style decoders (`model.model.layers`, linear projections inside each block) are
 supported; that covers Llama, SmolLM2, Mistral, Qwen2 and most GGUF checkpoints transformers reads.
+The weight and block surgery is in `modelbench.suts.pruning`; the calibration and held-out text
+and perplexity in `modelbench.suts.compress_calibration`. This module chains transforms, records
+what they did and caches the result.
 """
 
 from __future__ import annotations
@@ -27,55 +30,63 @@ import shutil
 import tempfile
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelbench.errors import UserError
 from modelbench.hashing import stable_hash
 from modelbench.specs import parse_transforms
-from modelbench.suts.hf_loading import load_causal_lm, model_identity, pick_device
 
-if TYPE_CHECKING:
-    import torch
-    from torch import nn
+# Everything below was defined here before the split; callers import it from this module.
+from modelbench.suts.compress_calibration import (  # noqa: F401 (re-exported)
+    BATCH_SIZE,
+    CALIBRATION_SET,
+    DEFAULT_CALIBRATION_SIZE,
+    DEFAULT_HELDOUT_SIZE,
+    HELDOUT_EVERY,
+    MAX_TOKENS,
+    CalibrationTexts,
+    TokenBatch,
+    calibration_texts,
+    perplexity,
+    tokenize,
+)
+from modelbench.suts.hf_loading import load_causal_lm, model_identity, pick_device
+from modelbench.suts.pruning import (  # noqa: F401 (re-exported)
+    LAYERWISE_CONFIG_LISTS,
+    NM,
+    Sparsity,
+    angular_distances,
+    capture_block_inputs,
+    decoder_layers,
+    decoder_linears,
+    forget_gguf_origin,
+    last_token_states,
+    linear_zero_count,
+    matrix_prune_mask,
+    nm_prune_mask,
+    nm_valid,
+    parameter_counts,
+    prune_count,
+    remove_blocks,
+    require_dense_weights,
+    row_prune_mask,
+    wanda_prune,
+)
 
 log = logging.getLogger("modelbench")
 
 METADATA_FILE = "compression.json"
-# Bump when a change to this module changes the weights it produces for the same inputs.
+# Bump when a change to this module, pruning.py or compress_calibration.py changes the weights
+# produced for the same inputs.
 CACHE_FORMAT = 1
-DEFAULT_CALIBRATION_SIZE = 64
-DEFAULT_HELDOUT_SIZE = 64
-CALIBRATION_SET = "mb-full"
-# One in HELDOUT_EVERY prompts (by text hash) is reserved for perplexity, never for calibration.
-HELDOUT_EVERY = 8
-MAX_TOKENS = 256
-BATCH_SIZE = 16
-# Per-layer lists in a config that must shrink with the layers (transformers reads them by index).
-LAYERWISE_CONFIG_LISTS = ("layer_types", "no_rope_layers")
 
 
 # -- spec parsing -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class NM:
-    """Keep `keep` of every `group` consecutive input weights in each row (2:4 keeps 2 of 4)."""
-
-    keep: int
-    group: int
-
-    def __str__(self) -> str:
-        return f"{self.keep}:{self.group}"
-
-
-Sparsity = float | NM
 
 
 @dataclass
@@ -248,361 +259,6 @@ def check_chain(transforms: list[Transform], num_layers: int) -> None:
 
 def canonical_chain(transforms: list[Transform]) -> str:
     return "+".join(t.spec for t in transforms)
-
-
-# -- calibration text -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CalibrationTexts:
-    calibration: list[str]
-    heldout: list[str]
-
-
-def calibration_texts(
-    size: int = DEFAULT_CALIBRATION_SIZE, seed: int = 0, heldout_size: int = DEFAULT_HELDOUT_SIZE
-) -> CalibrationTexts:
-    """Seeded calibration prompts and a fixed held-out slice, disjoint by text.
-
-    Both come from the benchmark's own prompt texts: the SUT will be asked these kinds of
-    questions, and shipping them costs nothing. The held-out slice does not depend on the seed or
-    the calibration size, so perplexities compare across every variant of a base.
-    """
-    from modelbench.prompts import stratified_sample
-
-    if size < 1 or heldout_size < 1:
-        raise UserError("calibration and held-out sizes must be at least 1")
-    calibration_pool, heldout_pool = _calibration_pools()
-    calibration = stratified_sample(calibration_pool, size, seed=seed)
-    heldout = stratified_sample(heldout_pool, heldout_size, seed=0)
-    return CalibrationTexts([i.text for i in calibration], [i.text for i in heldout])
-
-
-@lru_cache(maxsize=1)
-def _calibration_pools() -> tuple[list[Any], list[Any]]:
-    """(calibration items, held-out items): split by a hash of the text, so never by seed."""
-    from modelbench.prompts import load_prompt_set
-
-    items = load_prompt_set(CALIBRATION_SET).items
-    heldout = [i for i in items if int(stable_hash(i.text, length=8), 16) % HELDOUT_EVERY == 0]
-    heldout_texts = {i.text for i in heldout}
-    return [i for i in items if i.text not in heldout_texts], heldout
-
-
-@dataclass(frozen=True)
-class TokenBatch:
-    """Right-padded token ids and each row's true length.
-
-    Right padding needs no attention mask: causal attention never lets a real token see the padding
-    after it, so every real position computes what it would alone, at its true position. Only the
-    readers (last-token states, activation norms, perplexity) have to skip the padded tail.
-    """
-
-    ids: torch.Tensor
-    lengths: torch.Tensor
-
-    @property
-    def mask(self) -> torch.Tensor:
-        import torch
-
-        positions = torch.arange(self.ids.shape[1], device=self.ids.device)
-        return positions.unsqueeze(0) < self.lengths.unsqueeze(1)
-
-    @property
-    def tokens(self) -> int:
-        return int(self.lengths.sum())
-
-
-def tokenize(tokenizer: Any, texts: list[str], device: str, batch_size: int = BATCH_SIZE) -> list[TokenBatch]:
-    """Texts in batches of `batch_size`: a few large matmuls instead of many tiny ones."""
-    import torch
-
-    rows = [tokenizer(text, truncation=True, max_length=MAX_TOKENS)["input_ids"] for text in texts]
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    batches = []
-    for start in range(0, len(rows), batch_size):
-        chunk = [row for row in rows[start : start + batch_size] if row]
-        if not chunk:
-            continue
-        width = max(len(row) for row in chunk)
-        ids = torch.tensor([row + [pad] * (width - len(row)) for row in chunk], device=device)
-        lengths = torch.tensor([len(row) for row in chunk], device=device)
-        batches.append(TokenBatch(ids, lengths))
-    return batches
-
-
-# -- model structure and measurements ---------------------------------------------------------------
-
-
-def decoder_layers(model: Any) -> Any:
-    layers = getattr(getattr(model, "model", None), "layers", None)
-    if layers is None:
-        raise UserError(
-            f"cannot compress {type(model).__name__}: only Llama-style decoders (model.model.layers) "
-            "are supported"
-        )
-    return layers
-
-
-def decoder_linears(model: Any) -> list[tuple[str, nn.Linear]]:
-    """The decoder blocks' linear layers; embeddings and lm_head are outside the blocks and stay dense."""
-    from torch import nn
-
-    return [
-        (f"layers.{index}.{name}", module)
-        for index, layer in enumerate(decoder_layers(model))
-        for name, module in layer.named_modules()
-        if isinstance(module, nn.Linear)
-    ]
-
-
-def linear_zero_count(model: Any) -> tuple[int, int]:
-    """(exact zeros, weights) over the decoder linear layers' weight matrices."""
-    zeros = numel = 0
-    for _, linear in decoder_linears(model):
-        numel += linear.weight.numel()
-        zeros += linear.weight.numel() - int(linear.weight.count_nonzero())
-    return zeros, numel
-
-
-def parameter_counts(model: Any) -> tuple[int, int]:
-    """(parameters, nonzero parameters); tied tensors count once, like the published figures."""
-    total = nonzero = 0
-    for parameter in model.parameters():
-        total += parameter.numel()
-        nonzero += int(parameter.count_nonzero())
-    return total, nonzero
-
-
-def nm_valid(model: Any, pattern: NM) -> bool:
-    """Every group of M consecutive input weights in every row has at most N nonzeros."""
-    for _, linear in decoder_linears(model):
-        rows, columns = linear.weight.shape
-        if columns % pattern.group:
-            return False
-        groups = linear.weight.reshape(rows, columns // pattern.group, pattern.group)
-        if int((groups != 0).sum(dim=-1).max()) > pattern.keep:
-            return False
-    return True
-
-
-def perplexity(model: Any, batches: list[TokenBatch]) -> float:
-    """Token-weighted perplexity: exp(total NLL / predicted tokens) over every sequence."""
-    import torch
-    import torch.nn.functional as F
-
-    total, tokens = 0.0, 0
-    with torch.no_grad():
-        for batch in batches:
-            logits = model(input_ids=batch.ids, use_cache=False).logits[:, :-1]
-            predicted = batch.mask[:, 1:]
-            targets = batch.ids[:, 1:][predicted]
-            total += float(F.cross_entropy(logits[predicted].float(), targets, reduction="sum"))
-            tokens += int(predicted.sum())
-    return math.exp(total / tokens) if tokens else float("nan")
-
-
-# -- masks --------------------------------------------------------------------------------------------
-
-
-def prune_count(sparsity: float, n: int) -> int:
-    """How many of `n` weights a fraction prunes; Python's round, so tests can state it exactly."""
-    return round(sparsity * n)
-
-
-def matrix_prune_mask(score: torch.Tensor, sparsity: float) -> torch.Tensor:
-    """True for the round(S * numel) lowest scores of the whole matrix; ties go to the lower index."""
-    import torch
-
-    k = prune_count(sparsity, score.numel())
-    order = torch.sort(score.flatten(), stable=True).indices
-    mask = torch.zeros(score.numel(), dtype=torch.bool, device=score.device)
-    mask[order[:k]] = True
-    return mask.view_as(score)
-
-
-def row_prune_mask(score: torch.Tensor, sparsity: float) -> torch.Tensor:
-    """True for the round(S * in_features) lowest scores of each row; ties go to the lower index."""
-    import torch
-
-    k = prune_count(sparsity, score.shape[1])
-    order = torch.sort(score, dim=1, stable=True).indices
-    mask = torch.zeros_like(score, dtype=torch.bool)
-    mask.scatter_(1, order[:, :k], True)
-    return mask
-
-
-def nm_prune_mask(score: torch.Tensor, pattern: NM) -> torch.Tensor:
-    """True for all but the `keep` highest scores of every `group` consecutive inputs of a row."""
-    import torch
-
-    rows, columns = score.shape
-    if columns % pattern.group:
-        raise UserError(f"cannot apply {pattern} sparsity: a layer has {columns} inputs, not a multiple of M")
-    groups = score.reshape(rows, columns // pattern.group, pattern.group)
-    order = torch.sort(groups, dim=-1, descending=True, stable=True).indices
-    mask = torch.ones_like(groups, dtype=torch.bool)
-    mask.scatter_(-1, order[..., : pattern.keep], False)
-    return mask.view(rows, columns)
-
-
-# -- drop-layers --------------------------------------------------------------------------------------
-
-
-class _StopForward(Exception):
-    """Raised from a hook to skip the rest of a forward pass once the wanted inputs are captured."""
-
-
-def _hidden(output: Any) -> torch.Tensor:
-    """Decoder blocks return a tensor in transformers 5 and a tuple in 4.x."""
-    return output[0] if isinstance(output, tuple) else output
-
-
-@contextmanager
-def _hooks(handles: list[Any]) -> Iterator[None]:
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def last_token_states(model: Any, batches: list[TokenBatch]) -> torch.Tensor:
-    """[samples, L + 1, hidden]: the last token's residual stream entering each block, then leaving the last.
-
-    Hooks rather than output_hidden_states: transformers replaces the final hidden state with the
-    normed one, and the angular distance to the end of the stack must use the raw residual stream.
-    """
-    import torch
-
-    layers = decoder_layers(model)
-    current: list[torch.Tensor] = []
-    last: list[torch.Tensor] = []
-
-    def pick(hidden: torch.Tensor) -> torch.Tensor:
-        rows = torch.arange(hidden.shape[0], device=hidden.device)
-        return hidden[rows, last[0] - 1].detach().double()
-
-    def before(module: Any, args: tuple, kwargs: dict) -> None:
-        current.append(pick(args[0] if args else kwargs["hidden_states"]))
-
-    def after(module: Any, args: tuple, output: Any) -> None:
-        current.append(pick(_hidden(output)))
-
-    handles = [layer.register_forward_pre_hook(before, with_kwargs=True) for layer in layers]
-    handles.append(layers[-1].register_forward_hook(after))
-    samples = []
-    with _hooks(handles), torch.no_grad():
-        for batch in batches:
-            current.clear()
-            last[:] = [batch.lengths]
-            model(input_ids=batch.ids, use_cache=False)
-            samples.append(torch.stack(current, dim=1))
-    return torch.cat(samples)
-
-
-def angular_distances(states: torch.Tensor, n: int) -> list[float]:
-    """Mean over samples of arccos(cos(h_l, h_(l+n))) / pi for every start l in 0..L-n."""
-    import torch
-    import torch.nn.functional as F
-
-    depth = states.shape[1] - 1
-    distances = []
-    for start in range(depth - n + 1):
-        cosine = F.cosine_similarity(states[:, start], states[:, start + n], dim=-1).clamp(-1.0, 1.0)
-        distances.append(float((torch.arccos(cosine) / math.pi).mean()))
-    return distances
-
-
-def remove_blocks(model: Any, start: int, n: int) -> None:
-    """Drop blocks start..start+n-1 and renumber the rest: the KV cache is indexed by layer_idx."""
-    from torch import nn
-
-    layers = list(decoder_layers(model))
-    keep = [i for i in range(len(layers)) if not start <= i < start + n]
-    model.model.layers = nn.ModuleList(layers[i] for i in keep)
-    for new_index, layer in enumerate(model.model.layers):
-        for module in layer.modules():
-            if hasattr(module, "layer_idx"):
-                module.layer_idx = new_index
-    config = model.config
-    for name in LAYERWISE_CONFIG_LISTS:
-        values = getattr(config, name, None)
-        if isinstance(values, list | tuple) and len(values) == len(layers):
-            setattr(config, name, [values[i] for i in keep])
-    config.num_hidden_layers = len(keep)
-
-
-# -- Wanda ----------------------------------------------------------------------------------------------
-
-
-def capture_block_inputs(model: Any, batches: list[TokenBatch]) -> list[tuple[torch.Tensor, dict[str, Any]]]:
-    """Each batch's input to block 0 and the keyword arguments (mask, rotary tables) blocks get."""
-    import torch
-
-    captured: list[tuple[torch.Tensor, dict[str, Any]]] = []
-
-    def grab(module: Any, args: tuple, kwargs: dict) -> None:
-        hidden = args[0] if args else kwargs.pop("hidden_states")
-        captured.append((hidden.detach(), dict(kwargs)))
-        raise _StopForward
-
-    handle = decoder_layers(model)[0].register_forward_pre_hook(grab, with_kwargs=True)
-    with _hooks([handle]), torch.no_grad():
-        for batch in batches:
-            try:
-                model(input_ids=batch.ids, use_cache=False)
-            except _StopForward:
-                pass
-    return captured
-
-
-def _input_norms(
-    layer: Any, inputs: list[tuple[torch.Tensor, dict[str, Any]]], batches: list[TokenBatch]
-) -> dict[str, torch.Tensor]:
-    """Squared L2 norm of every input feature of every linear in `layer`, over all real tokens."""
-    import torch
-    from torch import nn
-
-    linears = {name: m for name, m in layer.named_modules() if isinstance(m, nn.Linear)}
-    sums = {name: torch.zeros(m.in_features, dtype=torch.float64) for name, m in linears.items()}
-    real: list[torch.Tensor] = []
-
-    def accumulate(name: str) -> Callable[..., None]:
-        def hook(module: Any, args: tuple) -> None:
-            x = args[0].detach()[real[0]].double()
-            sums[name] += (x * x).sum(dim=0).cpu()
-
-        return hook
-
-    handles = [m.register_forward_pre_hook(accumulate(name)) for name, m in linears.items()]
-    with _hooks(handles), torch.no_grad():
-        for (hidden, kwargs), batch in zip(inputs, batches, strict=True):
-            real[:] = [batch.mask]
-            layer(hidden, **kwargs)
-    return sums
-
-
-def wanda_prune(model: Any, batches: list[TokenBatch], sparsity: Sparsity) -> None:
-    """Prune block by block: block i's activations come from blocks 0..i-1 as already pruned."""
-    import torch
-    from torch import nn
-
-    inputs = capture_block_inputs(model, batches)
-    with torch.no_grad():
-        for layer in decoder_layers(model):
-            squared = _input_norms(layer, inputs, batches)
-            for name, linear in layer.named_modules():
-                if not isinstance(linear, nn.Linear):
-                    continue
-                weight = linear.weight.data
-                score = weight.abs().double() * squared[name].sqrt().to(weight.device).unsqueeze(0)
-                if isinstance(sparsity, NM):
-                    mask = nm_prune_mask(score, sparsity)
-                else:
-                    mask = row_prune_mask(score, sparsity)
-                weight[mask] = 0
-            inputs = [(_hidden(layer(hidden, **kwargs)), kwargs) for hidden, kwargs in inputs]
 
 
 # -- metadata and the cached build ----------------------------------------------------------------------
@@ -784,27 +440,6 @@ def build_compressed(
     metadata = compress_loaded(loaded, base_path, transforms, texts, seed, key)
     _save_atomically(loaded, metadata, folder)
     return folder, load_cached(folder) or metadata
-
-
-def require_dense_weights(model: Any) -> None:
-    """Packed GGUF layers (transformers keeps them packed when it has a matmul kernel) hold no
-    weight matrix to prune, so compression needs the dequantised model."""
-    packed = [name for name, module in model.named_modules() if type(module).__name__ == "GgufLinear"]
-    if packed:
-        raise UserError(
-            f"cannot compress a GGUF model whose layers stay packed ({packed[0]}, ...): load it "
-            "dequantised (transformers GgufConfig(dequantize=True)) or convert it to a folder first"
-        )
-
-
-def forget_gguf_origin(model: Any) -> None:
-    """A model read from a dequantised GGUF still carries the GGUF quantizer, and transformers
-    refuses to save a quantized model; its weights are plain tensors, so drop the marker."""
-    quantizer = getattr(model, "hf_quantizer", None)
-    method = getattr(getattr(quantizer, "quantization_config", None), "quant_method", None)
-    if quantizer is not None and str(getattr(method, "value", method)) == "gguf":
-        require_dense_weights(model)
-        quantizer.remove_quantization_config(model)
 
 
 def _save_atomically(loaded: Any, metadata: CompressionMetadata, folder: Path) -> None:

@@ -222,3 +222,13 @@ def test_every_public_name_resolves(package):
     module = importlib.import_module(package)
     for name in getattr(module, "__all__", []):
         assert getattr(module, name) is not None, f"{package}.{name}"
+
+
+def test_every_package_is_installed():
+    """pyproject lists packages by hand (the folders map onto `modelbench.*`): a new subpackage
+    that is not listed works in a checkout and is missing from a built wheel."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["tool"]["setuptools"]["packages"])
+    found = {name for name, m in modules().items() if m.is_package}
+    assert found == listed

@@ -10,7 +10,9 @@ the held-out split is used.
 """
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +20,27 @@ import numpy as np
 
 from modelbench.errors import UserError
 from modelbench.graders.base import Evaluator, Verdict
+from modelbench.graders.lab import minilm_oof
 from modelbench.graders.lab.labels import LabelledExchange, load_labels, split_by_prompt
 from modelbench.graders.lab.metrics import Agreement, agreement, choose_threshold, reliability
+from modelbench.graders.minilm import MiniLMClassifier
 from modelbench.scoring.correction import ErrorRates
 from modelbench.scoring.ensemble import EnsembleConfig, combine
 from modelbench.scoring.reliability import default_reliability_path, load_ensemble_config, write_reliability  # noqa: F401 - tools import them from here too
 
 SPLITS = ("all", "train", "heldout")
 DIRECT = "directly: not fitted to labelled data, so the rows are out of sample for it"
+
+
+def _lab_tool(evaluator: Evaluator, name: str) -> Callable[..., Any] | None:
+    """A trained member's `in_sample_on` or `out_of_fold`: its own method where it has one, else
+    the lab's version for its kind (minilm-clf's live in `minilm_oof`, outside the runtime)."""
+    own = getattr(evaluator, name, None)
+    if callable(own):
+        return own
+    if isinstance(evaluator, MiniLMClassifier):
+        return partial(getattr(minilm_oof, name), evaluator)
+    return None
 
 
 def labelled_rows(path: Path, split: str, seed: int = 0, held_out: float = 0.3) -> list[LabelledExchange]:
@@ -92,7 +107,7 @@ def in_sample_members(
     return frozenset(
         e.uid
         for e in evaluators
-        if callable(getattr(e, "in_sample_on", None)) and e.in_sample_on(labels, split, seed, held_out)  # type: ignore[attr-defined]
+        if (in_sample_on := _lab_tool(e, "in_sample_on")) and in_sample_on(labels, split, seed, held_out)
     )
 
 
@@ -110,9 +125,9 @@ def member_verdicts(
     `trained` names the members to score out of fold; by default every member that can be.
     """
     if trained is None:
-        trained = frozenset(e.uid for e in evaluators if callable(getattr(e, "out_of_fold", None)))
+        trained = frozenset(e.uid for e in evaluators if _lab_tool(e, "out_of_fold"))
     for evaluator in evaluators:
-        if evaluator.uid in trained and not callable(getattr(evaluator, "out_of_fold", None)):
+        if evaluator.uid in trained and not _lab_tool(evaluator, "out_of_fold"):
             raise UserError(
                 f"{evaluator.uid} was trained or calibrated on some of these labelled rows and cannot be "
                 "scored out of fold; its held-out numbers are benchmarks/evaluator_sources.py's (the "
@@ -123,7 +138,7 @@ def member_verdicts(
     how: dict[str, dict[str, Any]] = {e.uid: {"scored": DIRECT} for e in direct}
     for evaluator in evaluators:
         if evaluator.uid in trained:
-            scored, how[evaluator.uid] = evaluator.out_of_fold(rows, seed)  # type: ignore[attr-defined]
+            scored, how[evaluator.uid] = _lab_tool(evaluator, "out_of_fold")(rows, seed)  # type: ignore[misc]
             verdicts[evaluator.uid] = scored
     return {e.uid: verdicts[e.uid] for e in evaluators}, how
 
@@ -140,7 +155,7 @@ def calibrate(
     is how one checks, without touching held-out data, that the ensemble is not worse than its best
     member.
     """
-    refit = trained | {e.uid for e in evaluators if callable(getattr(e, "out_of_fold", None))}
+    refit = trained | {e.uid for e in evaluators if _lab_tool(e, "out_of_fold")}
     verdicts, how = member_verdicts(
         evaluators, rows, int(provenance.get("seed", 0)), trained=frozenset(refit)
     )
