@@ -68,9 +68,9 @@ def rebuild_record(store: Any, run_id: str) -> RunRecord:
         {uid: {"metadata": {"uid": uid}} for uid in by_sut},
         reconstructed=True,
     )
-    # Kept where reports look first, beside the summary's counts and grades. finish_run keeps the
-    # run's status; the run's finish time becomes the time of the rescore.
-    store.finish_run(run_id, info["status"], summary | {"record": record.model_dump(mode="json")})
+    # Kept where reports look first, beside the summary's counts and grades; the run's status and
+    # finish time stay its own.
+    store.keep_record(run_id, record.model_dump(mode="json"))
     return record
 
 

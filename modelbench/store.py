@@ -304,6 +304,17 @@ class Store:
         if commit:
             self.db.commit()
 
+    def keep_record(self, run_id: str, record: dict[str, Any]) -> None:
+        """Put a (rebuilt) record into a finished run's summary; its status, finish time and the
+        rest of its summary stay as they were."""
+        row = self.db.execute("SELECT summary FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        summary = json.loads(row[0]) if row and row[0] else {}
+        self.db.execute(
+            "UPDATE runs SET summary = ? WHERE run_id = ?",
+            (json.dumps(summary | {"record": record}, default=str), run_id),
+        )
+        self.db.commit()
+
     def finish_run(self, run_id: str, status: str, summary: dict[str, Any]) -> None:
         """Set the run's status and summary. A leg still open takes the status (its wall time
         stays unknown unless `end_leg` gives it)."""

@@ -54,6 +54,7 @@ def test_rescore_keeps_the_run_finished_with_its_summary(store):
     rebuild_record(store, "latest")  # `latest` names run-2
     after = store.run_info("run-2")
     assert after["status"] == "finished" and store.finished_run_ids() == ["run-1", "run-2"]
+    assert after["finished_at"] == before["finished_at"]  # the run finished when it did
     assert {k: v for k, v in after["summary"].items() if k != "record"} == before["summary"]
     assert load_record(store, "run-2").model_dump(mode="json") == after["summary"]["record"]
 
