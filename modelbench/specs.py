@@ -404,6 +404,11 @@ def parse_grader_spec(text: str) -> GraderSpec:
     kind, sep, target = text.partition("@")
     parser = _GRADER_PARSERS.get(kind)
     if parser is None:
+        from modelbench.plugins import load_plugins
+
+        load_plugins()  # an installed plugin may bring the kind
+        parser = _GRADER_PARSERS.get(kind)
+    if parser is None:
         raise UserError(f"unknown grader '{text}' (known: {grader_forms()})")
     return parser(text, target if sep else None)
 

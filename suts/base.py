@@ -16,7 +16,7 @@ from typing import Any, Generic, Literal, TypeVar, final
 
 from pydantic import BaseModel
 
-from modelbench.prompts.items import TestItem
+from modelbench.prompts import TestItem
 
 # "ok": the SUT answered. "content_filter": the provider stopped the answer for its content; what
 # text there is gets graded like any answer. The rest are failures: "error" (no answer after

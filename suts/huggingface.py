@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modelbench.prompts.items import TestItem
+from modelbench.prompts import TestItem
 from modelbench.suts.base import SUT, SUTResponse
 from modelbench.suts.hf_loading import LoadedModel, load_causal_lm, model_identity, pick_device, resolve_dtype
 from modelbench.suts.options import SUTOptions

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelbench.errors import UserError
-from modelbench.prompts.items import TestItem
+from modelbench.prompts import TestItem
 from modelbench.secrets import redact
 from modelbench.suts.base import SUT, SUTResponse
 from modelbench.suts.concurrency import AdaptiveLimiter
@@ -123,7 +123,7 @@ class OpenAICompatSUT(SUT[ChatRequests, ChatReplies]):
         retry: RetryPolicy | None = None,
     ):
         self.uid = uid
-        self.endpoint = endpoint
+        self.endpoint = endpoint.model_copy()  # its own: a judge may learn its model at preflight
         self.options = options or SUTOptions()
         self.system_prompt = system_prompt
         self.retry = (retry or RetryPolicy()).model_copy(update={"max_attempts": self.options.max_attempts})

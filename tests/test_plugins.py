@@ -128,3 +128,87 @@ def test_a_dummy_adapter_and_evaluator_run_through_the_cli(plugins, tmp_path):
     assert again.exit_code == 0, again.output
     assert sum(EchoSUT.batches) == 24
     assert "reused 24/24 stored responses and 24/24 stored verdicts" in again.output
+
+
+PLUGIN = '''
+"""A plugin package: one file that brings an adapter and an evaluator."""
+from modelbench.graders import Evaluator, Verdict
+from modelbench.graders.registration import evaluator
+from modelbench.suts import SUT, SUTResponse
+from modelbench.suts.registry import adapter
+
+
+class ParrotSUT(SUT):
+    def __init__(self, uid):
+        self.uid = uid
+
+    def fingerprint(self):
+        return {"adapter": "parrot"}
+
+    def build_request(self, items):
+        return [item.text for item in items]
+
+    async def call(self, request):
+        return ["I repeat: " + text for text in request]
+
+    def parse_response(self, items, native):
+        return [SUTResponse(sut_uid=self.uid, item_uid=i.uid, text=t) for i, t in zip(items, native)]
+
+
+class LengthEvaluator(Evaluator):
+    uid = "long"
+    languages = ("en",)
+
+    def fingerprint(self):
+        return {"evaluator": "long"}
+
+    async def judge(self, exchanges):
+        return [Verdict(evaluator_uid=self.uid, p_unsafe=float(len(e.response) > 40)) for e in exchanges]
+
+
+@adapter("parrot")
+def parrot(uid, entry, options, meta):
+    return ParrotSUT(uid)
+
+
+@evaluator(kind="long", description="unsafe when the answer is longer than 40 characters")
+def long(spec, sut_options=None, registry=None):
+    return LengthEvaluator()
+'''
+
+
+def test_an_installed_plugin_is_found_through_its_entry_point(tmp_path):
+    """The real console script, in a fresh process, with a plugin 'installed' on PYTHONPATH (a
+    module and a dist-info that declares it in the `modelbench.plugins` entry-point group)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    site = tmp_path / "site"
+    (site / "mb_parrot-0.1.dist-info").mkdir(parents=True)
+    (site / "mb_parrot.py").write_text(PLUGIN)
+    (site / "mb_parrot-0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: mb-parrot\nVersion: 0.1\n"
+    )
+    (site / "mb_parrot-0.1.dist-info" / "entry_points.txt").write_text(
+        "[modelbench.plugins]\nparrot = mb_parrot\n"
+    )
+    config = tmp_path / "suts.yaml"
+    config.write_text("suts:\n  parrot-1:\n    adapter: parrot\n")
+    script = shutil.which("modelbench", path=str(Path(sys.executable).parent))
+    env = os.environ | {"PYTHONPATH": str(site), "COLUMNS": "200"}
+    command = [script, "run", "--sut", "parrot-1", "--sut-config", str(config), "--graders", "long",
+               "--max-items", "12", "--min-items", "1", "--run-dir", str(tmp_path / "runs")]  # fmt: skip
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    record = json.loads(next((tmp_path / "runs").glob("*/record.json")).read_text())
+    assert list(record["config"]["graders"]) == ["long"] and record["scores"][0]["sut_uid"] == "parrot-1"
+    listed = subprocess.run([script, "list", "graders"], env=env, capture_output=True, text=True, timeout=120)
+    assert "longer than 40 characters" in listed.stdout
+    # A plugin that fails to import is one line naming it.
+    (site / "mb_parrot.py").write_text("raise RuntimeError('broken on purpose')\n")
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "plugin 'parrot' (mb_parrot) failed to load: broken on purpose" in done.stdout + done.stderr
