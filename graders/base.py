@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 
-from modelbench.prompts.items import TestItem
+from modelbench.prompts import TestItem
 
 
 class Exchange(BaseModel):

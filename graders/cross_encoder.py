@@ -138,7 +138,7 @@ class CrossEncoderNet:
     def from_base(cls, folder: Path) -> "CrossEncoderNet":
         import torch
 
-        from modelbench.suts.hf_loading import LOADING_LOCK
+        from modelbench.suts import LOADING_LOCK
 
         with LOADING_LOCK:  # transformers' lazy imports race when two threads load models at once
             from transformers import AutoModel
@@ -290,7 +290,7 @@ class CrossEncoderClassifier(Evaluator):
     def _load(self) -> None:
         import torch
 
-        from modelbench.suts.hf_loading import LOADING_LOCK
+        from modelbench.suts import LOADING_LOCK
 
         if base_sha256(self.base_folder) != self.card.base_sha256:
             raise UserError(

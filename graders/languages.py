@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from pydantic import BaseModel, Field
 
 from modelbench.graders.base import Evaluator
-from modelbench.prompts.items import TestItem
+from modelbench.prompts import TestItem
 
 UNDETERMINED = "und"  # ISO 639-2 for "undetermined": an empty or unreadable locale
 

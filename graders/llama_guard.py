@@ -114,8 +114,7 @@ class LlamaGuardAPI(Evaluator):
 
     def __init__(self, base_url: str, model: str | None = None, concurrency: int = 32):
         """`model` None: ask the server which model it serves, at preflight (before the run)."""
-        from modelbench.suts.openai_compat import OpenAICompatSUT
-        from modelbench.suts.options import Endpoint, SUTOptions
+        from modelbench.suts import Endpoint, OpenAICompatSUT, SUTOptions
 
         self.uid = "llama-guard"
         self.batch_size = 64
@@ -205,14 +204,14 @@ class LlamaGuardLocal(Evaluator):
         self._lock = threading.Lock()
 
     def fingerprint(self) -> dict[str, Any]:
-        from modelbench.suts.hf_loading import model_identity
+        from modelbench.suts import model_identity
 
         return {"evaluator": "llama-guard", "backend": "local", "model": model_identity(self.model_path)}
 
     def judge_sync(self, exchanges: list[Exchange]) -> list[Verdict]:
         import torch
 
-        from modelbench.suts.hf_loading import load_causal_lm
+        from modelbench.suts import load_causal_lm
 
         with self._lock:
             if self._loaded is None:

@@ -19,8 +19,8 @@ from pydantic import BaseModel
 from modelbench.graders.base import Evaluator, Exchange, Verdict
 from modelbench.hashing import stable_hash
 from modelbench.hazards import load_taxonomy
-from modelbench.prompts.items import TestItem
-from modelbench.suts.base import SUT
+from modelbench.prompts import TestItem
+from modelbench.suts import SUT
 
 
 class Rubrics(BaseModel):

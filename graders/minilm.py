@@ -54,7 +54,7 @@ FEATURE_SETS = ("response", "prompt+response", "prompt+response+product")
 
 def model_folder() -> Path:
     """The all-MiniLM-L6-v2 folder inside the installed weights package."""
-    from modelbench.suts.embedded import embedded_file
+    from modelbench.suts import embedded_file
 
     return embedded_file(WEIGHTS_PACKAGE, MODEL_SUBFOLDER, pip=WEIGHTS_PIP)
 
@@ -68,7 +68,7 @@ def weights_version() -> str:
 
 def auto_dtype() -> str:
     """bfloat16 where the CPU does it natively, else float32 (emulated bf16 is slower than fp32)."""
-    from modelbench.suts.hf_loading import native_bf16_cpu
+    from modelbench.suts import native_bf16_cpu
 
     return "bfloat16" if native_bf16_cpu() else "float32"
 
@@ -99,7 +99,7 @@ class Embedder:
     def _load(self) -> None:
         import torch
 
-        from modelbench.suts.hf_loading import LOADING_LOCK
+        from modelbench.suts import LOADING_LOCK
 
         with LOADING_LOCK:  # transformers' lazy imports race when two threads load models at once
             from transformers import AutoModel, AutoTokenizer

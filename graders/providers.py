@@ -83,7 +83,7 @@ def llama_guard(spec: LlamaGuardAPISpec | LlamaGuardLocalSpec, sut_options=None,
 
         return LlamaGuardAPI(spec.url, spec.model) if spec.model else LlamaGuardAPI(spec.url)
     from modelbench.graders.llama_guard import LlamaGuardLocal
-    from modelbench.suts.hf_loading import check_model_path
+    from modelbench.suts import check_model_path
 
     path = Path(spec.path).expanduser()
     check_model_path(path)

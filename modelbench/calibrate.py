@@ -12,7 +12,7 @@ from typing import Any
 from modelbench.errors import UserError
 from modelbench.jsonfile import write_json
 from modelbench.runner import PreparedRun, RunResult, grading_rules
-from modelbench.scoring.grades import INSUFFICIENT_GRADE, INVALID_GRADE, HazardScore
+from modelbench.scoring import INSUFFICIENT_GRADE, INVALID_GRADE, HazardScore
 
 
 def _safe_share(hazard: HazardScore, on_corrected: bool) -> float | None:

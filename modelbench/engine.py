@@ -21,13 +21,12 @@ from typing import Protocol
 
 from modelbench.errors import UserError
 from modelbench.failures import ErrorGroup, ErrorTally
-from modelbench.graders.base import Evaluator, Exchange, Verdict
+from modelbench.graders import Evaluator, Exchange, Verdict
 from modelbench.hashing import stable_hash
-from modelbench.prompts.items import TestItem
-from modelbench.scoring.ensemble import CompactScore, EnsembleConfig, ItemScore, combine
-from modelbench.scoring.grades import ScoredItem
+from modelbench.prompts import TestItem
+from modelbench.scoring import CompactScore, EnsembleConfig, ItemScore, ScoredItem, combine
 from modelbench.store import Store
-from modelbench.suts.base import SUT, SUTResponse
+from modelbench.suts import SUT, SUTResponse
 
 log = logging.getLogger("modelbench")
 WRITER_MAX_OPS = 1024

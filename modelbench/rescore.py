@@ -15,10 +15,8 @@ from typing import Any
 
 from modelbench.errors import UserError
 from modelbench.hazards import load_standard
-from modelbench.reports.loading import load_record, record_path
-from modelbench.reports.record import RunRecord, build_record, run_error_rates
-from modelbench.scoring.ensemble import ItemScore
-from modelbench.scoring.grades import GradingRules, ScoredItem, score_sut
+from modelbench.reports import RunRecord, build_record, load_record, record_path, run_error_rates
+from modelbench.scoring import GradingRules, ItemScore, ScoredItem, score_sut
 
 
 def rebuild_record(store: Any, run_id: str) -> RunRecord:

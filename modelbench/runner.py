@@ -21,9 +21,14 @@ from pydantic import BaseModel, Field
 
 from modelbench.engine import Engine, ProgressSink, RunOutcome
 from modelbench.errors import UserError
-from modelbench.graders.base import Evaluator
-from modelbench.graders.languages import LanguageNotice, declared_languages, language_notices
-from modelbench.graders.registry import DEFAULT_GRADERS, make_evaluator
+from modelbench.graders import (
+    DEFAULT_GRADERS,
+    Evaluator,
+    LanguageNotice,
+    declared_languages,
+    language_notices,
+    make_evaluator,
+)
 from modelbench.hashing import stable_hash
 from modelbench.hazards import DEFAULT_STANDARD, ReferenceStandard, load_standard
 from modelbench.prompts import (
@@ -33,17 +38,17 @@ from modelbench.prompts import (
     load_prompt_set,
     stratified_sample,
 )
-from modelbench.reports.record import build_record, write_record
-from modelbench.scoring.ensemble import EnsembleConfig
-from modelbench.scoring.grades import (
+from modelbench.reports import build_record, write_record
+from modelbench.scoring import (
     DEFAULT_MIN_ITEMS,
     INVALID_GRADE,
+    EnsembleConfig,
     GradeOn,
     GradingRules,
     SUTScore,
+    load_ensemble_config,
     score_sut,
 )
-from modelbench.scoring.reliability import load_ensemble_config
 from modelbench.store import STORE_NAME, Store, open_store
 from modelbench.suts import DEFAULT_SUT, SUT, SUTOptions, load_registry, make_sut
 
@@ -370,7 +375,7 @@ def _execute(
         },
     )
     try:
-        from modelbench.reports.html import write_run_report
+        from modelbench.reports import write_run_report
 
         report = write_run_report(store, prepared.run_id, run_dir / prepared.run_id / "report.html")
     except UserError as exc:  # a report is a view of the run; failing to draw it loses nothing

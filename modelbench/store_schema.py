@@ -10,7 +10,7 @@ import sqlite3
 from pathlib import Path
 
 from modelbench.errors import UserError
-from modelbench.suts.base import GRADABLE_OUTCOMES
+from modelbench.suts import GRADABLE_OUTCOMES
 
 SCHEMA_VERSION = 2
 SCHEMA = """

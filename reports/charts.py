@@ -7,7 +7,7 @@ markup only and the arithmetic is tested here, in Python.
 from typing import Any
 
 from modelbench.reports.formatting import grade_class, unsafe
-from modelbench.scoring.grades import EXCELLENT_MAX_UNSAFE
+from modelbench.scoring import EXCELLENT_MAX_UNSAFE
 
 # Where, along a bar from 0% to 100% unsafe, the grade boundaries sit: u = 0, r/2, 1.5r, 3r, 1.
 # Every row uses the same geometry whatever its reference r, so a glance down the bands compares

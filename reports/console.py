@@ -7,10 +7,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from modelbench.failures import CONSOLE_GROUPS, ErrorGroup, error_lines
-from modelbench.graders.languages import LanguageNotice
+from modelbench.graders import LanguageNotice
 from modelbench.hazards import load_taxonomy
-from modelbench.scoring.correction import ErrorRates
-from modelbench.scoring.grades import INSUFFICIENT_GRADE, HazardScore, OverallScore, SUTScore, Tally
+from modelbench.scoring import INSUFFICIENT_GRADE, ErrorRates, HazardScore, OverallScore, SUTScore, Tally
 
 GRADE_STYLE = {
     "Excellent": "bold green",

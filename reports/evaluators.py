@@ -10,10 +10,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from modelbench.graders.languages import LanguageNotice
+from modelbench.graders import LanguageNotice
 from modelbench.reports.formatting import MAX_NOTE_CHARS, clip, flat, num, pct, when
 from modelbench.reports.record import RunRecord, run_error_rates
-from modelbench.scoring.grades import SUTScore
+from modelbench.scoring import SUTScore
 
 ACCURACY_KEYS = (
     "accuracy",
@@ -29,7 +29,7 @@ ACCURACY_KEYS = (
 
 
 def ensemble_section(record: RunRecord, scores: list[SUTScore], names: dict[str, str]) -> dict[str, Any]:
-    from modelbench.graders.registry import EVALUATORS
+    from modelbench.graders import EVALUATORS
 
     # Registry values have been a description and a (description, class) pair; take either.
     descriptions = {
@@ -105,7 +105,7 @@ def _calibration(ensemble: dict[str, Any]) -> dict[str, Any]:
     if isinstance(ensemble.get("provenance"), dict):
         return ensemble["provenance"]
     try:
-        from modelbench.scoring.reliability import default_reliability_path
+        from modelbench.scoring import default_reliability_path
 
         data = json.loads(default_reliability_path().read_text("utf-8"))
     except (ImportError, OSError, ValueError):

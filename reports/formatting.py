@@ -11,7 +11,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from modelbench.scoring.grades import GRADES
+from modelbench.scoring import GRADES
 
 # What one item may show of its prompt, response and evaluator notes: enough to judge an answer,
 # small enough that a page with hundreds of items stays fast.

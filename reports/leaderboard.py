@@ -23,7 +23,7 @@ from modelbench.reports.formatting import grade_legend, grade_rank, num, unsafe
 from modelbench.reports.loading import load_record
 from modelbench.reports.pages import csp, render, sort_script, write_page
 from modelbench.reports.record import run_error_rates
-from modelbench.scoring.paired import PairedComparison, compare_runs
+from modelbench.scoring import PairedComparison, compare_runs
 
 
 def leaderboard_entries(store: Any, left_out: list[dict[str, str]] | None = None) -> list[dict[str, Any]]:

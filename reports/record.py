@@ -14,8 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelbench.failures import ErrorGroup
-from modelbench.scoring.correction import ErrorRates
-from modelbench.scoring.grades import SUTScore
+from modelbench.scoring import ErrorRates, SUTScore
 
 # 1: records before versioning. 2: scores carry `corrected` (Rogan-Gladen rate and interval) and
 # `graded_on`; grades may be "insufficient data"; `errors` lists failures by reason; timing lists

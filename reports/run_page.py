@@ -21,7 +21,7 @@ from modelbench.reports.formatting import (
 )
 from modelbench.reports.loading import RunData
 from modelbench.reports.pages import csp
-from modelbench.scoring.grades import SUTScore, clopper_pearson
+from modelbench.scoring import SUTScore, clopper_pearson
 
 # Items listed per SUT; the rest are a `modelbench export` away.
 MAX_LISTED_ITEMS = 200

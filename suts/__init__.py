@@ -12,6 +12,14 @@ from modelbench.suts.options import Endpoint, SUTOptions
 from modelbench.suts.registry import DEFAULT_SUT, adapter, load_registry, make_sut
 
 _LAZY = {
+    "GRADABLE_OUTCOMES": "modelbench.suts.base",
+    "LOADING_LOCK": "modelbench.suts.hf_loading",
+    "PREFLIGHT_HEADER": "modelbench.suts.openai_compat",
+    "check_model_path": "modelbench.suts.hf_loading",
+    "embedded_file": "modelbench.suts.embedded",
+    "load_causal_lm": "modelbench.suts.hf_loading",
+    "model_identity": "modelbench.suts.hf_loading",
+    "native_bf16_cpu": "modelbench.suts.hf_loading",
     "CompressedSUT": "modelbench.suts.compressed",
     "HuggingFaceSUT": "modelbench.suts.huggingface",
     "OpenAICompatSUT": "modelbench.suts.openai_compat",
@@ -25,16 +33,24 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "DEFAULT_SUT",
-    "SUT",
     "Capability",
     "CompressedSUT",
+    "DEFAULT_SUT",
     "Endpoint",
+    "GRADABLE_OUTCOMES",
     "HuggingFaceSUT",
+    "LOADING_LOCK",
     "OpenAICompatSUT",
+    "PREFLIGHT_HEADER",
+    "SUT",
     "SUTOptions",
     "SUTResponse",
     "adapter",
+    "check_model_path",
+    "embedded_file",
+    "load_causal_lm",
     "load_registry",
     "make_sut",
+    "model_identity",
+    "native_bf16_cpu",
 ]

@@ -149,6 +149,11 @@ def _named(uid: str, spec: RegistrySpec, options: SUTOptions, registry: dict[str
         )
     factory = ADAPTERS.get(entry.adapter)
     if factory is None:
+        from modelbench.plugins import load_plugins
+
+        load_plugins()  # an installed plugin may bring the adapter
+        factory = ADAPTERS.get(entry.adapter)
+    if factory is None:
         raise UserError(f"SUT '{uid}': unsupported adapter '{entry.adapter}' (known: {', '.join(ADAPTERS)})")
     meta = entry.model_dump(exclude={"weights", "adapter", "endpoint"}, exclude_none=True)
     return factory(uid, entry, options, meta)

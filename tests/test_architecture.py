@@ -229,6 +229,8 @@ def test_every_package_is_installed():
     that is not listed works in a checkout and is missing from a built wheel."""
     import tomllib
 
-    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["tool"]["setuptools"]["packages"])
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["tool"]["setuptools"]["packages"]
+    )
     found = {name for name, m in modules().items() if m.is_package}
     assert found == listed

@@ -129,8 +129,8 @@ def test_the_corrected_paired_difference_by_hand():
 def test_a_calibrated_standard_never_has_a_zero_reference_rate():
     from types import SimpleNamespace
 
-    from modelbench.errors import UserError
     from modelbench.calibrate import standard_from_run
+    from modelbench.errors import UserError
     from modelbench.hazards import load_standard
     from modelbench.scoring.ensemble import CompactScore
     from modelbench.scoring.grades import GradingRules, ScoredItem, score_sut

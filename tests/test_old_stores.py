@@ -95,3 +95,36 @@ def test_a_new_run_into_the_old_store_keeps_the_old_runs(old):
             assert load_record(store, run_id).record_version == 2
     finally:
         store.close()
+
+
+def test_a_run_that_lost_its_record_is_rescored_once_then_reported(old, tmp_path):
+    import sqlite3
+
+    run_id = RUNS[0]
+    original = json.loads((old / run_id / "record.json").read_text())
+    (old / run_id / "record.json").unlink()
+    with sqlite3.connect(old / STORE_NAME) as db:  # as a store from before records were kept in it
+        (summary,) = db.execute("SELECT summary FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        db.execute(
+            "UPDATE runs SET summary = ? WHERE run_id = ?",
+            (json.dumps({k: v for k, v in json.loads(summary).items() if k != "record"}), run_id),
+        )
+    out = tmp_path / "report.html"
+    refused = cli("report", run_id, "--run-dir", str(old), "--out", str(out))
+    assert refused.exit_code == 2 and not out.exists()
+    assert f"modelbench rescore {run_id}" in refused.output and "Traceback" not in refused.output
+    done = cli("rescore", run_id, "--run-dir", str(old))
+    assert done.exit_code == 0, done.output
+    assert f"rebuilt the record of run {run_id}" in done.output
+    assert cli("report", run_id, "--run-dir", str(old), "--out", str(out)).exit_code == 0
+    store = Store(old / STORE_NAME)
+    try:
+        rebuilt = load_record(store, run_id).model_dump(mode="json")
+    finally:
+        store.close()
+    assert rebuilt["reconstructed"] and not original["reconstructed"]
+    for again, first in zip(rebuilt["scores"], original["scores"], strict=True):
+        assert again["overall"]["grade"] == first["overall"]["grade"]
+        assert [h["grade"] for h in again["hazards"]] == [h["grade"] for h in first["hazards"]]
+    # Rescoring again is refused: the run has its record now.
+    assert cli("rescore", run_id, "--run-dir", str(old)).exit_code == 2

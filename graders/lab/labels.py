@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict
 from modelbench.errors import UserError
 from modelbench.graders.base import Exchange
 from modelbench.hashing import stable_hash
-from modelbench.prompts.items import TestItem
+from modelbench.prompts import TestItem
 
 if TYPE_CHECKING:  # pandas is imported when labels are read, not by every run
     import pandas as pd

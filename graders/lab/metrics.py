@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import BaseModel
 
-from modelbench.scoring.ensemble import binary_entropy
+from modelbench.scoring import binary_entropy
 
 
 class Agreement(BaseModel):

@@ -77,7 +77,7 @@ def graders_evaluate(labels, specs, seed, held_out, split, reliability, json_out
     """Agreement of each member and of the ensemble with human labels."""
     import json
 
-    from modelbench.graders.lab.evaluation import (
+    from modelbench.graders.lab import (
         evaluate,
         in_sample_members,
         labelled_rows,
@@ -115,7 +115,7 @@ def graders_evaluate(labels, specs, seed, held_out, split, reliability, json_out
 )
 def graders_calibrate(labels, specs, seed, held_out, split, out) -> None:
     """Fit each member's reliability (Youden's J, floored at 0) and store it with provenance."""
-    from modelbench.graders.lab.evaluation import (
+    from modelbench.graders.lab import (
         calibrate,
         default_reliability_path,
         in_sample_members,
@@ -157,8 +157,8 @@ def _error_rates_on_held_out(
     """Measure the calibrated ensemble's sensitivity and specificity on the held-out rows of the
     same labels (never the rows it was fitted on) and put them in `calibration`; returns a line
     saying what was done, or why not."""
-    from modelbench.graders.lab.evaluation import in_sample_members, labelled_rows, measure_error_rates
-    from modelbench.scoring.ensemble import EnsembleConfig
+    from modelbench.graders.lab import in_sample_members, labelled_rows, measure_error_rates
+    from modelbench.scoring import EnsembleConfig
 
     if split == "all":
         return "no error rates written: --split all leaves no held-out rows to measure them on"

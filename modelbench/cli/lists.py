@@ -104,6 +104,9 @@ def list_prompt_sets(fmt: str | None) -> None:
 def list_graders(fmt: str | None) -> None:
     """Graders (evaluators) that --graders takes."""
     from modelbench.graders import DEFAULT_GRADERS, EVALUATORS
+    from modelbench.plugins import load_plugins
+
+    load_plugins()  # installed plugins' evaluators are listed too
 
     columns = ("name", "default", "description")
     rows = [

@@ -21,8 +21,7 @@ def prompts() -> None:
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="FILE.csv or FILE.jsonl")
 def prompts_render(set_name: str, out: Path) -> None:
     """Write a built-in set in the AILuminate CSV layout (or JSONL); it re-imports unchanged."""
-    from modelbench.prompts import builtin_set_names, load_prompt_set
-    from modelbench.prompts.export import write_items
+    from modelbench.prompts import builtin_set_names, load_prompt_set, write_items
 
     if set_name not in builtin_set_names():
         raise UserError(f"unknown prompt set '{set_name}' (built in: {', '.join(builtin_set_names())})")

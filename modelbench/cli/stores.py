@@ -32,8 +32,8 @@ def compare(run: str, suts: tuple[str, ...], run_dir: Path) -> None:
     Both SUTs come from one run, so the same graders judged them on the same items: comparable by
     construction. The output names that grading, so that a pasted result says what it compared.
     """
-    from modelbench.reports.html import grading_of, grading_summary, run_error_rates
-    from modelbench.scoring.paired import compare_paired, with_correction
+    from modelbench.reports import grading_of, grading_summary, run_error_rates
+    from modelbench.scoring import compare_paired, with_correction
 
     if len(suts) != 2:
         raise UserError("compare needs exactly two --sut options")
@@ -169,8 +169,7 @@ def merge(stores: tuple[Path, ...], into: Path) -> None:
 def export(run: str, fmt: str, what: str, out: Path | None, run_dir: Path) -> None:
     """Rows of RUN (a run id or `latest`): per item (prompt, response, verdicts, scores) or per
     hazard (raw and corrected unsafe rates with intervals, grade, stability)."""
-    from modelbench.reports import load_record
-    from modelbench.reports.export import export_rows, score_rows
+    from modelbench.reports import export_rows, load_record, score_rows
 
     store, run_id = _open_run(run_dir, run)
     try:
@@ -181,3 +180,26 @@ def export(run: str, fmt: str, what: str, out: Path | None, run_dir: Path) -> No
         row["run_id"] = run_id
     path = export_rows(rows, out or run_dir / run_id / f"{what}.{fmt}", fmt)
     click.echo(f"wrote {len(rows)} rows to {path}")
+
+
+@main.command()
+@click.argument("run")
+@click.option("--run-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+def rescore(run: str, run_dir: Path) -> None:
+    """Rebuild the lost record of RUN (a run id or `latest`) from the store's per-item scores.
+
+    Reports read a run's record and never re-score it. A run whose record is gone (no copy in the
+    store, no RUN_DIR/RUN/record.json) is re-scored here once, against its own reference standard
+    and grading rules; the record, marked as recomputed, is kept in the store's summary of the run.
+    """
+    from modelbench.rescore import rebuild_record
+
+    store, run_id = _open_run(run_dir, run)
+    try:
+        record = rebuild_record(store, run_id)
+        where = store.path
+    finally:
+        store.close()
+    grades = "; ".join(f"{s.sut_uid} {s.overall.grade}" for s in record.scores) or "no SUT scored"
+    click.echo(f"rebuilt the record of run {run_id} into the store {where}: {grades}")
+    click.echo(f"its report: modelbench report {run_id} --run-dir {run_dir}")

@@ -6,3 +6,56 @@ minimum sizes (`grades`), grade stability (`stability`), rates corrected for the
 (`correction`), paired comparisons of two SUTs on the same items (`paired`), and loading the
 ensemble's calibrated priors (`reliability`). Nothing here touches a model or the network.
 """
+
+from modelbench.scoring.correction import ErrorRates
+from modelbench.scoring.ensemble import CompactScore, EnsembleConfig, ItemScore, binary_entropy, combine
+from modelbench.scoring.grades import (
+    DEFAULT_MIN_ITEMS,
+    EXCELLENT_MAX_UNSAFE,
+    GRADES,
+    INSUFFICIENT_GRADE,
+    INVALID_GRADE,
+    GradeOn,
+    GradingRules,
+    HazardScore,
+    OverallScore,
+    ScoredItem,
+    SUTScore,
+    Tally,
+    clopper_pearson,
+    grade,
+    score_sut,
+)
+from modelbench.scoring.paired import PairedComparison, compare_paired, compare_runs, with_correction
+from modelbench.scoring.reliability import default_reliability_path, load_ensemble_config, write_reliability
+
+__all__ = [
+    "DEFAULT_MIN_ITEMS",
+    "EXCELLENT_MAX_UNSAFE",
+    "GRADES",
+    "INSUFFICIENT_GRADE",
+    "INVALID_GRADE",
+    "CompactScore",
+    "EnsembleConfig",
+    "ErrorRates",
+    "GradeOn",
+    "GradingRules",
+    "HazardScore",
+    "ItemScore",
+    "OverallScore",
+    "PairedComparison",
+    "SUTScore",
+    "ScoredItem",
+    "Tally",
+    "binary_entropy",
+    "clopper_pearson",
+    "combine",
+    "compare_paired",
+    "compare_runs",
+    "default_reliability_path",
+    "grade",
+    "load_ensemble_config",
+    "score_sut",
+    "with_correction",
+    "write_reliability",
+]

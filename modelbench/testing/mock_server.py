@@ -23,7 +23,7 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from modelbench.suts.openai_compat import PREFLIGHT_HEADER
+from modelbench.suts import PREFLIGHT_HEADER
 
 BEHAVIOURS = (
     "ok",
