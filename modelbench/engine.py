@@ -117,6 +117,16 @@ class _Pending:
     verdicts: dict[str, Verdict] = field(default_factory=dict)
 
 
+@dataclass
+class MadeElsewhere:
+    """This run's failed responses and invalid verdicts that another executor (Ray workers) made
+    and stored already. The store returns neither (failures are retried by the next run), so the
+    engine takes them from here as this run's outcomes instead of asking again."""
+
+    responses: dict[str, SUTResponse] = field(default_factory=dict)
+    verdicts: dict[str, Verdict] = field(default_factory=dict)
+
+
 class Engine:
     def __init__(
         self,
@@ -127,6 +137,7 @@ class Engine:
         run_id: str,
         progress: ProgressSink | None = None,
         flush_interval_s: float = 0.02,
+        made_elsewhere: MadeElsewhere | None = None,
     ):
         if not evaluators:
             raise UserError("at least one grader is needed")
@@ -139,6 +150,7 @@ class Engine:
         self.run_id = run_id
         self.progress = progress or NullProgress()
         self.flush_interval_s = flush_interval_s
+        self.elsewhere = made_elsewhere or MadeElsewhere()
         self._pending: dict[tuple[str, str], _Pending] = {}
         self._scored: dict[str, list[ScoredItem]] = {}
         self._verdicts_new = 0
@@ -251,13 +263,19 @@ class Engine:
             self._writes.put_nowait(
                 ("links", [(sut.uid, i.uid, k) for i, k in zip(chunk, keys, strict=True)])
             )
+            failed_elsewhere = 0
             for item, key in zip(chunk, keys, strict=True):
                 if key in stored:
                     stats.responses_reused += 1
                     await self._fan_out(queues, _Graded(sut.uid, item, key, stored[key]))
+                elif key in self.elsewhere.responses:
+                    failed_elsewhere += self._count_new(sut, stats, item, self.elsewhere.responses[key])
+                    await self._fan_out(queues, _Graded(sut.uid, item, key, self.elsewhere.responses[key]))
                 else:
                     pending.append(item)
             self.progress.advance(label, sum(1 for k in keys if k in stored), stored=True)
+            if failed_elsewhere:
+                self.progress.advance(label, failed_elsewhere, failed=failed_elsewhere)
         if not pending:
             return
         # Longest first: the slowest batches start early, and neighbours pad little.
@@ -274,22 +292,27 @@ class Engine:
                 await self._writes.put(("responses", list(zip(keys, answers, strict=True))))
                 failed = 0
                 for item, key, response in zip(batch, keys, answers, strict=True):
-                    stats.responses_new += 1
-                    stats.outcomes[response.outcome] = stats.outcomes.get(response.outcome, 0) + 1
-                    if not response.gradable:
-                        stats.response_errors += 1
-                        failed += 1
-                        message = response.error or ""
-                        if response.outcome != "error":
-                            message = f"{response.outcome}: {message}"
-                        self.errors.add("respond", sut.uid, message, item.uid)
-                    stats.completion_tokens += response.completion_tokens or 0
+                    failed += self._count_new(sut, stats, item, response)
                     await self._fan_out(queues, _Graded(sut.uid, item, key, response))
                 self.progress.advance(label, len(batch), failed=failed)
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(max(1, min(sut.concurrency, len(batches))))))
         stats.generation_s = time.perf_counter() - started
+
+    def _count_new(self, sut: SUT, stats: SUTStats, item: TestItem, response: SUTResponse) -> int:
+        """Count a response this run made; 1 when it failed."""
+        stats.responses_new += 1
+        stats.outcomes[response.outcome] = stats.outcomes.get(response.outcome, 0) + 1
+        stats.completion_tokens += response.completion_tokens or 0
+        if response.gradable:
+            return 0
+        stats.response_errors += 1
+        message = response.error or ""
+        if response.outcome != "error":
+            message = f"{response.outcome}: {message}"
+        self.errors.add("respond", sut.uid, message, item.uid)
+        return 1
 
     async def _call(self, sut: SUT, batch: list[TestItem]) -> list[SUTResponse]:
         try:
@@ -342,12 +365,20 @@ class Engine:
             self.progress.advance(label, len(batch) - reused, failed=failed)
 
     async def _grade_batch(self, evaluator: Evaluator, batch: list[_Graded]) -> tuple[int, int]:
-        """Judge what is not stored yet; returns (verdicts reused, fresh verdicts invalid)."""
+        """Judge what is not stored yet; returns (verdicts reused, this run's verdicts invalid)."""
         vkeys = [verdict_key(evaluator, g.response_key, g.response.text or "") for g in batch]
         stored = self.store.get_verdicts(vkeys)
-        missing = [(g, k) for g, k in zip(batch, vkeys, strict=True) if k not in stored]
-        self._verdicts_reused += len(batch) - len(missing)
+        unstored = [(g, k) for g, k in zip(batch, vkeys, strict=True) if k not in stored]
+        missing = [(g, k) for g, k in unstored if k not in self.elsewhere.verdicts]
+        self._verdicts_reused += len(batch) - len(unstored)
         invalid = 0
+        for g, k in unstored:  # invalid verdicts this run made elsewhere: this run's, not asked again
+            if k in self.elsewhere.verdicts:
+                stored[k] = self.elsewhere.verdicts[k]
+                self._verdicts_new += 1
+                invalid += 1
+                self.errors.add("grade", evaluator.uid, stored[k].raw, g.item.uid)
+        self._verdicts_invalid += invalid
         if missing:
             exchanges = [Exchange(item=g.item, response=g.response.text or "") for g, _ in missing]
             try:
@@ -361,11 +392,13 @@ class Engine:
                 ("verdicts", [(k, g.response_key, v) for (g, k), v in zip(missing, fresh, strict=True)])
             )
             self._verdicts_new += len(missing)
+            fresh_invalid = 0
             for (g, _), verdict in zip(missing, fresh, strict=True):
                 if not verdict.valid:
-                    invalid += 1
+                    fresh_invalid += 1
                     self.errors.add("grade", evaluator.uid, verdict.raw, g.item.uid)
-            self._verdicts_invalid += invalid
+            self._verdicts_invalid += fresh_invalid
+            invalid += fresh_invalid
             stored.update({k: v for (_, k), v in zip(missing, fresh, strict=True)})
         done: list[tuple[_Graded, ItemScore]] = []
         for g, key in zip(batch, vkeys, strict=True):
@@ -377,7 +410,7 @@ class Engine:
                 done.append((g, combine(members, self.ensemble)))
         if done:
             await self._finish_many(done)
-        return len(batch) - len(missing), invalid
+        return len(batch) - len(unstored), invalid
 
     async def _finish(self, graded: _Graded, score: ItemScore | None) -> None:
         await self._finish_many([(graded, score)])

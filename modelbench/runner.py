@@ -15,11 +15,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
-from modelbench.engine import Engine, ProgressSink, RunOutcome
+from modelbench.engine import Engine, MadeElsewhere, ProgressSink, RunOutcome
 from modelbench.errors import UserError
 from modelbench.graders import (
     DEFAULT_GRADERS,
@@ -282,7 +282,21 @@ def run_config(prepared: PreparedRun) -> dict[str, Any]:
     }
 
 
-def execute(prepared: PreparedRun, progress: ProgressSink | None = None) -> RunResult:
+class Executor(Protocol):
+    """Where answers and verdicts are made before the local engine scores (`modelbench.executors`):
+    `fill` stores them and returns what it made (`FillResult`: `made`, `merge_into`, `record`)."""
+
+    name: str
+    resume_flags: str
+
+    def fill(self, prepared: PreparedRun, store: Store, progress: ProgressSink | None) -> Any: ...
+
+
+def execute(
+    prepared: PreparedRun, progress: ProgressSink | None = None, executor: Executor | None = None
+) -> RunResult:
+    """Run with progress. `executor`: None is the engine in this process; another one (Ray) fills
+    the store first, and the engine then finds the work stored and scores it."""
     started = time.perf_counter()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     run_dir = prepared.request.run_dir
@@ -292,7 +306,7 @@ def execute(prepared: PreparedRun, progress: ProgressSink | None = None) -> RunR
     config = run_config(prepared)
     try:
         with storage_errors(store_path):
-            return _execute(prepared, store, config, progress, started, started_at)
+            return _execute(prepared, store, config, progress, started, started_at, executor)
     finally:
         store.close()
 
@@ -314,18 +328,33 @@ def _execute(
     progress: ProgressSink | None,
     started: float,
     started_at: str,
+    executor: Executor | None = None,
 ) -> RunResult:
     run_dir = prepared.request.run_dir
     store.start_run(prepared.run_id, config)
-    engine = Engine(store, prepared.suts, prepared.evaluators, prepared.ensemble, prepared.run_id, progress)
+    filled = None
     try:
+        if executor is not None:
+            filled = executor.fill(prepared, store, progress)
+        engine = Engine(
+            store,
+            prepared.suts,
+            prepared.evaluators,
+            prepared.ensemble,
+            prepared.run_id,
+            None if filled else progress,  # after a fill it only finds stored work and scores
+            made_elsewhere=filled.made if filled else MadeElsewhere(),
+        )
         outcome = asyncio.run(engine.run(prepared.items))
+        if filled:
+            filled.merge_into(outcome)
     except KeyboardInterrupt:
         _mark(store, prepared.run_id, "interrupted", time.perf_counter() - started)
         stored = store.count("responses")
+        flags = executor.resume_flags if executor is not None else ""
         raise RunInterrupted(
             f"interrupted: {stored} responses are in the store; resume with: "
-            f"modelbench run --resume {prepared.run_id} --run-dir {run_dir}"
+            f"modelbench run --resume {prepared.run_id} --run-dir {run_dir}{flags}"
         ) from None
     except BaseException:
         _mark(store, prepared.run_id, "failed", time.perf_counter() - started)
@@ -362,7 +391,10 @@ def _execute(
     store.end_leg(prepared.run_id, "finished", wall)
     legs = store.run_timing(prepared.run_id) or {"started_at": started_at, "wall_s": wall, "legs": []}
     timing = {"started_at": legs["started_at"], "wall_s": round(legs["wall_s"], 3), "legs": legs["legs"]}
-    record = build_record(prepared.run_id, config, scores, counts, timing, suts, outcome.errors)
+    executor_record = filled.record() if filled else {"name": "local"}
+    record = build_record(
+        prepared.run_id, config, scores, counts, timing, suts, outcome.errors, executor=executor_record
+    )
     path = write_record(record, run_dir / prepared.run_id)
     # The record goes into the store too, so reports survive moved or deleted run folders.
     store.finish_run(

@@ -18,7 +18,7 @@ from modelbench.scoring import ErrorRates, SUTScore
 
 # 1: records before versioning. 2: scores carry `corrected` (Rogan-Gladen rate and interval) and
 # `graded_on`; grades may be "insufficient data"; `errors` lists failures by reason; timing lists
-# resume legs.
+# resume legs. Within 2, added with a default (older records load unchanged): `executor`.
 RECORD_VERSION = 2
 
 
@@ -38,6 +38,10 @@ class RunRecord(BaseModel):
     # how many.
     errors: list[ErrorGroup] = Field(default_factory=list)
     scores: list[SUTScore] = Field(default_factory=list)
+    # Where the answers and verdicts were made: {"name": "local"}, or "ray" with the cluster's
+    # resources, workers per SUT, model loads and every unit's worker and timing. Empty in records
+    # written before executors were recorded.
+    executor: dict[str, Any] = Field(default_factory=dict)
 
 
 def package_versions() -> dict[str, str]:
@@ -59,6 +63,7 @@ def build_record(
     suts: dict[str, dict[str, Any]],
     errors: list[ErrorGroup] | None = None,
     reconstructed: bool = False,
+    executor: dict[str, Any] | None = None,
 ) -> RunRecord:
     return RunRecord(
         record_version=RECORD_VERSION,
@@ -71,6 +76,7 @@ def build_record(
         suts=suts,
         errors=errors or [],
         scores=scores,
+        executor=executor or {},
     )
 
 

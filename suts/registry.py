@@ -79,6 +79,9 @@ class SUTEntry(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     adapter: str
+    # A module that registers `adapter` when imported (an adapter outside this package and its
+    # plugins): imported on first use, in whatever process builds the SUT (a Ray worker too).
+    module: str | None = None
     display_name: str = ""
     weights: Weights | None = None
     endpoint: Endpoint | None = None
@@ -148,6 +151,9 @@ def _named(uid: str, spec: RegistrySpec, options: SUTOptions, registry: dict[str
             f"unknown SUT '{uid}' (known: {known}; or hf:PATH, openai:MODEL, openai-compat:MODEL@URL)"
         )
     factory = ADAPTERS.get(entry.adapter)
+    if factory is None and entry.module:
+        _import_adapter_module(uid, entry.module)
+        factory = ADAPTERS.get(entry.adapter)
     if factory is None:
         from modelbench.plugins import load_plugins
 
@@ -155,8 +161,17 @@ def _named(uid: str, spec: RegistrySpec, options: SUTOptions, registry: dict[str
         factory = ADAPTERS.get(entry.adapter)
     if factory is None:
         raise UserError(f"SUT '{uid}': unsupported adapter '{entry.adapter}' (known: {', '.join(ADAPTERS)})")
-    meta = entry.model_dump(exclude={"weights", "adapter", "endpoint"}, exclude_none=True)
+    meta = entry.model_dump(exclude={"weights", "adapter", "endpoint", "module"}, exclude_none=True)
     return factory(uid, entry, options, meta)
+
+
+def _import_adapter_module(uid: str, module: str) -> None:
+    from importlib import import_module
+
+    try:
+        import_module(module)
+    except ImportError as exc:
+        raise UserError(f"SUT '{uid}': cannot import module '{module}' for its adapter: {exc}") from None
 
 
 def _hf_path(uid: str, spec: HFSpec, options: SUTOptions, registry: dict[str, SUTEntry]) -> SUT:

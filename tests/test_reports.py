@@ -360,7 +360,7 @@ def test_run_report_lists_flagged_items_behind_a_content_warning(synthetic):
 def test_measured_accuracy_is_shown_for_the_grader_version_that_was_measured(
     synthetic, tmp_path, monkeypatch
 ):
-    from modelbench.scoring import reliability as evaluation
+    import modelbench.scoring as evaluation  # the report reads the path through the package face
 
     member = {"n": 120, "accuracy": 0.875, "f1": 0.8, "false_safe_rate": 0.1, "kappa": 0.71}
     calibration = {
@@ -385,7 +385,7 @@ def test_measured_accuracy_is_shown_for_the_grader_version_that_was_measured(
 
 
 def test_held_out_numbers_are_shown_for_the_measured_member_set(synthetic, tmp_path, monkeypatch):
-    from modelbench.scoring import reliability as evaluation
+    import modelbench.scoring as evaluation  # the report reads the path through the package face
 
     pooled = {"n": 3188, "n_unsafe": 615, "f1": 0.78, "f1_ci95": [0.73, 0.82], "recall": 0.84}
     per_source = {"gptfuzz": pooled | {"n": 1540, "f1": 0.85}, "pooled": pooled}

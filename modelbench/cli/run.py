@@ -143,22 +143,31 @@ def _request(options: dict, standards: str | None = None):
     return request
 
 
-def _execute(request, console: Console, run_id: str | None = None):
-    """Prepare (all checks), run with progress, and print what was reused."""
+def _execute(request, console: Console, run_id: str | None = None, executor=None):
+    """Prepare (all checks), run with progress, and print what was reused. `executor`: None for
+    the engine in this process, or a connected `RayExecutor`."""
     from modelbench.progress import RichProgress
     from modelbench.reports import print_language_notices
     from modelbench.runner import execute, prepare
 
-    prepared = prepare(request, run_id)
+    prepared = prepare(request, run_id)  # every check first: bad input never waits for a cluster
+    where = ""
+    if executor is not None:
+        executor.connect()
+        adjusted = executor.adjust(request)
+        if adjusted is not request:  # a cluster with GPUs: local models on cuda, and their keys with it
+            prepared = prepare(adjusted, prepared.run_id)
+        resources = ", ".join(f"{k} {v:g}" for k, v in executor.resources.items() if k in ("CPU", "GPU"))
+        where = f" on Ray ({resources})"
     console.print(
         f"run [bold]{prepared.run_id}[/]: {len(prepared.items)} items from {prepared.prompt_set.name}"
-        f" x {len(prepared.suts)} SUT(s), graders: {', '.join(e.uid for e in prepared.evaluators)}"
+        f" x {len(prepared.suts)} SUT(s), graders: {', '.join(e.uid for e in prepared.evaluators)}{where}"
     )
     if prepared.prompt_set.skipped:
         console.print(f"[yellow]{prepared.prompt_set.description}[/]", soft_wrap=True)
     print_language_notices(prepared.language_notices, console)
     with RichProgress(console) as progress:
-        result = execute(prepared, progress)
+        result = execute(prepared, progress, executor)
     counts = result.outcome
     reused_r = sum(s.responses_reused for s in counts.sut_stats.values())
     total_r = len(prepared.items) * len(prepared.suts)
@@ -174,11 +183,53 @@ def _execute(request, console: Console, run_id: str | None = None):
 @click.option(
     "--standards", default=None, help="Reference standard: a name (built in or calibrated) or a JSON file."
 )
-@click.option("--shard", default=None, help="i/N: run the i-th of N deterministic slices (then `merge`).")
+@click.option(
+    "--shard",
+    default=None,
+    help="i/N: run the i-th of N deterministic slices, then `merge` the stores: for job arrays "
+    "(Slurm --array, Kubernetes Indexed Jobs) where there is no Ray cluster.",
+)
 @click.option(
     "--resume", "resume", default=None, help="RUN_ID: finish an interrupted run with its own settings."
 )
-def run(standards: str | None, shard: str | None, resume: str | None, **options) -> None:
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: the asyncio engine in this process. ray: units of work on a Ray cluster's workers "
+    "(pip install 'modelbench[ray]'); this process still writes the one store.",
+)
+@click.option(
+    "--ray-address",
+    default=None,
+    help="With --executor ray: auto, HOST:PORT or ray://HOST:PORT. Default: RAY_ADDRESS, else a "
+    "new local cluster on 127.0.0.1.",
+)
+@click.option(
+    "--workers",
+    type=int,
+    default=None,
+    help="With --executor ray: workers (actors) per SUT. Default: the cluster's slots (GPUs for "
+    "local models when it has GPUs, else CPUs) shared among the SUTs.",
+)
+@click.option(
+    "--unit-size",
+    type=int,
+    default=256,
+    show_default=True,
+    help="With --executor ray: items per unit of work (length-sorted chunks of one SUT's items).",
+)
+def run(
+    standards: str | None,
+    shard: str | None,
+    resume: str | None,
+    executor: str,
+    ray_address: str | None,
+    workers: int | None,
+    unit_size: int,
+    **options,
+) -> None:
     """Run SUTs on a prompt set, grade every response, score and record."""
     from modelbench.reports import print_errors, print_language_notices, print_scores
     from modelbench.runner import grading_rules, load_request
@@ -189,7 +240,18 @@ def run(standards: str | None, shard: str | None, resume: str | None, **options)
     else:
         request, run_id = _request(options, standards), None
         request.shard = shard
-    prepared, result = _execute(request, console, run_id)
+    ray = None
+    if executor == "ray":
+        from modelbench.executors import RayExecutor
+
+        ray = RayExecutor(ray_address, workers, unit_size)
+    elif ray_address or workers is not None:
+        raise UserError("--ray-address and --workers go with --executor ray")
+    try:
+        prepared, result = _execute(request, console, run_id, ray)
+    finally:
+        if ray is not None:
+            ray.close()
     print_scores(result.scores, console, prepared.ensemble.error_rates, prepared.standard.name)
     standard_rate = (prepared.standard.provenance or {}).get("rate")
     corrected = grading_rules(prepared.request, prepared.ensemble).corrects

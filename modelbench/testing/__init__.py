@@ -1,3 +1,4 @@
-"""Test doubles that are real servers: shipped, so that tests, benchmarks and users' dry runs
-(`python -m modelbench.testing.mock_server`) stand up the same peer. Nothing at run time imports
-this package."""
+"""Test doubles that are real servers and real SUTs: shipped, so that tests, benchmarks and users'
+dry runs (`python -m modelbench.testing.mock_server`) stand up the same peer, and so that Ray
+workers can build the test SUTs by name (`modelbench.testing.suts`, named by a registry entry's
+`module:`). No default run imports this package."""

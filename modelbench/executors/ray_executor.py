@@ -1,0 +1,275 @@
+"""`--executor ray`: answer and judge on a Ray cluster's workers; the driver alone writes the store.
+
+The driver plans units (`modelbench.executors.units`), then keeps a pool of Ray actors busy: one
+actor per SUT per worker slot (a GPU for a local model on a cluster with GPUs, a CPU otherwise),
+each fed unit after unit, so a model loads once per worker and never once per unit. A SUT gets
+`workers` actors (default: the slots shared among the SUTs with work), and SUTs that do not fit
+at once wait for a slot: when a SUT's units are done its actors are released. Every finished unit
+is written to the store at once, so a dead worker, a dead driver or a Ctrl-C loses only units in
+flight. An actor that dies (a killed process, a lost node) is restarted by Ray and its units are
+retried (`max_restarts`, `max_task_retries`); past that the run stops with one line, and what was
+written stays.
+
+Ray is imported only here, and only when a run asks for it.
+"""
+
+import logging
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelbench.engine import NullProgress, ProgressSink
+from modelbench.errors import UserError
+from modelbench.executors.fill import FillResult, SUTFill
+from modelbench.executors.units import DEFAULT_UNIT_SIZE, Unit, UnitResult, plan_units
+from modelbench.executors.worker import UnitWorker
+from modelbench.store import Store
+from modelbench.suts import SUT, load_registry
+
+log = logging.getLogger("modelbench")
+IN_FLIGHT_PER_ACTOR = 2  # one running, one queued behind it: no idle gap between units
+WAIT_S = 0.5  # the longest the driver blocks on Ray at a time (Ctrl-C is seen between waits)
+RESOURCE_KEYS = ("CPU", "GPU", "memory", "object_store_memory")
+
+
+@dataclass
+class _Actor:
+    sut_uid: str
+    kind: str  # "GPU" or "CPU": the slot it holds
+    handle: Any
+    in_flight: dict[Any, Unit] = field(default_factory=dict)
+
+
+class RayExecutor:
+    """`address`: None (reuse a Ray already started in this process, else RAY_ADDRESS, else a new
+    local cluster on 127.0.0.1), "auto", "HOST:PORT" or "ray://HOST:PORT"."""
+
+    name = "ray"
+
+    def __init__(
+        self,
+        address: str | None = None,
+        workers: int | None = None,
+        unit_size: int = DEFAULT_UNIT_SIZE,
+        max_restarts: int = 3,
+    ):
+        if workers is not None and workers < 1:
+            raise UserError(f"--workers must be at least 1, got {workers}")
+        if unit_size < 1:
+            raise UserError(f"--unit-size must be at least 1, got {unit_size}")
+        self.address = address
+        self.workers = workers
+        self.unit_size = unit_size
+        self.max_restarts = max_restarts
+        self.started_here = False
+        self.resources: dict[str, float] = {}
+        self._ray: Any = None
+        self._run_id: str | None = None
+        self._graders: list[str] = []
+
+    @property
+    def resume_flags(self) -> str:
+        """What `--resume` needs to go on the same way."""
+        return " --executor ray" + (f" --ray-address {self.address}" if self.address else "")
+
+    # -- the cluster -----------------------------------------------------------------------------
+    def connect(self) -> None:
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage reports leave the machine
+        try:
+            import ray
+        except ImportError:
+            raise UserError("--executor ray needs Ray: pip install 'modelbench[ray]'") from None
+        self._ray = ray
+        if not ray.is_initialized():
+            quiet: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
+            try:
+                if self.address or os.environ.get("RAY_ADDRESS"):
+                    ray.init(address=self.address, **quiet)
+                else:  # a cluster of this machine alone, reachable from this machine alone
+                    ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", **quiet)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                where = self.address or os.environ.get("RAY_ADDRESS") or "a new local cluster"
+                raise UserError(f"cannot reach Ray at {where}: {str(exc).splitlines()[0]}") from None
+            self.started_here = True
+        self.resources = {k: v for k, v in ray.cluster_resources().items() if k in RESOURCE_KEYS}
+
+    def close(self) -> None:
+        if self.started_here and self._ray is not None:
+            self._ray.shutdown()
+            self.started_here = False
+
+    def gpus(self) -> int:
+        return int(self.resources.get("GPU", 0))
+
+    def adjust(self, request: Any) -> Any:
+        """On a cluster with GPUs, local models run on `cuda` unless --device says otherwise; the
+        driver's SUTs must say so too, since the device decides the dtype and so the store keys."""
+        if self.gpus() and request.sut_options.device is None:
+            options = request.sut_options.model_copy(update={"device": "cuda"})
+            return request.model_copy(update={"sut_options": options})
+        return request
+
+    def _kind(self, sut: SUT) -> str:
+        return "GPU" if sut.can("batching") and self.gpus() else "CPU"
+
+    # -- the run ---------------------------------------------------------------------------------
+    def fill(self, prepared: Any, store: Store, progress: ProgressSink | None = None) -> FillResult:
+        """Answer and judge everything the store lacks for this run; return what was made."""
+        progress = progress or NullProgress()
+        suts, evaluators, items = prepared.suts, prepared.evaluators, prepared.items
+        self._run_id, self._graders = prepared.run_id, [e.uid for e in evaluators]
+        store.put_items(items)
+        plan = plan_units(store, suts, evaluators, items, self.unit_size)
+        for sut in suts:
+            progress.start(f"respond {sut.uid}", len(items), plan.responses_stored[sut.uid])
+        for e in evaluators:
+            progress.start(f"grade {e.uid}", len(items) * len(suts), plan.verdicts_stored.get(e.uid, 0))
+        kinds = {sut.uid: self._kind(sut) for sut in suts}
+        capacity = {kind: max(1, int(self.resources.get(kind, 1))) for kind in set(kinds.values())}
+        with_work = {u.sut_uid for u in plan.units}
+        per_sut = {
+            sut.uid: self.workers
+            or max(1, capacity[kinds[sut.uid]] // sum(1 for s in with_work if kinds[s] == kinds[sut.uid]))
+            for sut in suts
+        }
+        result = FillResult(
+            executor={
+                "name": self.name,
+                "ray_version": getattr(self._ray, "__version__", None),
+                "address": self.address or os.environ.get("RAY_ADDRESS") or "local",
+                "started_cluster": self.started_here,
+                "cluster_resources": self.resources,
+                "nodes": sum(1 for n in self._ray.nodes() if n.get("Alive")),
+                "unit_size": self.unit_size,
+                "units_planned": len(plan.units),
+                "workers_per_sut": {uid: per_sut[uid] for uid in sorted(with_work)},
+                "slot_per_worker": {uid: kinds[uid] for uid in sorted(with_work)},
+                "max_restarts": self.max_restarts,
+                "started_at_unix": time.time(),
+            },
+            suts={sut.uid: SUTFill() for sut in suts},
+        )
+        if plan.units:
+            self._run_units(prepared, plan.units, kinds, capacity, per_sut, store, progress, result)
+        result.ended = time.perf_counter()
+        return result
+
+    def _run_units(
+        self,
+        prepared: Any,
+        units: list[Unit],
+        kinds: dict[str, str],
+        capacity: dict[str, int],
+        per_sut: dict[str, int],
+        store: Store,
+        progress: ProgressSink,
+        result: FillResult,
+    ) -> None:
+        ray = self._ray
+        queues: dict[str, deque[Unit]] = {}
+        for unit in units:
+            queues.setdefault(unit.sut_uid, deque()).append(unit)
+        suts = {sut.uid: sut for sut in prepared.suts}
+        make = self._actor_maker(prepared)
+        actors: list[_Actor] = []
+        created = 0
+        try:
+            while any(queues.values()) or any(a.in_flight for a in actors):
+                # Start actors where slots are free, SUT by SUT in the run's order.
+                for uid, queue in queues.items():
+                    mine = [a for a in actors if a.sut_uid == uid]
+                    kind = kinds[uid]
+                    while (
+                        queue
+                        and len(mine) < min(per_sut[uid], len(queue) + sum(len(a.in_flight) for a in mine))
+                        and sum(1 for a in actors if a.kind == kind) < capacity[kind]
+                    ):
+                        actor = _Actor(uid, kind, make(suts[uid], kind))
+                        actors.append(actor)
+                        mine.append(actor)
+                        created += 1
+                # Feed every actor; a unit waits in the actor's queue behind the one it runs.
+                for actor in actors:
+                    queue = queues[actor.sut_uid]
+                    while queue and len(actor.in_flight) < IN_FLIGHT_PER_ACTOR:
+                        unit = queue.popleft()
+                        result.dispatched(unit.sut_uid)
+                        actor.in_flight[actor.handle.process.remote(unit)] = unit
+                refs = [ref for a in actors for ref in a.in_flight]
+                if not refs:
+                    continue
+                ready, _ = ray.wait(refs, num_returns=1, timeout=WAIT_S)
+                for ref in ready:
+                    actor = next(a for a in actors if ref in a.in_flight)
+                    unit = actor.in_flight.pop(ref)
+                    self._store_unit(self._get(ref, unit), unit, store, progress, result)
+                # A SUT whose units are all done gives its slots back.
+                for actor in [a for a in actors if not a.in_flight and not queues[a.sut_uid]]:
+                    ray.kill(actor.handle, no_restart=True)
+                    actors.remove(actor)
+        finally:
+            # Interrupted or failed: units in flight are dropped; the store keeps what finished.
+            for actor in actors:
+                ray.kill(actor.handle, no_restart=True)
+            result.executor["actors"] = created
+
+    def _actor_maker(self, prepared: Any):
+        ray = self._ray
+        request = prepared.request
+        registry = load_registry(request.sut_config)
+        graders = list(dict.fromkeys(request.graders))
+        graders_fp = {e.uid: e.fingerprint() for e in prepared.evaluators}
+        remote = ray.remote(UnitWorker)
+
+        # A GPU worker also judges (a cross-encoder on its CPUs): give it its share of the cores
+        # (Ray passes it on as OMP_NUM_THREADS), leaving one for workers of API SUTs.
+        cpus_per_gpu = max(1, int((self.resources.get("CPU", 1) - 1) // max(1, self.gpus())))
+
+        def make(sut: SUT, kind: str) -> Any:
+            resources = {"num_cpus": cpus_per_gpu, "num_gpus": 1} if kind == "GPU" else {"num_cpus": 1}
+            return remote.options(
+                **resources,
+                max_restarts=self.max_restarts,
+                max_task_retries=self.max_restarts,
+                max_concurrency=1,
+            ).remote(
+                sut.uid,
+                request.sut_options,
+                registry,
+                graders,
+                prepared.ensemble,
+                {"sut": sut.fingerprint(), "graders": graders_fp},
+            )
+
+        return make
+
+    def _get(self, ref: Any, unit: Unit) -> UnitResult:
+        ray = self._ray
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayActorError as exc:
+            raise UserError(
+                f"the worker for {unit.sut_uid} died {self.max_restarts + 1} times (last: "
+                f"{str(exc).splitlines()[0][:200]}); finished units are stored, run again to go on"
+            ) from None
+        except ray.exceptions.RayTaskError as exc:
+            cause = exc.cause if getattr(exc, "cause", None) is not None else exc
+            raise UserError(f"a unit of {unit.sut_uid} failed on its worker: {cause!r}"[:500]) from None
+
+    def _store_unit(
+        self, unit_result: UnitResult, unit: Unit, store: Store, progress: ProgressSink, result: FillResult
+    ) -> None:
+        if unit_result.problem:
+            raise UserError(unit_result.problem)
+        store.put_responses(unit_result.responses, run_id=self._run_id, commit=False)
+        store.put_verdicts(unit_result.verdicts, commit=False)
+        store.commit()
+        counts = result.add(unit_result, len(unit.items))
+        progress.advance(f"respond {unit.sut_uid}", counts.answered, failed=counts.failed)
+        for uid, n in counts.verdicts.items():
+            progress.advance(f"grade {uid}", n, failed=counts.invalid.get(uid, 0))
+        if counts.failed:  # nothing to grade: not the evaluators' failure
+            for uid in self._graders:
+                progress.advance(f"grade {uid}", counts.failed, skipped=True)
