@@ -37,7 +37,6 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from modelbench.graders.cross_encoder import CARD_FILE, CrossEncoderClassifier  # noqa: E402
-from modelbench.graders.lab.evaluation import default_reliability_path  # noqa: E402
 from modelbench.graders.lab.label_sources import FLUENT_SOURCES, SOURCES, protocol_splits  # noqa: E402
 from modelbench.graders.lab.labels import LabelledExchange  # noqa: E402
 from modelbench.graders.lab.metrics import agreement, choose_threshold, mean_source_f1, reliability  # noqa: E402
@@ -46,6 +45,7 @@ from modelbench.graders.lab.train_minilm import string_match_unsafe  # noqa: E40
 from modelbench.graders.minilm import MiniLMClassifier  # noqa: E402
 from modelbench.graders.refusal import RefusalEvaluator  # noqa: E402
 from modelbench.jsonfile import write_json  # noqa: E402
+from modelbench.scoring import default_reliability_path  # noqa: E402
 from modelbench.scoring.ensemble import EnsembleConfig, combine  # noqa: E402
 
 RESULTS = Path(__file__).with_name("results") / "evaluator_sources.json"

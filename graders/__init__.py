@@ -4,11 +4,9 @@ The scoring rules that turn verdicts into grades are `modelbench.scoring`; the t
 and measure evaluators (labels, metrics, calibration, training) are `modelbench.graders.lab`.
 """
 
-from importlib import import_module
-from typing import Any
-
 from modelbench.graders.base import Evaluator, Exchange, Verdict
 from modelbench.graders.registry import DEFAULT_GRADERS, EVALUATORS, make_evaluator
+from modelbench.lazy import lazy_exports
 
 _LAZY = {
     "LanguageNotice": "modelbench.graders.languages",
@@ -16,11 +14,7 @@ _LAZY = {
     "language_notices": "modelbench.graders.languages",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(_LAZY[name]), name)
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [

@@ -84,23 +84,3 @@ class _Descriptions(Mapping[str, str]):
 
 # Keyed by modelbench.specs.GRADER_KINDS, in that order.
 EVALUATORS: Mapping[str, str] = _Descriptions()
-
-
-class _Descriptions(Mapping[str, str]):
-    """Kind -> description, read live from the registry (what `EVALUATORS` has always been)."""
-
-    def __getitem__(self, kind: str) -> str:
-        return _REGISTRY[kind].description
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(list(_REGISTRY))
-
-    def __len__(self) -> int:
-        return len(_REGISTRY)
-
-    def __repr__(self) -> str:
-        return repr(dict(self))
-
-
-# Keyed by modelbench.specs.GRADER_KINDS, in that order.
-EVALUATORS: Mapping[str, str] = _Descriptions()

@@ -1,8 +1,6 @@
 """Prompt sets: rendered from hazard fragments and templates, or imported from files."""
 
-from importlib import import_module
-from typing import Any
-
+from modelbench.lazy import lazy_exports
 from modelbench.prompts.items import TestItem
 from modelbench.prompts.sampling import stratified_sample
 from modelbench.prompts.sets import (
@@ -16,11 +14,7 @@ _LAZY = {
     "write_items": "modelbench.prompts.export",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(_LAZY[name]), name)
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [

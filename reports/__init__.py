@@ -4,9 +4,7 @@ The record and the console are imported with the package (the runner needs them)
 (Jinja2 templates) and reading a finished run load on first use of their names.
 """
 
-from importlib import import_module
-from typing import Any
-
+from modelbench.lazy import lazy_exports
 from modelbench.reports.console import print_errors, print_language_notices, print_scores
 from modelbench.reports.record import RECORD_VERSION, RunRecord, build_record, write_record
 
@@ -25,11 +23,7 @@ _LAZY = {
     "write_leaderboard": "modelbench.reports.leaderboard",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(_LAZY[name]), name)
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [

@@ -4,9 +4,7 @@ The protocol, the options and the registry are imported with the package; the ad
 first use of their names.
 """
 
-from importlib import import_module
-from typing import Any
-
+from modelbench.lazy import lazy_exports
 from modelbench.suts.base import SUT, Capability, SUTResponse
 from modelbench.suts.options import Endpoint, SUTOptions
 from modelbench.suts.registry import DEFAULT_SUT, adapter, load_registry, make_sut
@@ -25,11 +23,7 @@ _LAZY = {
     "OpenAICompatSUT": "modelbench.suts.openai_compat",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(_LAZY[name]), name)
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [

@@ -249,8 +249,8 @@ def test_the_shipped_delta_reproduces_the_trained_models_probabilities():
 
 
 def test_the_default_graders_are_the_calibrated_ensemble():
-    from modelbench.graders.lab.evaluation import default_reliability_path, load_ensemble_config
     from modelbench.graders.registry import DEFAULT_GRADERS
+    from modelbench.scoring import default_reliability_path, load_ensemble_config
 
     data = json.loads(default_reliability_path().read_text())
     assert tuple(data["members"]) == DEFAULT_GRADERS
@@ -260,7 +260,7 @@ def test_the_default_graders_are_the_calibrated_ensemble():
 
 def test_the_ensemble_threshold_belongs_to_its_member_set(tmp_path):
     from modelbench.graders.base import Verdict
-    from modelbench.graders.lab.evaluation import load_ensemble_config
+    from modelbench.scoring import load_ensemble_config
     from modelbench.scoring.ensemble import combine
 
     path = tmp_path / "reliability.json"

@@ -8,10 +8,11 @@ from click.testing import CliRunner
 
 from modelbench.cli import main
 from modelbench.graders.base import Evaluator, Verdict
-from modelbench.graders.lab.evaluation import calibrate, load_ensemble_config
+from modelbench.graders.lab.evaluation import calibrate
 from modelbench.graders.lab.labels import LabelledExchange
 from modelbench.graders.lab.metrics import agreement, reliability
 from modelbench.graders.refusal import RefusalEvaluator
+from modelbench.scoring import load_ensemble_config
 
 
 def test_agreement_hand_computed():

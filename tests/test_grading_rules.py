@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from modelbench.cli import main
-from modelbench.graders.lab.evaluation import default_reliability_path, load_ensemble_config
+from modelbench.scoring import default_reliability_path, load_ensemble_config
 from modelbench.scoring.correction import ErrorRates
 from modelbench.scoring.grades import INSUFFICIENT_GRADE
 from modelbench.testing.mock_server import MockServer, ServerState

@@ -6,34 +6,23 @@ them (a test checks). The CLI's `graders evaluate` and `graders calibrate` comma
 `python -m modelbench.graders.lab.train_cross_encoder` and `python -m modelbench.graders.lab.train_minilm`.
 """
 
-from importlib import import_module
-from typing import Any
+from modelbench.lazy import lazy_exports
 
 _LAZY = {
     "calibrate": "modelbench.graders.lab.evaluation",
-    "default_reliability_path": "modelbench.graders.lab.evaluation",
     "evaluate": "modelbench.graders.lab.evaluation",
     "in_sample_members": "modelbench.graders.lab.evaluation",
     "labelled_rows": "modelbench.graders.lab.evaluation",
-    "load_ensemble_config": "modelbench.graders.lab.evaluation",
     "measure_error_rates": "modelbench.graders.lab.evaluation",
-    "write_reliability": "modelbench.graders.lab.evaluation",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(_LAZY[name]), name)
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [
     "calibrate",
-    "default_reliability_path",
     "evaluate",
     "in_sample_members",
     "labelled_rows",
-    "load_ensemble_config",
     "measure_error_rates",
-    "write_reliability",
 ]

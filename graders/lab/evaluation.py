@@ -24,14 +24,7 @@ from modelbench.graders.lab import minilm_oof
 from modelbench.graders.lab.labels import LabelledExchange, load_labels, split_by_prompt
 from modelbench.graders.lab.metrics import Agreement, agreement, choose_threshold, reliability
 from modelbench.graders.minilm import MiniLMClassifier
-from modelbench.scoring import (  # noqa: F401 - tools import them from here too
-    EnsembleConfig,
-    ErrorRates,
-    combine,
-    default_reliability_path,
-    load_ensemble_config,
-    write_reliability,
-)
+from modelbench.scoring import EnsembleConfig, ErrorRates, combine
 
 SPLITS = ("all", "train", "heldout")
 DIRECT = "directly: not fitted to labelled data, so the rows are out of sample for it"

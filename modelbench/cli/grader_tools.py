@@ -77,12 +77,8 @@ def graders_evaluate(labels, specs, seed, held_out, split, reliability, json_out
     """Agreement of each member and of the ensemble with human labels."""
     import json
 
-    from modelbench.graders.lab import (
-        evaluate,
-        in_sample_members,
-        labelled_rows,
-        load_ensemble_config,
-    )
+    from modelbench.graders.lab import evaluate, in_sample_members, labelled_rows
+    from modelbench.scoring import load_ensemble_config
 
     rows = labelled_rows(labels, split, seed, held_out)
     evaluators = _evaluators(specs)
@@ -115,13 +111,8 @@ def graders_evaluate(labels, specs, seed, held_out, split, reliability, json_out
 )
 def graders_calibrate(labels, specs, seed, held_out, split, out) -> None:
     """Fit each member's reliability (Youden's J, floored at 0) and store it with provenance."""
-    from modelbench.graders.lab import (
-        calibrate,
-        default_reliability_path,
-        in_sample_members,
-        labelled_rows,
-        write_reliability,
-    )
+    from modelbench.graders.lab import calibrate, in_sample_members, labelled_rows
+    from modelbench.scoring import default_reliability_path, write_reliability
 
     rows = labelled_rows(labels, split, seed, held_out)
     evaluators = _evaluators(specs)
