@@ -17,7 +17,7 @@ applies. So:
 import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import click
@@ -126,13 +126,19 @@ def emit(
     fmt: str | None = None,
     whole: Sequence[str] = (),
     console: Console | None = None,
+    shown: Mapping[str, Callable[[Any], str]] | None = None,
 ) -> None:
     """Print `rows` (dicts keyed by `columns`) as `fmt`; `whole` names the columns a table must not
-    cut (names the user types). `fmt` None picks by whether stdout is a terminal."""
+    cut (names the user types). `fmt` None picks by whether stdout is a terminal. `shown` formats
+    a column's values for people (table and plain); JSON keeps the values as they are, so a
+    program reads 134515008, not "135M"."""
     fmt = fmt or default_format()
     if fmt == "json":
         click.echo(render_json(columns, rows), nl=False)
-    elif fmt == "plain":
+        return
+    if shown:
+        rows = [{k: (shown[k](v) if k in shown and v is not None else v) for k, v in r.items()} for r in rows]
+    if fmt == "plain":
         click.echo(render_plain(columns, rows), nl=False)
     elif fmt == "table":
         print_table(build_table(columns, rows, whole), console)

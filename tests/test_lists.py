@@ -119,6 +119,11 @@ def test_json_values_are_typed():
     assert sets["mb-demo"]["items"] == sum(sets["mb-demo"][h] for h in hazards)
     hazard_rows = json.loads(invoke("list", "hazards", "--format", "json").output)
     assert all(isinstance(r["reference safe"], float) for r in hazard_rows)
+    # Sizes are numbers for programs, and "135M" only for people.
+    suts = {r["name"]: r for r in json.loads(invoke("list", "suts", "--format", "json").output)}
+    assert suts["smollm2-135m"]["parameters"] == 134515008
+    plain = invoke("list", "suts", "--format", "plain").output
+    assert any(line.startswith("smollm2-135m ") and " 135M " in line for line in plain.splitlines())
 
 
 @pytest.mark.parametrize("what", list(NAMES))

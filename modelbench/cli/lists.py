@@ -46,13 +46,13 @@ def list_suts(sut_config: Path | None, fmt: str | None) -> None:
             {
                 "name": name,
                 "adapter": entry.adapter,
-                "parameters": f"{entry.params / 1e6:,.0f}M" if entry.params else None,
+                "parameters": entry.params or None,
                 "dense base": entry.dense_base or None,
                 "compression": entry.compression or None,
                 "weights here": _weights_here(name, entry),
             }
         )
-    emit(columns, rows, fmt, whole=("name", "dense base"))
+    emit(columns, rows, fmt, whole=("name", "dense base"), shown={"parameters": lambda n: f"{n / 1e6:,.0f}M"})
 
 
 @list_.command(name="hazards")
