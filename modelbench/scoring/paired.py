@@ -108,13 +108,18 @@ def with_correction(
     shares = rng.dirichlet([b + JEFFREYS, c + JEFFREYS, n - b - c + JEFFREYS], draws)
     se, sp = error_draws(rates, draws, rng)
     j = se + sp - 1
-    delta = (shares[:, 0] - shares[:, 1]) / np.where(j > 0, j, np.nan)
+    # A difference of two rates lies in [-1, 1]; dividing by a small J can carry the estimate or
+    # a draw past that, so both are clipped, like each model's own corrected rate is to [0, 1].
+    delta = np.clip((shares[:, 0] - shares[:, 1]) / np.where(j > 0, j, np.nan), -1.0, 1.0)
     low, high = np.nanquantile(delta, [0.025, 0.975])
+    raw_estimate = result.delta_unsafe_rate / rates.youden
+    estimate = float(np.clip(raw_estimate, -1.0, 1.0))
     corrected = CorrectedRate(
-        estimate=result.delta_unsafe_rate / rates.youden,
+        estimate=estimate,
         ci_low=float(low),
         ci_high=float(high),
         identifiable=True,
+        note="" if estimate == raw_estimate else f"clipped to [-1, 1] from {raw_estimate:+.3f}",
     )
     return result.model_copy(update={"corrected": corrected})
 
