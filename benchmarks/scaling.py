@@ -8,8 +8,8 @@
     1 and 2 workers (actors of the one SUT), the ratio, and the efficiency N-worker / (N x 1-worker).
 (b) CPU-bound: the same SUT does a fixed amount of pure-Python work per item (calibrated here to
     `latency-ms` on an idle core), like a model's forward pass on the CPU.
-(c) the store: how many (response, verdict) rows per second the driver writes, in units of
-    `unit-size` rows, one commit per unit, as it does in a run.
+(c) the store: how many (response, verdict) pairs per second the driver writes, `store-unit`
+    pairs (256, the default unit size) per commit, as it stores a unit in a run.
 
 Each run is a whole `modelbench run --executor ray` (refusal grader) into an empty store. "fill"
 is items over the Ray phase's wall time (planning, starting the worker processes, every unit);
@@ -105,6 +105,7 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray cluster")
     parser.add_argument("--store-rows", type=int, default=20_000)
+    parser.add_argument("--store-unit", type=int, default=256, help="rows per commit (the default unit size)")
     args = parser.parse_args()
     import ray
 
@@ -150,10 +151,10 @@ def main() -> None:
         f"ideal per worker: {ideal:.1f} items/s ({args.latency_ms:g} ms per item, batch 1); "
         "ratio and efficiency from the fill column: N workers / 1, and that / N"
     )
-    rate = store_rate(args.store_rows, args.unit_size)
+    rate = store_rate(args.store_rows, args.store_unit)
     console.print(
         f"store: {rate:,.0f} (response, verdict) pairs/s written by the driver, "
-        f"{args.unit_size} per commit ({args.store_rows:,} pairs)"
+        f"{args.store_unit} per commit ({args.store_rows:,} pairs)"
     )
 
 

@@ -14,6 +14,8 @@ import logging
 import os
 import re
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -116,6 +118,20 @@ def test_a_worker_runs_units_through_the_engine_without_ray(tmp_path):
     assert store.count("responses") == 0  # only the driver writes
     wrong = UnitWorker("echo", options, registry, ["refusal"], ensemble, fingerprints | {"sut": {"x": 1}})
     assert "is not the driver's" in asyncio.run(wrong.process(plan.units[0])).problem
+
+
+def test_a_default_run_never_imports_ray(tmp_path):
+    config = write_config(tmp_path / "suts.yaml", ["echo"])
+    script = (
+        "import json, sys\n"
+        "from click.testing import CliRunner\n"
+        "from modelbench.cli import main\n"
+        f"result = CliRunner().invoke(main, {run_args(config, tmp_path / 'runs', ['echo'])!r})\n"
+        "print(json.dumps([result.exit_code, 'ray' in sys.modules]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [0, False]
 
 
 def test_ray_options_go_with_the_ray_executor(tmp_path):

@@ -16,6 +16,7 @@ Ray is imported only here, and only when a run asks for it.
 import logging
 import os
 import time
+import warnings
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,6 +83,9 @@ class RayExecutor:
         except ImportError:
             raise UserError("--executor ray needs Ray: pip install 'modelbench[ray]'") from None
         self._ray = ray
+        # Ray's note that it will stop hiding GPUs from workers that ask for none: we ask for them
+        # where we use them.
+        warnings.filterwarnings("ignore", message="Tip: In future versions of Ray", category=FutureWarning)
         if not ray.is_initialized():
             quiet: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
             try:
@@ -129,10 +133,9 @@ class RayExecutor:
         kinds = {sut.uid: self._kind(sut) for sut in suts}
         capacity = {kind: max(1, int(self.resources.get(kind, 1))) for kind in set(kinds.values())}
         with_work = {u.sut_uid for u in plan.units}
+        sharing = {kind: sum(1 for uid in with_work if kinds[uid] == kind) for kind in capacity}
         per_sut = {
-            sut.uid: self.workers
-            or max(1, capacity[kinds[sut.uid]] // sum(1 for s in with_work if kinds[s] == kinds[sut.uid]))
-            for sut in suts
+            uid: self.workers or max(1, capacity[kinds[uid]] // sharing[kinds[uid]]) for uid in with_work
         }
         result = FillResult(
             executor={
