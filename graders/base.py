@@ -49,6 +49,9 @@ class Evaluator(ABC):
     uid: str
     batch_size: int = 64
     languages: tuple[str, ...] | None = None
+    # Whether it loads a model onto the run's --device (a GPU when there is one): a Ray worker that
+    # judges with it needs a GPU slot even when its SUT is an API. The cross-encoders run on CPUs.
+    device_bound: bool = False
 
     @abstractmethod
     def fingerprint(self) -> dict[str, Any]:

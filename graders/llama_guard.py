@@ -194,6 +194,7 @@ class LlamaGuardLocal(Evaluator):
 
     # Llama Guard 3 model card: the eight languages Meta trained and evaluated it on.
     languages = ("en", "fr", "de", "hi", "it", "pt", "es", "th")
+    device_bound = True
 
     def __init__(self, model_path: Path, device: str | None = None, batch_size: int = 8):
         self.uid = "llama-guard"

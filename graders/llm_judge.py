@@ -87,6 +87,7 @@ class LLMJudge(Evaluator):
     def __init__(self, judge: SUT, uid: str = "llm-judge"):
         self.uid = uid
         self.model = judge
+        self.device_bound = judge.can("batching")  # a local judge model; an API judge is not
         self.batch_size = max(judge.batch_size, 1) * max(judge.concurrency, 1)
         if self.method == "likelihood":
             self.batch_size *= LOCAL_POOL

@@ -262,3 +262,30 @@ def test_ctrl_c_keeps_finished_units_and_resume_completes(cluster, tmp_path):
     assert len(stored(run_dir)["responses"]) == ITEMS
     legs = record_of(run_dir, resumed.output)["timing"]["legs"]
     assert [leg["status"] for leg in legs] == ["interrupted", "finished"]
+
+
+def test_worker_slots_are_sized_per_node_and_follow_what_uses_the_device():
+    """No cluster needed: the placement rules, on a described cluster."""
+    from types import SimpleNamespace
+
+    from modelbench.executors import RayExecutor
+
+    executor = RayExecutor(workers=3, unit_size=64)
+    nodes = [
+        {"Alive": True, "Resources": {"CPU": 32.0}},  # a CPU-rich head without GPUs
+        {"Alive": True, "Resources": {"CPU": 8.0, "GPU": 1.0}},
+        {"Alive": True, "Resources": {"CPU": 17.0, "GPU": 2.0}},
+        {"Alive": False, "Resources": {"CPU": 2.0, "GPU": 1.0}},  # gone: not counted
+    ]
+    executor._ray = SimpleNamespace(nodes=lambda: nodes)
+    executor.resources = {"CPU": 57.0, "GPU": 3.0}
+    assert executor._cpus_per_gpu() == 7  # what the 8-CPU, 1-GPU node can give, not (57 - 1) // 3
+    api = SimpleNamespace(can=lambda capability: False)
+    local = SimpleNamespace(can=lambda capability: capability == "batching")
+    on_cpu, on_device = SimpleNamespace(device_bound=False), SimpleNamespace(device_bound=True)
+    assert executor._kind(local, [on_cpu]) == "GPU"
+    assert executor._kind(api, [on_cpu]) == "CPU"
+    assert executor._kind(api, [on_cpu, on_device]) == "GPU"  # a local judge beside an API SUT
+    executor.resources = {"CPU": 2.0}
+    assert executor._kind(local, [on_device]) == "CPU"  # no GPUs: everything on CPUs
+    assert executor.resume_flags == " --executor ray --workers 3 --unit-size 64"

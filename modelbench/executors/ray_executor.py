@@ -73,7 +73,9 @@ class RayExecutor:
     @property
     def resume_flags(self) -> str:
         """What `--resume` needs to go on the same way."""
-        return " --executor ray" + (f" --ray-address {self.address}" if self.address else "")
+        flags = " --executor ray" + (f" --ray-address {self.address}" if self.address else "")
+        flags += f" --workers {self.workers}" if self.workers else ""
+        return flags + (f" --unit-size {self.unit_size}" if self.unit_size != DEFAULT_UNIT_SIZE else "")
 
     # -- the cluster -----------------------------------------------------------------------------
     def connect(self) -> None:
@@ -115,8 +117,23 @@ class RayExecutor:
             return request.model_copy(update={"sut_options": options})
         return request
 
-    def _kind(self, sut: SUT) -> str:
-        return "GPU" if sut.can("batching") and self.gpus() else "CPU"
+    def _kind(self, sut: SUT, evaluators: list[Any]) -> str:
+        """A GPU slot for a worker whose SUT or any grader loads a model onto the device (a local
+        model, a local judge or Llama Guard); a CPU slot for an API SUT judged on CPUs."""
+        uses_device = sut.can("batching") or any(getattr(e, "device_bound", False) for e in evaluators)
+        return "GPU" if uses_device and self.gpus() else "CPU"
+
+    def _cpus_per_gpu(self) -> int:
+        """CPUs a GPU worker asks for beside its GPU (its grader runs on them; Ray passes the count
+        on as OMP_NUM_THREADS): the smallest share any GPU node can give every one of its GPUs,
+        leaving a core for workers of API SUTs. Counted per node, since a worker is placed on one
+        node: a CPU-rich head node must not make a request no GPU node can meet."""
+        shares = []
+        for node in self._ray.nodes():
+            resources = node.get("Resources") or {}
+            if node.get("Alive") and resources.get("GPU"):
+                shares.append(int(max(1.0, resources.get("CPU", 1.0) - 1) // resources["GPU"]))
+        return max(1, min(shares)) if shares else 1
 
     # -- the run ---------------------------------------------------------------------------------
     def fill(self, prepared: Any, store: Store, progress: ProgressSink | None = None) -> FillResult:
@@ -130,7 +147,7 @@ class RayExecutor:
             progress.start(f"respond {sut.uid}", len(items), plan.responses_stored[sut.uid])
         for e in evaluators:
             progress.start(f"grade {e.uid}", len(items) * len(suts), plan.verdicts_stored.get(e.uid, 0))
-        kinds = {sut.uid: self._kind(sut) for sut in suts}
+        kinds = {sut.uid: self._kind(sut, evaluators) for sut in suts}
         capacity = {kind: max(1, int(self.resources.get(kind, 1))) for kind in set(kinds.values())}
         with_work = {u.sut_uid for u in plan.units}
         sharing = {kind: sum(1 for uid in with_work if kinds[uid] == kind) for kind in capacity}
@@ -226,9 +243,7 @@ class RayExecutor:
         graders_fp = {e.uid: e.fingerprint() for e in prepared.evaluators}
         remote = ray.remote(UnitWorker)
 
-        # A GPU worker also judges (a cross-encoder on its CPUs): give it its share of the cores
-        # (Ray passes it on as OMP_NUM_THREADS), leaving one for workers of API SUTs.
-        cpus_per_gpu = max(1, int((self.resources.get("CPU", 1) - 1) // max(1, self.gpus())))
+        cpus_per_gpu = self._cpus_per_gpu()
 
         def make(sut: SUT, kind: str) -> Any:
             resources = {"num_cpus": cpus_per_gpu, "num_gpus": 1} if kind == "GPU" else {"num_cpus": 1}
@@ -244,6 +259,7 @@ class RayExecutor:
                 graders,
                 prepared.ensemble,
                 {"sut": sut.fingerprint(), "graders": graders_fp},
+                request.preflight,
             )
 
         return make

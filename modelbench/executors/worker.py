@@ -43,8 +43,10 @@ class UnitWorker:
         grader_specs: list[str],
         ensemble: EnsembleConfig,
         fingerprints: dict[str, Any],
+        preflight: bool = True,
     ):
         self.sut_spec = sut_spec
+        self.preflight = preflight
         self.options = options
         self.registry = registry
         self.grader_specs = grader_specs
@@ -58,8 +60,9 @@ class UnitWorker:
         """Make the SUT and evaluators; a reason they cannot serve this run, or None."""
         sut = make_sut(self.sut_spec, self.options, self.registry)
         evaluators = [make_evaluator(spec, self.options, self.registry) for spec in self.grader_specs]
-        for evaluator in evaluators:
-            await evaluator.preflight()  # an API grader learns the model it is served, as on the driver
+        if self.preflight:  # as on the driver (--no-preflight skips both): an API grader learns its model
+            for evaluator in evaluators:
+                await evaluator.preflight()
         ours = {"sut": sut.fingerprint(), "graders": {e.uid: e.fingerprint() for e in evaluators}}
         theirs = self.fingerprints
         if canonical_json(ours) != canonical_json(theirs):
