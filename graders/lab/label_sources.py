@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelbench.errors import UserError
+from modelbench.graders.lab.judged_labels import load_jbb_artifacts, load_past_tense
 from modelbench.graders.lab.labels import (
     LabelledExchange,
     load_do_not_answer,
@@ -30,16 +31,32 @@ DNA_FILE = Path("labels/do-not-answer/do_not_answer_responses.csv")
 XSTEST_FOLDER = Path("xstest")
 OWN_TRAIN = "mb-full-smollm2.csv"
 OWN_TEST = "mb-demo-smollm2.csv"
-SOURCES = ("gptfuzz", "dna", "xstest", "own")
-FLUENT_SOURCES = ("gptfuzz", "dna", "xstest")
+JBB_FILE = Path("labels/jbb-artifacts/jbb_attack_responses.csv")
+PAST_TENSE_FILE = Path("labels/llm-past-tense/past_tense_attack_responses.csv")
+SOURCES = ("gptfuzz", "dna", "xstest", "own", "jbb", "pasttense")
+FLUENT_SOURCES = ("gptfuzz", "dna", "xstest", "jbb", "pasttense")
+# Leave-one-source-out folds: the sources a fold leaves out together. JailbreakBench's artifacts
+# and the past-tense answers share their 100 behaviours, and leaving one out drops the other's rows
+# for the same behaviours from training: that is every row of the other, so one fold serves both
+# (each is still measured, and reported, as a source of its own).
+LOSO_FOLDS: dict[str, tuple[str, ...]] = {
+    "gptfuzz": ("gptfuzz",),
+    "dna": ("dna",),
+    "xstest": ("xstest",),
+    "own": ("own",),
+    "behaviours": ("jbb", "pasttense"),
+}
 SPLIT_SEED = 0
 # Fractions of groups (see the protocol).
 GPTFUZZ_CALIBRATION = 12 / 80
 DNA_TEST, DNA_CALIBRATION = 0.20, 0.15
 XSTEST_TEST, XSTEST_CALIBRATION = 0.30, 0.25
 OWN_CALIBRATION = 0.20
+BEHAVIOUR_TEST, BEHAVIOUR_CALIBRATION = 0.20, 0.15
 # Training sample: caps per group and repeats per source.
-GPTFUZZ_PER_QUESTION = 16
+GPTFUZZ_PER_QUESTION = 10
+# Per behaviour, source and class: a behaviour's answers under one attack family look alike.
+BEHAVIOUR_PER_CLASS = 6
 DNA_SAFE_PER_PROMPT = 1
 DNA_UNSAFE_REPEATS = 4
 OWN_REPEATS = 2
@@ -97,18 +114,84 @@ def own_split(label_sets: Path = LABEL_SETS) -> SourceSplit:
     return SourceSplit(train, calibration, test, _files([train_file, test_file]))
 
 
+def behaviour_splits(root: Path) -> dict[str, SourceSplit]:
+    """JailbreakBench artifacts and past-tense answers, split together by behaviour number, so a
+    behaviour is on the same side in both. Rows where the two judges disagree are training rows
+    only (with a soft target): never calibration or test rows."""
+    jbb_path, past_path = _need(root / JBB_FILE), _need(root / PAST_TENSE_FILE)
+    rows = load_jbb_artifacts(jbb_path) + load_past_tense(past_path)
+    rest, test = split_by_prompt(rows, held_out=BEHAVIOUR_TEST, seed=SPLIT_SEED)
+    train, calibration = split_by_prompt(
+        rest, held_out=BEHAVIOUR_CALIBRATION / (1 - BEHAVIOUR_TEST), seed=SPLIT_SEED
+    )
+    out = {}
+    for name, path in (("jbb", jbb_path), ("pasttense", past_path)):
+        mine = [r for r in rows if r.source == name]
+        out[name] = SourceSplit(
+            [r for r in train if r.source == name],
+            [r for r in calibration if r.source == name and not r.ambiguous],
+            [r for r in test if r.source == name and not r.ambiguous],
+            _files([path]),
+            {"ambiguous": sum(r.ambiguous for r in mine)},
+        )
+    return out
+
+
 def protocol_splits(root: Path = DATA_ROOT, sources: Sequence[str] = SOURCES) -> dict[str, SourceSplit]:
     """Every source's train, calibration and test rows, as the protocol fixes them."""
+    behaviours: dict[str, SourceSplit] = {}
+
+    def behaviour(name: str) -> SourceSplit:
+        if not behaviours:
+            behaviours.update(behaviour_splits(root))
+        return behaviours[name]
+
     makers = {
         "gptfuzz": lambda: gptfuzz_split(root),
         "dna": lambda: dna_split(root),
         "xstest": lambda: xstest_split(root),
         "own": own_split,
+        "jbb": lambda: behaviour("jbb"),
+        "pasttense": lambda: behaviour("pasttense"),
     }
     unknown = [s for s in sources if s not in makers]
     if unknown:
         raise UserError(f"unknown label source(s) {', '.join(unknown)} (known: {', '.join(SOURCES)})")
     return {name: makers[name]() for name in sources}
+
+
+def all_rows(split: SourceSplit) -> list[LabelledExchange]:
+    """Every row of a source a left-out model is measured on: train, calibration and test rows
+    (judge-ambiguous rows are not in calibration or test, and are left out of train here too)."""
+    return [r for r in (*split.train, *split.calibration, *split.test) if not r.ambiguous]
+
+
+def fold_of(source: str) -> str:
+    for fold, members in LOSO_FOLDS.items():
+        if source in members:
+            return fold
+    raise UserError(f"source {source!r} is in no leave-one-source-out fold")
+
+
+def without_fold(splits: dict[str, SourceSplit], fold: str) -> dict[str, SourceSplit]:
+    """The splits a model for `fold` may train and calibrate on: every other source, less any row
+    whose group (behaviour, question, prompt) a left-out source also holds."""
+    if fold not in LOSO_FOLDS:
+        raise UserError(f"unknown fold {fold!r} (known: {', '.join(LOSO_FOLDS)})")
+    left_out = set(LOSO_FOLDS[fold])
+    groups = {r.group for name in left_out if name in splits for r in all_rows(splits[name])}
+    kept = {}
+    for name, split in splits.items():
+        if name in left_out:
+            continue
+        kept[name] = SourceSplit(
+            [r for r in split.train if r.group not in groups],
+            [r for r in split.calibration if r.group not in groups],
+            [r for r in split.test if r.group not in groups],
+            split.files,
+            split.notes,
+        )
+    return kept
 
 
 def training_sample(
@@ -131,6 +214,12 @@ def training_sample(
             if name == "gptfuzz":
                 sample += rng.sample(unsafe, min(len(unsafe), gptfuzz_per_question))
                 sample += rng.sample(safe, min(len(safe), gptfuzz_per_question))
+            elif name in ("jbb", "pasttense"):
+                ambiguous = [r for r in members if r.ambiguous]
+                unsafe = [r for r in unsafe if not r.ambiguous]
+                safe = [r for r in safe if not r.ambiguous]
+                for cls in (unsafe, safe, ambiguous):
+                    sample += rng.sample(cls, min(len(cls), BEHAVIOUR_PER_CLASS))
             elif name == "dna":
                 sample += unsafe * DNA_UNSAFE_REPEATS
                 sample += rng.sample(safe, min(len(safe), DNA_SAFE_PER_PROMPT))

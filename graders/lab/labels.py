@@ -64,6 +64,16 @@ class LabelledExchange(BaseModel):
     model: str | None = None
     # The upstream data set's own split, where it has one (GPTFuzz splits by question).
     upstream_split: str | None = None
+    # Model-judged sources (JailbreakBench artifacts, past-tense attacks) have two judges. Where they
+    # disagree the row is `ambiguous`: never a calibration or test row, and trained on with the
+    # judges' mean as a soft `target` (see benchmarks/evaluator_protocol.md).
+    ambiguous: bool = False
+    target: float | None = None
+
+    @property
+    def training_target(self) -> float:
+        """What training fits: the soft target where the judges disagree, else the label."""
+        return float(self.unsafe) if self.target is None else self.target
 
     def exchange(self) -> Exchange:
         """The exchange an evaluator judges, with a uid stable across runs."""

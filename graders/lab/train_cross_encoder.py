@@ -43,9 +43,10 @@ from modelbench.graders.cross_encoder import (
 from modelbench.graders.lab.label_sources import (
     DATA_ROOT,
     GPTFUZZ_PER_QUESTION,
-    SOURCES,
+    LOSO_FOLDS,
     protocol_splits,
     training_sample,
+    without_fold,
 )
 from modelbench.graders.lab.labels import LabelledExchange
 from modelbench.graders.lab.metrics import agreement, choose_threshold
@@ -107,6 +108,24 @@ def _batches(lengths: Sequence[int], rng: random.Random) -> list[list[int]]:
     return batches
 
 
+BALANCES = ("none", "sources")
+
+
+def row_weights(rows: Sequence[LabelledExchange], balance: str) -> list[float]:
+    """Loss weight of each training row, mean 1. `sources`: every source carries the same total
+    weight, so that the largest sources (GPTFuzz's thousands of one model's answers) do not teach
+    the model what "unsafe" looks like for every model."""
+    if balance == "none":
+        return [1.0] * len(rows)
+    if balance != "sources":
+        raise UserError(f"unknown balance {balance!r} (known: {', '.join(BALANCES)})")
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[source_of(row)] = counts.get(source_of(row), 0) + 1
+    share = len(rows) / len(counts)
+    return [share / counts[source_of(row)] for row in rows]
+
+
 def train_net(
     rows: Sequence[LabelledExchange],
     base_folder: Path,
@@ -116,9 +135,11 @@ def train_net(
     epochs: int = 1,
     max_steps: int | None = None,
     log: Any = print,
+    balance: str = "none",
 ) -> tuple[CrossEncoderNet, Any, dict[str, Any]]:
     """(net, tokenizer, how): the encoder's `trained_layers` and the head fitted on `rows`, then
-    rounded to fp16 so that the net is exactly what the shipped delta reproduces."""
+    rounded to fp16 so that the net is exactly what the shipped delta reproduces. Each row is fitted
+    to its training target (soft where judges disagree) with its `balance` weight."""
     import torch
     from transformers import AutoTokenizer
 
@@ -131,7 +152,8 @@ def train_net(
     for name, parameter in net.encoder.named_parameters():
         parameter.requires_grad = any(name.startswith(f"encoder.layer.{i}.") for i in trained)
     encoded = encode_pairs(tokenizer, [r.prompt for r in rows], [r.response for r in rows], window)
-    labels = torch.tensor([float(r.unsafe) for r in rows])
+    labels = torch.tensor([r.training_target for r in rows])
+    weights = torch.tensor(row_weights(rows, balance))
     rng = random.Random(seed)
     plan = [b for _ in range(epochs) for b in _batches([len(e[0]) for e in encoded], rng)]
     if max_steps is not None:
@@ -152,14 +174,14 @@ def train_net(
         return max(0.0, (len(plan) - step) / max(1, len(plan) - warmup))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
+    loss_fn = torch.nn.BCEWithLogitsLoss(reduction="none")
     net.train(True)
     started = time.perf_counter()
     seen, running = 0, []
     for step, batch in enumerate(plan):
         width = max(len(encoded[i][0]) for i in batch)
         ids, types, mask = padded([encoded[i] for i in batch], width, tokenizer.pad_token_id or 0)
-        loss = loss_fn(net.logits(ids, types, mask), labels[batch])
+        loss = (loss_fn(net.logits(ids, types, mask), labels[batch]) * weights[batch]).mean()
         loss.backward()
         torch.nn.utils.clip_grad_norm_([*encoder_params, *net.head.parameters()], 1.0)
         optimizer.step()
@@ -226,27 +248,31 @@ def run(args: argparse.Namespace, log: Any = print) -> Card:
         torch.set_num_threads(args.threads)
     base_folder = Path(args.base) if args.base else model_folder()
     splits = protocol_splits(Path(args.data))
-    if args.leave_out and args.leave_out not in splits:
-        raise UserError(f"--leave-out {args.leave_out}: not one of {', '.join(SOURCES)}")
-    trained_on = {name: split for name, split in splits.items() if name != args.leave_out}
+    trained_on = without_fold(splits, args.leave_out) if args.leave_out else splits
     rows = training_sample(trained_on, seed=args.seed, gptfuzz_per_question=args.gptfuzz_per_question)
     calibration_rows = [r for s in trained_on.values() for r in s.calibration]
-    test_rows = {name: split.test for name, split in splits.items()}
+    # A leave-one-source-out model is measured by benchmarks/evaluator_loso.py on every row of the
+    # sources it left out; scoring every test row here would only cost time.
+    test_rows = {} if args.leave_out else {name: split.test for name, split in splits.items()}
     if args.limit:  # a tiny slice, for tests of the script itself
         rows = rows[: args.limit]
         calibration_rows = calibration_rows[: args.limit]
         test_rows = {name: t[: max(2, args.limit // 4)] for name, t in test_rows.items()}
     log(f"training on {len(rows)} rows ({sum(r.unsafe for r in rows)} unsafe), left out: {args.leave_out}")
     window = DEFAULT_WINDOW
+    layers = tuple(sorted({int(i) for i in args.layers.split(",")})) if args.layers else DEFAULT_TRAINED_LAYERS
+    if not set(layers) <= set(range(6)):
+        raise UserError(f"--layers {args.layers}: all-MiniLM-L6-v2 has layers 0-5")
     net, tokenizer, how = train_net(
         rows,
         base_folder,
         window,
-        DEFAULT_TRAINED_LAYERS,
+        layers,
         seed=args.seed,
         epochs=args.epochs,
         max_steps=args.max_steps,
         log=log,
+        balance=args.balance,
     )
     # Calibration rows: Platt scaling, then the threshold (protocol: mean per-source F1).
     cal_labels = [r.unsafe for r in calibration_rows]
@@ -283,7 +309,7 @@ def run(args: argparse.Namespace, log: Any = print) -> Card:
         base=f"{WEIGHTS_DISTRIBUTION}=={weights_version()}",
         base_sha256=base_sha256(base_folder),
         window=window,
-        trained_layers=list(DEFAULT_TRAINED_LAYERS),
+        trained_layers=list(layers),
         calibration=calibration,
         delta_sha256="",
         provenance={
@@ -292,6 +318,7 @@ def run(args: argparse.Namespace, log: Any = print) -> Card:
             "command": "python -m modelbench.graders.lab.train_cross_encoder " + " ".join(args.argv),
             "data_files": {Path(p).name: d for p, d in data_files.items()},
             "left_out": args.leave_out,
+            "left_out_sources": list(LOSO_FOLDS[args.leave_out]) if args.leave_out else [],
             "split_seed": 0,
             "seed": args.seed,
             "training_rows": {
@@ -307,6 +334,8 @@ def run(args: argparse.Namespace, log: Any = print) -> Card:
             "recipe": {
                 "epochs": args.epochs,
                 "gptfuzz_per_question": args.gptfuzz_per_question,
+                "balance": args.balance,
+                "soft_labels": "judge disagreement -> target 0.5",
                 "batch": BATCH,
                 "encoder_lr": ENCODER_LR,
                 "head_lr": HEAD_LR,
@@ -325,7 +354,7 @@ def run(args: argparse.Namespace, log: Any = print) -> Card:
             },
         },
     )
-    card = save(net, card, DEFAULT_TRAINED_LAYERS, Path(args.out))
+    card = save(net, card, layers, Path(args.out))
     log(f"wrote {args.out} and {Path(args.out).with_suffix('.safetensors')}")
     return card
 
@@ -337,9 +366,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=str(DATA_ROOT), help="the shared data folder (labels/, xstest/)")
     p.add_argument("--out", default=str(CARD_FILE), help="the card to write; the delta goes beside it")
     p.add_argument(
-        "--leave-out", choices=SOURCES, default=None, help="train and calibrate without this source"
+        "--leave-out",
+        choices=tuple(LOSO_FOLDS),
+        default=None,
+        help="train and calibrate without this fold's sources (and rows of their groups elsewhere)",
+    )
+    p.add_argument(
+        "--balance", choices=BALANCES, default="sources", help="loss weights: every source counts the same"
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--layers", default="", help="encoder layers to train, e.g. 2,3,4,5 (the default)")
     p.add_argument(
         "--gptfuzz-per-question",
         type=int,
