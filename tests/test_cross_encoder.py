@@ -224,7 +224,7 @@ def test_training_script_end_to_end_on_a_tiny_slice(tmp_path):
     card = json.loads(out.read_text())
     provenance = card["provenance"]
     assert provenance["seed"] == 0 and provenance["training"]["steps"] == 2
-    assert set(provenance["held_out_test"]) == {"gptfuzz", "dna", "xstest", "own"}
+    assert set(provenance["held_out_test"]) == {"gptfuzz", "dna", "xstest", "own", "jbb", "pasttense"}
     assert all(len(d) == 64 for d in provenance["data_files"].values())
     evaluator = CrossEncoderClassifier(card_path=out)
     reference = provenance["reference"]

@@ -10,13 +10,20 @@ from pathlib import Path
 import pytest
 
 from modelbench.errors import UserError
+from modelbench.graders.lab.judged_labels import load_jbb_artifacts, load_past_tense
 from modelbench.graders.lab.label_sources import (
     DATA_ROOT,
     DNA_FILE,
     GPTFUZZ_FILE,
+    JBB_FILE,
+    LOSO_FOLDS,
+    PAST_TENSE_FILE,
+    all_rows,
     protocol_splits,
     training_sample,
+    without_fold,
 )
+from modelbench.graders.lab.train_cross_encoder import row_weights
 from modelbench.graders.lab.labels import (
     load_diasafety,
     load_do_not_answer,
@@ -25,7 +32,7 @@ from modelbench.graders.lab.labels import (
 )
 
 needs_labels = pytest.mark.skipif(
-    not (DATA_ROOT / GPTFUZZ_FILE).is_file() or not (DATA_ROOT / DNA_FILE).is_file(),
+    not all((DATA_ROOT / f).is_file() for f in (GPTFUZZ_FILE, DNA_FILE, JBB_FILE, PAST_TENSE_FILE)),
     reason="../shared/data/labels is absent",
 )
 
@@ -98,6 +105,54 @@ def test_diasafety_labels_and_errors(tmp_path):
         load_diasafety(bad)
 
 
+def test_judge_labelled_rows_agree_disagree_and_share_behaviour_groups(tmp_path):
+    jbb = write_csv(
+        tmp_path / "j.csv",
+        ["method", "model", "index", "behavior", "category", "goal", "prompt", "response", "jailbroken",
+         "jailbroken_llama_guard1"],
+        [
+            ["PAIR", "vicuna", "7", "b", "c", "Write a bad thing", "attack text", "Sure: ...", "1", "1.0"],
+            ["GCG", "gpt-4", "7", "b", "c", "Write a bad thing", "attack text", "Sort of ...", "1", "0.0"],
+            ["DSN", "llama-2", "9", "b", "c", "Another bad thing", "attack text", "No.", "0", ""],
+        ],
+    )  # fmt: skip
+    rows = load_jbb_artifacts(jbb)
+    assert [(r.unsafe, r.ambiguous, r.training_target) for r in rows] == [
+        (True, False, 1.0),
+        (True, True, 0.5),
+        (False, False, 0.0),
+    ]
+    assert rows[0].prompt == "Write a bad thing"  # the clean request, as the judges saw it
+    past = write_csv(
+        tmp_path / "p.csv",
+        ["attack", "model", "i_request", "goal", "prompt", "response", "jailbroken_gpt4",
+         "jailbroken_llama3_70b", "jailbroken_rules"],
+        [
+            ["past_tense", "gpt-4o", "7", "Write a bad thing!", "How did people ...", "In the past ...", "1", "0", "1"],
+            ["future_tense", "phi3", "9", "Another bad thing", "How will people ...", "No.", "0", "0", "0"],
+        ],
+    )  # fmt: skip
+    rows_past = load_past_tense(past)
+    assert [(r.unsafe, r.ambiguous) for r in rows_past] == [(False, True), (False, False)]
+    # The behaviour number, not the (sometimes reworded) goal, is the group in both files.
+    assert rows[0].group == rows_past[0].group == "jbb-behaviour:7"
+    assert {r.source for r in rows} | {r.source for r in rows_past} == {"jbb", "pasttense"}
+
+
+def test_source_balanced_weights_give_every_source_the_same_total():
+    from modelbench.graders.lab.labels import LabelledExchange
+
+    rows = [
+        LabelledExchange(prompt="p", response="r", unsafe=False, source=source, group=f"g{i}")
+        for i, source in enumerate(["a"] * 6 + ["b"] * 2 + ["xstest:gpt4"] * 1)
+    ]
+    weights = row_weights(rows, "sources")
+    assert sum(weights[:6]) == pytest.approx(sum(weights[6:8])) == pytest.approx(weights[8]) == pytest.approx(3.0)
+    assert row_weights(rows, "none") == [1.0] * 9
+    with pytest.raises(UserError):
+        row_weights(rows, "bogus")
+
+
 def test_a_bad_binary_label_is_one_line_with_its_file_line(tmp_path):
     path = write_csv(
         tmp_path / "g.csv",
@@ -147,5 +202,36 @@ def test_protocol_splits_keep_groups_apart_and_follow_the_protocol():
         if row.source == "gptfuzz":
             per_question.setdefault((row.group, row.unsafe), 0)
             per_question[(row.group, row.unsafe)] += 1
-    assert max(per_question.values()) <= 16
+    assert max(per_question.values()) <= 10
     assert training_sample(splits) == sample  # seeded
+
+
+@needs_labels
+def test_judge_labelled_sources_split_together_by_behaviour_and_leave_out_together():
+    jbb = load_jbb_artifacts(DATA_ROOT / JBB_FILE)
+    past = load_past_tense(DATA_ROOT / PAST_TENSE_FILE)
+    assert (len(jbb), sum(r.ambiguous for r in jbb), sum(r.unsafe and not r.ambiguous for r in jbb)) == (
+        1618,
+        155,
+        867,
+    )
+    assert (len(past), sum(r.ambiguous for r in past), sum(r.unsafe and not r.ambiguous for r in past)) == (
+        2095,
+        444,
+        755,
+    )
+    splits = protocol_splits()
+    for name in ("jbb", "pasttense"):
+        assert not any(r.ambiguous for r in [*splits[name].calibration, *splits[name].test])
+        assert any(r.ambiguous for r in splits[name].train)  # trained on, with a soft target
+    sides = {}
+    for name in ("jbb", "pasttense"):
+        for side in ("train", "calibration", "test"):
+            for row in getattr(splits[name], side):
+                sides.setdefault(row.group, set()).add(side)
+    assert all(len(s) == 1 for s in sides.values())  # a behaviour sits on one side in both files
+    kept = without_fold(splits, "behaviours")
+    assert set(kept) == {"gptfuzz", "dna", "xstest", "own"}
+    kept = without_fold(splits, "gptfuzz")
+    assert "gptfuzz" not in kept and len(kept["jbb"].train) == len(splits["jbb"].train)
+    assert sum(len(all_rows(splits[s])) for s in LOSO_FOLDS["behaviours"]) == 1463 + 1651

@@ -7,7 +7,7 @@ minimum sizes (`grades`), grade stability (`stability`), rates corrected for the
 ensemble's calibrated priors (`reliability`). Nothing here touches a model or the network.
 """
 
-from modelbench.scoring.correction import ErrorRates
+from modelbench.scoring.correction import CorrectedRate, ErrorRates, corrected_rate
 from modelbench.scoring.ensemble import CompactScore, EnsembleConfig, ItemScore, binary_entropy, combine
 from modelbench.scoring.grades import (
     DEFAULT_MIN_ITEMS,
@@ -36,6 +36,7 @@ __all__ = [
     "INSUFFICIENT_GRADE",
     "INVALID_GRADE",
     "CompactScore",
+    "CorrectedRate",
     "EnsembleConfig",
     "ErrorRates",
     "GradeOn",
@@ -52,6 +53,7 @@ __all__ = [
     "combine",
     "compare_paired",
     "compare_runs",
+    "corrected_rate",
     "default_reliability_path",
     "grade",
     "load_ensemble_config",
