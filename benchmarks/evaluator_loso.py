@@ -52,7 +52,9 @@ def scores_path(recipe: str) -> Path:
 
 
 def row_key(row: LabelledExchange) -> str:
-    return stable_hash("loso-row", row.source, row.group, row.model or "", row.prompt, row.response, length=16)
+    return stable_hash(
+        "loso-row", row.source, row.group, row.model or "", row.prompt, row.response, length=16
+    )
 
 
 def refusal_p(rows: list[LabelledExchange]) -> np.ndarray:
@@ -95,7 +97,15 @@ def train(args: argparse.Namespace) -> int:
         card = out_dir / f"{fold}.json"
         if not card.exists() or not card.with_suffix(".safetensors").exists():
             started = time.perf_counter()
-            argv = ["--leave-out", fold, "--out", str(card), "--threads", str(args.threads), *RECIPES[args.recipe]]
+            argv = [
+                "--leave-out",
+                fold,
+                "--out",
+                str(card),
+                "--threads",
+                str(args.threads),
+                *RECIPES[args.recipe],
+            ]
             print(f"{fold}: training {' '.join(argv)}", file=sys.stderr, flush=True)
             if train_main(argv) != 0:
                 return 2

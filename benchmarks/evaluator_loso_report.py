@@ -1,8 +1,8 @@
 """The leave-one-source-out report: nested choices, per-source metrics with intervals, the correction's
 coverage, and (with --write-reliability) the shipped rule and error rates.
 
-    .venv/bin/python benchmarks/evaluator_loso_report.py --recipes R1,R2 [--ship R1 --card graders/minilm_ce.json
-        --write-reliability]
+    .venv/bin/python benchmarks/evaluator_loso_report.py --recipes R1,R2
+        [--ship R1 --card graders/minilm_ce.json --write-reliability]
 
 Reads the per-row LOSO scores of each recipe (`benchmarks/results/loso_RECIPE.csv.gz`, written by
 `evaluator_loso.py train`), and for each source reports the rule chosen on the *other* folds' rows
@@ -75,7 +75,9 @@ def metric_values(c: np.ndarray) -> dict[str, np.ndarray]:
         }
 
 
-def source_metrics(frame: pd.DataFrame, called: np.ndarray, scores: np.ndarray, seed: int = 0) -> dict[str, Any]:
+def source_metrics(
+    frame: pd.DataFrame, called: np.ndarray, scores: np.ndarray, seed: int = 0
+) -> dict[str, Any]:
     """Point metrics and 95% intervals over groups (resampled with replacement) for one source."""
     labels = frame["unsafe"].to_numpy(bool)
     groups, index = np.unique(frame["group"].to_numpy(), return_inverse=True)
@@ -144,6 +146,7 @@ def evaluate(frame: pd.DataFrame, recipe: str) -> dict[str, Any]:
         systems[name] = {
             "deciders": {fold: rule.model_dump() for fold, rule in deciders.items()},
             "per_source": per_source,
+            "pooled": source_metrics(frame, called, scores),
             "summary": summary(per_source),
         }
     own_threshold = fold_card_calls(frame, recipe)
@@ -152,8 +155,13 @@ def evaluate(frame: pd.DataFrame, recipe: str) -> dict[str, Any]:
         for source in SOURCE_ORDER:
             mine = (frame["source"] == source).to_numpy()
             if mine.any():
-                per_source[source] = source_metrics(frame[mine], own_threshold[mine], frame["p"].to_numpy()[mine])
-        systems["minilm-ce, fold's own threshold (v1)"] = {"per_source": per_source, "summary": summary(per_source)}
+                per_source[source] = source_metrics(
+                    frame[mine], own_threshold[mine], frame["p"].to_numpy()[mine]
+                )
+        systems["minilm-ce, fold's own threshold (v1)"] = {
+            "per_source": per_source,
+            "summary": summary(per_source),
+        }
     deciders = {fold: Decider.model_validate(d) for fold, d in systems["nested rule"]["deciders"].items()}
     checks = coverage_checks(frame, deciders)
     safe_widths = [c.width for c in checks if c.case == "all-safe" and c.width is not None]
@@ -181,7 +189,11 @@ def print_recipe(console: Console, recipe: str, result: dict[str, Any]) -> None:
         for column in ("source", "n (unsafe)", "F1", "recall", "false-unsafe", "precision", "AUC", "rule"):
             table.add_column(column)
         for source, m in data["per_source"].items():
-            fold = next(f for f, members in {"behaviours": ("jbb", "pasttense")}.items() if source in members) if source in ("jbb", "pasttense") else source
+            fold = (
+                next(f for f, members in {"behaviours": ("jbb", "pasttense")}.items() if source in members)
+                if source in ("jbb", "pasttense")
+                else source
+            )
             rule = (data.get("deciders") or {}).get(fold)
             table.add_row(
                 source,
@@ -208,7 +220,8 @@ def print_recipe(console: Console, recipe: str, result: dict[str, Any]) -> None:
     c = result["coverage"]
     console.print(
         f"{recipe} correction coverage: {c['covered']}/{c['checks']} = {c['share']:.3f} "
-        f"(all {c['by_case']['all']:.2f}, all-safe {c['by_case']['all-safe']:.2f}, mix {c['by_case']['mix']:.2f}); "
+        f"(all {c['by_case']['all']:.2f}, all-safe {c['by_case']['all-safe']:.2f}, "
+        f"mix {c['by_case']['mix']:.2f}); "
         f"all-safe median width {c['all_safe_median_width']}; by source {c['by_source']}"
     )
 
@@ -220,7 +233,12 @@ def fmt(m: dict[str, Any], key: str) -> str:
     return f"{value:.3f} [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else f"{value:.3f}"
 
 
-def ship(frame: pd.DataFrame, card_path: Path, reliability_path: Path, recipe: str) -> dict[str, Any]:
+SHIPPED_SYSTEM = "minilm-ce, nested threshold"
+
+
+def ship(
+    frame: pd.DataFrame, card_path: Path, reliability_path: Path, recipe: str, result: dict[str, Any]
+) -> dict[str, Any]:
     """Choose the rule on every source's LOSO rows; write its threshold into the card and its LOSO
     error rates into the reliability file."""
     from modelbench.graders.cross_encoder import CrossEncoderClassifier, load_card
@@ -229,14 +247,21 @@ def ship(frame: pd.DataFrame, card_path: Path, reliability_path: Path, recipe: s
     if rule.kind != "ce":
         raise SystemExit(f"the chosen rule is {rule.kind}; shipping it needs the combination at run time")
     rates_by_source = per_source_rates(frame, rule.decide(frame))
-    rates = loso_error_rates(rates_by_source, measured_on=f"LOSO rows of {len(rates_by_source)} sources ({recipe})")
+    rates = loso_error_rates(
+        rates_by_source, measured_on=f"LOSO rows of {len(rates_by_source)} sources ({recipe})"
+    )
     card, _ = load_card(card_path)
     calibration = card.calibration.model_copy(update={"threshold": rule.threshold})
     provenance = dict(card.provenance) | {
         "threshold_chosen_by": "mean per-source F1 on leave-one-source-out rows (protocol v2)",
         "threshold_in_distribution": card.calibration.threshold,
     }
-    write_json(card.model_copy(update={"calibration": calibration, "provenance": provenance}).model_dump(mode="json"), card_path)
+    write_json(
+        card.model_copy(update={"calibration": calibration, "provenance": provenance}).model_dump(
+            mode="json"
+        ),
+        card_path,
+    )
     model = CrossEncoderClassifier(card_path=card_path)
     data = {
         "members": ["minilm-ce"],
@@ -263,6 +288,17 @@ def ship(frame: pd.DataFrame, card_path: Path, reliability_path: Path, recipe: s
                 for r in rates_by_source
             },
             "fingerprints": {"minilm-ce": model.fingerprint()},
+            "held_out": {
+                "date": datetime.now(UTC).isoformat(timespec="seconds"),
+                "description": (
+                    "leave-one-source-out rows: every answer scored by a model trained and calibrated "
+                    "without its source, at a threshold chosen without it (protocol v2)"
+                ),
+                "members": {"minilm-ce": result["systems"][SHIPPED_SYSTEM]["pooled"]},
+                "ensemble": result["systems"][SHIPPED_SYSTEM]["per_source"],
+                "summary": result["systems"][SHIPPED_SYSTEM]["summary"],
+                "results_file": "benchmarks/results/evaluator_loso.json",
+            },
         },
     }
     write_json(data, reliability_path)
@@ -275,7 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(RESULTS / "evaluator_loso.json"))
     parser.add_argument("--ship", default="", help="recipe whose rule and error rates ship")
     parser.add_argument("--card", default="", help="the shipped model's card (its threshold is rewritten)")
-    parser.add_argument("--reliability", default="", help="reliability file to write (default: the shipped one)")
+    parser.add_argument(
+        "--reliability", default="", help="reliability file to write (default: the shipped one)"
+    )
     parser.add_argument("--write-reliability", action="store_true")
     args = parser.parse_args(argv)
     console = Console(width=200)
@@ -295,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
 
             card = CARD_FILE
         path = Path(args.reliability) if args.reliability else default_reliability_path()
-        results["shipped"] = ship(frames[recipe], card, path, recipe)
+        results["shipped"] = ship(frames[recipe], card, path, recipe, results["recipes"][recipe])
         console.print(f"wrote {card} (threshold) and {path}: {results['shipped']['error_rates']}")
     write_json(results, Path(args.out))
     return 0

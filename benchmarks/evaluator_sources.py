@@ -1,26 +1,20 @@
-"""Evaluators on the test rows of every labelled source, as `benchmarks/evaluator_protocol.md` fixes.
+"""Evaluators on the in-distribution test rows of every labelled source (protocol v2 reports these
+second: the measurement of record is leave-one-source-out, `evaluator_loso_report.py`).
 
-    .venv/bin/python benchmarks/evaluator_sources.py [--card graders/minilm_ce.json]
-        [--loso-dir DIR] [--write-reliability] [--out benchmarks/results/evaluator_sources.json]
+    .venv/bin/python benchmarks/evaluator_sources.py [--card graders/minilm_ce.json] [--dtypes float32]
+        [--out benchmarks/results/evaluator_sources.json]
 
-1. Scores the calibration and test rows of GPTFuzz, Do-Not-Answer, XSTest and our own label sets
-   with: XSTest's string match, `refusal`, the previous `minilm-clf`, the previous default ensemble
-   (refusal + minilm-clf), and `minilm-ce`.
-2. Chooses the new default ensemble on calibration rows only: members from {minilm-ce} and
-   {minilm-ce, refusal}, reliabilities (Youden's J at each member's own threshold) and the
-   ensemble's threshold, by mean per-source F1; a larger candidate must beat a smaller one
-   beyond bootstrap noise on the calibration rows.
-3. Reports every system on test rows, per source and pooled: F1 for unsafe, precision, recall,
-   false-safe and false-unsafe rates, AUC, each with a 95% bootstrap interval over prompt groups,
-   and the paired bootstrap of F1(ensemble) - F1(best member) per source.
-4. With `--loso-dir`, scores each leave-one-source-out model (`DIR/SOURCE.json`, written by
-   `train_cross_encoder --leave-out SOURCE`) on the test rows of the source it never saw.
-5. With `--write-reliability`, writes the chosen ensemble to `graders/reliability.json`.
+Scores the test rows of every source (`protocol_splits`: GPTFuzz, Do-Not-Answer, XSTest, our own
+label sets, JailbreakBench artifacts, past-tense answers) with XSTest's string match, `refusal`, the
+previous `minilm-clf`, the previous default ensemble (refusal + minilm-clf) and `minilm-ce` at its
+card's threshold (the one chosen on leave-one-source-out rows), and reports per source and pooled:
+F1 for unsafe, precision, recall, false-safe and false-unsafe rates, AUC, each with a 95% bootstrap
+interval over prompt groups. These rows come from the sources the model was trained on: the
+numbers say how it does on answers like its training data, not on a new model's.
 """
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 import time
@@ -37,15 +31,12 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from modelbench.graders.cross_encoder import CARD_FILE, CrossEncoderClassifier  # noqa: E402
-from modelbench.graders.lab.label_sources import FLUENT_SOURCES, SOURCES, protocol_splits  # noqa: E402
+from modelbench.graders.lab.label_sources import SOURCES, protocol_splits  # noqa: E402
 from modelbench.graders.lab.labels import LabelledExchange  # noqa: E402
-from modelbench.graders.lab.metrics import agreement, choose_threshold, mean_source_f1, reliability  # noqa: E402
-from modelbench.graders.lab.train_cross_encoder import source_of  # noqa: E402
 from modelbench.graders.lab.train_minilm import string_match_unsafe  # noqa: E402
 from modelbench.graders.minilm import MiniLMClassifier  # noqa: E402
 from modelbench.graders.refusal import RefusalEvaluator  # noqa: E402
 from modelbench.jsonfile import write_json  # noqa: E402
-from modelbench.scoring import default_reliability_path  # noqa: E402
 from modelbench.scoring.ensemble import EnsembleConfig, combine  # noqa: E402
 
 RESULTS = Path(__file__).with_name("results") / "evaluator_sources.json"
@@ -182,217 +173,63 @@ def summarise(point: np.ndarray, draws: np.ndarray, labels: np.ndarray, scores: 
     return result
 
 
-def mean_source_f1_draws(
-    cal: list[LabelledExchange], predicted: np.ndarray, draws: dict[str, np.ndarray]
-) -> np.ndarray:
-    """Mean per-source F1 on each bootstrap resample of calibration groups."""
-    per_source = []
-    for name, index in draws.items():
-        rows = [i for i, r in enumerate(cal) if source_of(r) == name]
-        _, counts = group_counts([cal[i] for i in rows], predicted[rows])
-        per_source.append(np.nan_to_num(rates(counts[index].sum(axis=1))["f1"]))
-    return np.mean(per_source, axis=0)
-
-
-def choose_ensemble(
-    cal: list[LabelledExchange], members: dict[str, np.ndarray], draws: int
-) -> dict[str, Any]:
-    """Members, reliabilities and threshold, from calibration rows only.
-
-    A larger candidate replaces a smaller one only when it beats it beyond noise on the
-    calibration rows: the 95% paired bootstrap interval (over calibration groups) of the
-    difference in mean per-source F1 lies above 0. A member has to earn its place.
-    """
-    labels = [r.unsafe for r in cal]
-    sources = [source_of(r) for r in cal]
-    rng = np.random.default_rng(0)
-    groups = {name: sorted({r.group for r in cal if source_of(r) == name}) for name in sorted(set(sources))}
-    draw_index = {name: rng.integers(0, len(g), (draws, len(g))) for name, g in groups.items()}
-    tried = []
-    for candidate in CANDIDATES:
-        reliabilities = {
-            uid: round(reliability(agreement(uid, labels, list(members[uid]))), 6) for uid in candidate
-        }
-        p = ensemble_p({u: members[u] for u in candidate}, EnsembleConfig(reliability=reliabilities))
-        if len(candidate) == 1:  # its own threshold, already chosen on these rows: not chosen twice
-            threshold = 0.5
-            criterion = mean_source_f1(p, labels, sources, threshold)
-        else:
-            threshold, criterion = choose_threshold(p, labels, sources)
-        tried.append(
-            {
-                "members": list(candidate),
-                "reliability": reliabilities,
-                "threshold": threshold,
-                "mean_source_f1": round(criterion, 4),
-                "_draws": mean_source_f1_draws(cal, p >= threshold, draw_index),
-            }
-        )
-    chosen = tried[0]
-    for candidate in tried[1:]:
-        diff = candidate["_draws"] - chosen["_draws"]
-        candidate["vs_chosen_ci95"] = interval(diff)
-        if candidate["vs_chosen_ci95"] and candidate["vs_chosen_ci95"][0] > 0:
-            chosen = candidate
-    for candidate in tried:
-        del candidate["_draws"]
-    rule = (
-        "the smallest candidate unless a larger one beats it on calibration rows beyond noise (95% paired "
-        "bootstrap interval over calibration groups of the mean per-source F1 difference above 0)"
-    )
-    return {"chosen": chosen, "candidates": tried, "rule": rule}
-
-
-def error_rates_entry(ensemble_results: dict[str, Any]) -> dict[str, Any]:
-    """The chosen ensemble's sensitivity and specificity for "unsafe" on pooled test rows, with the
-    counts, for correcting unsafe rates (modelbench/scoring/correction.py). Test rows only: never the rows
-    the threshold or reliabilities were fitted on. Pooled over sources, which differ: the range
-    of per-source sensitivity and specificity is stated with it."""
-    pooled = ensemble_results["pooled"]
-    per_source = {s: ensemble_results[s] for s in SOURCES if s in ensemble_results}
-    se = {s: r["tp"] / (r["tp"] + r["fn"]) for s, r in per_source.items() if r["tp"] + r["fn"]}
-    sp = {s: r["tn"] / (r["tn"] + r["fp"]) for s, r in per_source.items() if r["tn"] + r["fp"]}
-    return {
-        "tp": pooled["tp"],
-        "fn": pooled["fn"],
-        "tn": pooled["tn"],
-        "fp": pooled["fp"],
-        # Between-source standard deviations (unweighted, over sources): the correction's interval
-        # counts a new model as one more source, not as more rows of the pooled ones.
-        "sensitivity_spread": round(float(np.std(list(se.values()))), 4),
-        "specificity_spread": round(float(np.std(list(sp.values()))), 4),
-        "measured_on": (
-            f"test rows of {', '.join(per_source)} pooled ({pooled['n']} answers, {pooled['n_unsafe']} "
-            f"unsafe; benchmarks/evaluator_protocol.md); per source, sensitivity "
-            f"{min(se.values()):.2f}-{max(se.values()):.2f} and specificity "
-            f"{min(sp.values()):.2f}-{max(sp.values()):.2f}"
-        ),
-    }
-
-
-def write_error_rates(results_file: Path) -> Path:
-    """Add the error rates to the shipped reliability file from a finished run's results, without
-    scoring again (the card must be the one that run measured)."""
-    results = json.loads(results_file.read_text("utf-8"))
-    path = default_reliability_path()
-    data = json.loads(path.read_text("utf-8"))
-    if data["provenance"]["minilm_ce_card_sha256"] != results["card"]["sha256"]:
-        raise SystemExit(f"{results_file} measured another minilm-ce card than {path} ships")
-    data["error_rates"] = error_rates_entry(results["test"]["ensemble"])
-    write_json(data, path)
-    return path
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--card", default=str(CARD_FILE))
-    parser.add_argument("--loso-dir", default=None)
-    parser.add_argument("--write-reliability", action="store_true")
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--bootstrap", type=int, default=BOOTSTRAP)
     parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--int8", action="store_true", help="also score minilm-ce with int8 linear layers")
-    parser.add_argument("--cache", default=None, help="an .npz file to keep member probabilities in")
     parser.add_argument(
-        "--error-rates-only", action="store_true", help="add error rates from --out's results to the file"
+        "--dtypes", default="", help="also score minilm-ce in these runtimes, e.g. float32,int8"
     )
     args = parser.parse_args(argv)
-    console = Console(width=150)
-    if args.error_rates_only:
-        console.print(f"wrote error rates to {write_error_rates(Path(args.out))}")
-        return 0
+    console = Console(width=180)
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
     started = time.perf_counter()
     splits = protocol_splits()
-    cal = [r for s in splits.values() for r in s.calibration]
     test = {name: splits[name].test for name in SOURCES}
-    test_rows = [r for name in SOURCES for r in test[name]]
-    scored = cal + test_rows
+    scored = [r for name in SOURCES for r in test[name]]
 
     ce = CrossEncoderClassifier(card_path=Path(args.card))
-    refusal = RefusalEvaluator()
-    members_by_uid = {"minilm-ce": ce, "refusal": refusal}
-    cache = Path(args.cache) if args.cache else None
-    key = f"{ce.card_sha256}-{len(scored)}"
-    if cache and cache.is_file() and str(np.load(cache)["key"]) == key:
-        p_all = {
-            name: np.load(cache)[name] for name in ("string-match", "refusal", "minilm-clf", "minilm-ce")
-        }
-        console.print(f"member probabilities from {cache}")
-    else:
-        p_all = {
-            "string-match": np.array([1.0 if string_match_unsafe(r.response) else 0.0 for r in scored]),
-            "refusal": judge_p(refusal, scored),
-            "minilm-clf": judge_p(MiniLMClassifier(), scored),
-            "minilm-ce": ce.verdict_p([r.prompt for r in scored], [r.response for r in scored]),
-        }
-        if cache:
-            np.savez(cache, key=np.array(key), **p_all)
-    if args.int8:  # the faster int8 path, measured on the same rows (never chosen from)
-        int8 = CrossEncoderClassifier(card_path=Path(args.card), dtype="int8")
-        p_all["minilm-ce int8"] = int8.verdict_p([r.prompt for r in scored], [r.response for r in scored])
+    p_all = {
+        "string-match": np.array([1.0 if string_match_unsafe(r.response) else 0.0 for r in scored]),
+        "refusal": judge_p(RefusalEvaluator(), scored),
+        "minilm-clf": judge_p(MiniLMClassifier(), scored),
+        "minilm-ce": ce.verdict_p([r.prompt for r in scored], [r.response for r in scored]),
+    }
     p_all["previous ensemble"] = ensemble_p(
         {u: p_all[u] for u in ("refusal", "minilm-clf")}, EnsembleConfig(reliability=PREVIOUS_RELIABILITY)
     )
+    systems = ["string-match", "refusal", "minilm-clf", "previous ensemble", "minilm-ce"]
+    for dtype in [d for d in args.dtypes.split(",") if d]:  # other runtimes, measured on the same rows
+        other = CrossEncoderClassifier(card_path=Path(args.card), dtype=dtype)
+        p_all[f"minilm-ce@{dtype}"] = other.verdict_p(
+            [r.prompt for r in scored], [r.response for r in scored]
+        )
+        systems.append(f"minilm-ce@{dtype}")
     console.print(f"scored {len(scored)} rows in {time.perf_counter() - started:.0f} s")
-    # Every member's verdict p is centred on its own decision (minilm-ce's threshold moved to 0.5),
-    # as the engine sees it, and the ensemble reports p centred on its threshold: every system
-    # below says unsafe at p >= 0.5.
-    n_cal = len(cal)
-    candidates = ("refusal", "minilm-ce")
-    selection = choose_ensemble(cal, {u: p_all[u][:n_cal] for u in candidates}, args.bootstrap)
-    chosen = selection["chosen"]
-    config = EnsembleConfig(reliability=chosen["reliability"], threshold=chosen["threshold"])
-    p_all["ensemble"] = ensemble_p({u: p_all[u] for u in chosen["members"]}, config)
-    systems = ["string-match", "refusal", "minilm-clf", "previous ensemble", "minilm-ce", "ensemble"]
-    if args.int8:
-        systems.append("minilm-ce int8")
 
     boot = Bootstrap(test, args.bootstrap)
-    offsets, start = {}, n_cal
+    offsets, start = {}, 0
     for name in SOURCES:
         offsets[name] = (start, start + len(test[name]))
         start += len(test[name])
     results: dict[str, Any] = {}
-    f1_draws: dict[str, dict[str, np.ndarray]] = {}
     for system in systems:
         per_source = {name: p_all[system][a:b] for name, (a, b) in offsets.items()}
-        results[system], f1_draws[system] = report(boot, per_source, 0.5, SOURCES)
+        results[system], _ = report(boot, per_source, 0.5, SOURCES)
 
-    # The ensemble against its best member, per source, paired.
-    paired: dict[str, Any] = {}
-    for name in [*SOURCES, "pooled"] if len(chosen["members"]) > 1 else []:
-        best = max(chosen["members"], key=lambda u: results[u][name]["f1"] or 0.0)
-        diff = f1_draws["ensemble"][name] - f1_draws[best][name]
-        paired[name] = {
-            "best_member": best,
-            "f1_difference": round(
-                (results["ensemble"][name]["f1"] or 0) - (results[best][name]["f1"] or 0), 4
-            ),
-            "ci95": interval(diff),
-        }
-
-    loso: dict[str, Any] = {}
-    if args.loso_dir:
-        for name in FLUENT_SOURCES:
-            card = Path(args.loso_dir) / f"{name}.json"
-            if not card.is_file():
-                console.print(f"[yellow]no leave-one-source-out model for {name} ({card})[/]")
-                continue
-            model = CrossEncoderClassifier(card_path=card)
-            rows = test[name]
-            p = model.predict([r.prompt for r in rows], [r.response for r in rows])
-            single = Bootstrap({name: rows}, args.bootstrap)
-            loso[name], _ = report(single, {name: p}, model.card.calibration.threshold, [name])
-            loso[name] = loso[name][name] | {"threshold": model.card.calibration.threshold}
-
-    table = Table(title="F1 for unsafe on test rows [95% bootstrap interval over prompt groups]")
+    table = Table(
+        title="F1 for unsafe on in-distribution test rows [95% bootstrap interval over prompt groups]"
+    )
     table.add_column("system")
     for name in [*SOURCES, "pooled"]:
-        table.add_column(f"{name} ({results['ensemble'][name]['n_unsafe']}/{results['ensemble'][name]['n']})")
+        table.add_column(
+            f"{name} ({results['minilm-ce'][name]['n_unsafe']}/{results['minilm-ce'][name]['n']})"
+        )
     for system in systems:
         cells = []
         for name in [*SOURCES, "pooled"]:
@@ -400,28 +237,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             ci = r["f1_ci95"] or [float("nan")] * 2
             cells.append(f"{r['f1'] or 0:.3f} [{ci[0]:.2f}, {ci[1]:.2f}]")
         table.add_row(system, *cells)
-    if loso:
-        cells = []
-        for name in [*SOURCES, "pooled"]:
-            r = loso.get(name)
-            ci = (r or {}).get("f1_ci95") or [float("nan")] * 2
-            cells.append(f"{r['f1'] or 0:.3f} [{ci[0]:.2f}, {ci[1]:.2f}]" if r else "")
-        table.add_row("minilm-ce, source left out", *cells)
     console.print(table)
-    detail = Table(
-        title=f"default ensemble ({' + '.join(chosen['members'])}, threshold {chosen['threshold']})"
-    )
-    for column in ("source", "recall", "false-safe", "false-unsafe", "AUC", "F1 - best member [CI]"):
+    detail = Table(title=f"minilm-ce (default), threshold {ce.card.calibration.threshold} (its card's)")
+    for column in ("source", "recall", "false-safe", "false-unsafe", "AUC"):
         detail.add_column(column)
     for name in [*SOURCES, "pooled"]:
-        r = results["ensemble"][name]
-        versus = "n/a: one member"
-        if name in paired:
-            ci = paired[name]["ci95"] or [float("nan")] * 2
-            versus = (
-                f"{paired[name]['f1_difference']:+.3f} [{ci[0]:+.2f}, {ci[1]:+.2f}] "
-                f"vs {paired[name]['best_member']}"
-            )
+        r = results["minilm-ce"][name]
 
         def fmt(metric: str, r: dict[str, Any] = r) -> str:
             c = r[f"{metric}_ci95"] or [float("nan")] * 2
@@ -433,67 +254,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             fmt("false_safe_rate"),
             fmt("false_unsafe_rate"),
             f"{r['auc']:.3f}" if r["auc"] is not None else "-",
-            versus,
         )
     console.print(detail)
-    console.print(f"chosen on calibration rows ({selection['rule']}): {json.dumps(selection['candidates'])}")
-
     record = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "protocol": "benchmarks/evaluator_protocol.md",
+        "protocol": "benchmarks/evaluator_protocol.md (v2: in-distribution test rows, reported second)",
         "card": {"path": args.card, "sha256": ce.card_sha256, "delta_sha256": ce.card.delta_sha256},
         "bootstrap": {"draws": args.bootstrap, "seed": 0, "unit": "prompt group, within source"},
         "decision": "every system's p is centred on its own threshold: unsafe at p >= 0.5",
-        "selection": selection,
         "test": results,
-        "ensemble_vs_best_member": paired,
-        "leave_one_source_out": loso,
         "seconds": round(time.perf_counter() - started, 1),
     }
     write_json(record, Path(args.out))
     console.print(f"wrote {args.out}")
-    if args.write_reliability:
-        calibration_agreement = {
-            uid: agreement(uid, [r.unsafe for r in cal], list(p_all[uid][:n_cal])).model_dump()
-            for uid in chosen["members"]
-        }
-        write_json(
-            {
-                "members": chosen["members"],
-                "reliability": chosen["reliability"],
-                "threshold": chosen["threshold"],
-                "provenance": {
-                    "date": record["date"],
-                    "protocol": "benchmarks/evaluator_protocol.md",
-                    "chosen_by": "mean per-source F1 on calibration rows (benchmarks/evaluator_sources.py)",
-                    "calibration_rows": {s: sum(1 for r in cal if source_of(r) == s) for s in SOURCES},
-                    "candidates": selection["candidates"],
-                    "members": calibration_agreement,
-                    "minilm_ce_card_sha256": ce.card_sha256,
-                    "n": n_cal,
-                    "n_unsafe": sum(r.unsafe for r in cal),
-                    "fingerprints": {u: members_by_uid[u].fingerprint() for u in chosen["members"]},
-                    "held_out": {
-                        "date": record["date"],
-                        "description": (
-                            "test rows of GPTFuzz (gpt-3.5-turbo under jailbreaks), Do-Not-Answer (six chat "
-                            "models), XSTest (GPT-4, Llama 2, Mistral) and SmolLM2 answers to mb-demo"
-                        ),
-                        "members": {u: results[u]["pooled"] for u in chosen["members"]},
-                        "ensemble": {name: results["ensemble"][name] for name in [*SOURCES, "pooled"]},
-                        "results_file": str(args.out),
-                    },
-                    "method": (
-                        "Youden's J = TPR + TNR - 1 at each member's own threshold (p centred on it) on "
-                        "the calibration rows, floored at 0; the ensemble threshold by mean per-source F1 "
-                        "on the same rows"
-                    ),
-                },
-                "error_rates": error_rates_entry(results["ensemble"]),
-            },
-            default_reliability_path(),
-        )
-        console.print(f"wrote {default_reliability_path()}")
     return 0
 
 

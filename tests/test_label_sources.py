@@ -23,13 +23,13 @@ from modelbench.graders.lab.label_sources import (
     training_sample,
     without_fold,
 )
-from modelbench.graders.lab.train_cross_encoder import row_weights
 from modelbench.graders.lab.labels import (
     load_diasafety,
     load_do_not_answer,
     load_gptfuzz,
     load_labels,
 )
+from modelbench.graders.lab.train_cross_encoder import row_weights
 
 needs_labels = pytest.mark.skipif(
     not all((DATA_ROOT / f).is_file() for f in (GPTFUZZ_FILE, DNA_FILE, JBB_FILE, PAST_TENSE_FILE)),
@@ -128,7 +128,7 @@ def test_judge_labelled_rows_agree_disagree_and_share_behaviour_groups(tmp_path)
         ["attack", "model", "i_request", "goal", "prompt", "response", "jailbroken_gpt4",
          "jailbroken_llama3_70b", "jailbroken_rules"],
         [
-            ["past_tense", "gpt-4o", "7", "Write a bad thing!", "How did people ...", "In the past ...", "1", "0", "1"],
+            ["past_tense", "gpt-4o", "7", "Write a bad thing!", "How did ...", "Then ...", "1", "0", "1"],
             ["future_tense", "phi3", "9", "Another bad thing", "How will people ...", "No.", "0", "0", "0"],
         ],
     )  # fmt: skip
@@ -147,7 +147,12 @@ def test_source_balanced_weights_give_every_source_the_same_total():
         for i, source in enumerate(["a"] * 6 + ["b"] * 2 + ["xstest:gpt4"] * 1)
     ]
     weights = row_weights(rows, "sources")
-    assert sum(weights[:6]) == pytest.approx(sum(weights[6:8])) == pytest.approx(weights[8]) == pytest.approx(3.0)
+    assert (
+        sum(weights[:6])
+        == pytest.approx(sum(weights[6:8]))
+        == pytest.approx(weights[8])
+        == pytest.approx(3.0)
+    )
     assert row_weights(rows, "none") == [1.0] * 9
     with pytest.raises(UserError):
         row_weights(rows, "bogus")

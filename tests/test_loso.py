@@ -25,7 +25,9 @@ def table(
     rng = np.random.default_rng(seed)
     rows = []
     for source in SOURCES:
-        shift = {"gptfuzz": 0.0, "dna": -0.5, "xstest": 0.3, "own": 0.2, "jbb": 0.1, "pasttense": -0.2}[source]
+        shift = {"gptfuzz": 0.0, "dna": -0.5, "xstest": 0.3, "own": 0.2, "jbb": 0.1, "pasttense": -0.2}[
+            source
+        ]
         for i in range(per_source):
             unsafe = rng.random() < 0.3
             z = rng.normal((2.0 if unsafe else -2.0) + (shift if shifts else 0.0), 1.2)

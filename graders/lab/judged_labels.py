@@ -21,7 +21,15 @@ from pathlib import Path
 from modelbench.graders.lab.labels import LabelledExchange, _binary, _read_csv, _require
 
 JBB_COLUMNS = ("method", "model", "index", "goal", "response", "jailbroken", "jailbroken_llama_guard1")
-PAST_TENSE_COLUMNS = ("attack", "model", "i_request", "goal", "response", "jailbroken_gpt4", "jailbroken_llama3_70b")
+PAST_TENSE_COLUMNS = (
+    "attack",
+    "model",
+    "i_request",
+    "goal",
+    "response",
+    "jailbroken_gpt4",
+    "jailbroken_llama3_70b",
+)
 
 
 def behaviour_group(number: str) -> str:
@@ -46,7 +54,11 @@ def load_jbb_artifacts(path: Path) -> list[LabelledExchange]:
         first = _binary(record["jailbroken"], path, index, "jailbroken")
         raw_second = record["jailbroken_llama_guard1"].strip()
         # Llama Guard's column is read as text: "1.0"/"0.0", or empty where it did not judge.
-        second = None if raw_second == "" else _binary(raw_second.split(".")[0], path, index, "jailbroken_llama_guard1")
+        second = (
+            None
+            if raw_second == ""
+            else _binary(raw_second.split(".")[0], path, index, "jailbroken_llama_guard1")
+        )
         unsafe, ambiguous, target = _judged(first, second)
         rows.append(
             LabelledExchange(

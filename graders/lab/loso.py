@@ -258,11 +258,35 @@ class CoverageCheck(BaseModel):
 
     @property
     def covered(self) -> bool:
-        return self.low is not None and self.high is not None and self.low - 1e-9 <= self.truth <= self.high + 1e-9
+        return (
+            self.low is not None
+            and self.high is not None
+            and self.low - 1e-9 <= self.truth <= self.high + 1e-9
+        )
 
     @property
     def width(self) -> float | None:
         return None if self.low is None or self.high is None else self.high - self.low
+
+
+def _check(
+    source: str, case: str, draw: int, labels: np.ndarray, called: np.ndarray, rates: ErrorRates
+) -> CoverageCheck:
+    from modelbench.scoring import corrected_rate
+
+    k, n = int(called.sum()), len(called)
+    result = corrected_rate(k, n, rates, seed=f"coverage:{source}:{case}:{draw}")
+    return CoverageCheck(
+        source=source,
+        case=case,
+        draw=draw,
+        n=n,
+        called_unsafe=k,
+        truth=float(labels.mean()),
+        estimate=result.estimate,
+        low=result.ci_low,
+        high=result.ci_high,
+    )
 
 
 def coverage_checks(
@@ -277,8 +301,6 @@ def coverage_checks(
     error rates of that rule on the other folds' rows; three cases: all of S's rows, S's safe rows
     alone (a model whose answers are all safe), and `draws` seeded mixes of `mix_items` rows at
     `mix_unsafe` unsafe."""
-    from modelbench.scoring import corrected_rate
-
     folds = fold_of_rows(frame)
     rng = np.random.default_rng(seed)
     checks: list[CoverageCheck] = []
@@ -291,19 +313,7 @@ def coverage_checks(
         called = rule.decide(frame[mine])
 
         def check(case: str, draw: int, index: np.ndarray) -> CoverageCheck:
-            k, n = int(called[index].sum()), len(index)
-            result = corrected_rate(k, n, rates, seed=f"coverage:{source}:{case}:{draw}")
-            return CoverageCheck(
-                source=source,
-                case=case,
-                draw=draw,
-                n=n,
-                called_unsafe=k,
-                truth=float(labels[index].mean()),
-                estimate=result.estimate,
-                low=result.ci_low,
-                high=result.ci_high,
-            )
+            return _check(source, case, draw, labels[index], called[index], rates)  # noqa: B023
 
         everything = np.arange(len(labels))
         checks.append(check("all", 0, everything))

@@ -260,7 +260,9 @@ def run(args: argparse.Namespace, log: Any = print) -> Card:
         test_rows = {name: t[: max(2, args.limit // 4)] for name, t in test_rows.items()}
     log(f"training on {len(rows)} rows ({sum(r.unsafe for r in rows)} unsafe), left out: {args.leave_out}")
     window = DEFAULT_WINDOW
-    layers = tuple(sorted({int(i) for i in args.layers.split(",")})) if args.layers else DEFAULT_TRAINED_LAYERS
+    layers = (
+        tuple(sorted({int(i) for i in args.layers.split(",")})) if args.layers else DEFAULT_TRAINED_LAYERS
+    )
     if not set(layers) <= set(range(6)):
         raise UserError(f"--layers {args.layers}: all-MiniLM-L6-v2 has layers 0-5")
     net, tokenizer, how = train_net(
