@@ -15,7 +15,7 @@ skipped, so the command resumes.
 
 Recipes (at most four are compared on the same folds; see the protocol):
 - R1: new judge-labelled sources, soft targets where judges disagree, source-balanced loss weights.
-- R2: R1 with every encoder layer trained (0-5) instead of the top four.
+- R2: R1 with hard negatives: safe answers that engage (no opening refusal) weighted 3x.
 """
 
 import argparse
@@ -42,7 +42,7 @@ RESULTS = HERE / "results"
 FOLD_DIR = HERE / "loso"
 RECIPES: dict[str, list[str]] = {
     "R1": ["--balance", "sources"],
-    "R2": ["--balance", "sources", "--layers", "0,1,2,3,4,5"],
+    "R2": ["--balance", "sources", "--hard-negatives", "3"],
 }
 COLUMNS = ("fold", "source", "key", "group", "model", "prompt_type", "unsafe", "logit", "p", "refusal_p")
 
