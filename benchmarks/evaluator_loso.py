@@ -62,8 +62,9 @@ def refusal_p(rows: list[LabelledExchange]) -> np.ndarray:
     return np.array([np.nan if v.p_unsafe is None else v.p_unsafe for v in verdicts])
 
 
-def score_fold(card: Path, fold: str, rows: list[LabelledExchange]) -> pd.DataFrame:
-    model = CrossEncoderClassifier(card_path=card)
+def score_fold(card: Path, fold: str, rows: list[LabelledExchange], dtype: str = "float32") -> pd.DataFrame:
+    """Every row scored by the fold's model; float32 torch is the reference runtime."""
+    model = CrossEncoderClassifier(card_path=card, dtype=dtype)
     started = time.perf_counter()
     logits = model.logits([r.prompt for r in rows], [r.response for r in rows])
     print(f"  scored {len(rows)} rows in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
@@ -117,6 +118,22 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
+def rescore(args: argparse.Namespace) -> int:
+    """The same folds' models, the same rows, in another runtime: `loso_RECIPE@DTYPE.csv.gz`, so
+    that the report can compare LOSO F1 between runtimes (the fold deltas must be on disk)."""
+    splits = protocol_splits()
+    frames = []
+    for fold in LOSO_FOLDS:
+        card = FOLD_DIR / args.recipe / f"{fold}.json"
+        rows = [r for name in LOSO_FOLDS[fold] for r in all_rows(splits[name])]
+        print(f"{fold}: {args.dtype}", file=sys.stderr, flush=True)
+        frames.append(score_fold(card, fold, rows, args.dtype))
+    pd.concat(frames, ignore_index=True).to_csv(
+        RESULTS / f"loso_{args.recipe}@{args.dtype}.csv.gz", index=False
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -124,8 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--recipe", choices=tuple(RECIPES), default="R1")
     t.add_argument("--folds", default="", help="comma-separated folds (default: all)")
     t.add_argument("--threads", type=int, default=2)
+    r = sub.add_parser("rescore", help="score every fold's rows again in another runtime")
+    r.add_argument("--recipe", choices=tuple(RECIPES), default="R1")
+    r.add_argument("--dtype", default="onnx-int8")
     args = parser.parse_args(argv)
-    return train(args)
+    return train(args) if args.command == "train" else rescore(args)
 
 
 if __name__ == "__main__":
