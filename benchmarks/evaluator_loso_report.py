@@ -33,6 +33,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from modelbench.graders.lab.loso import (  # noqa: E402
+    EXPLORATORY_FALSE_UNSAFE_CAP,
     Decider,
     choose_decider,
     coverage_checks,
@@ -50,6 +51,8 @@ RESULTS = HERE / "results"
 FOLD_DIR = HERE / "loso"
 SOURCE_ORDER = ("gptfuzz", "dna", "xstest", "own", "jbb", "pasttense")
 BOOTSTRAP = 2000
+# What ships: minilm-ce alone at a threshold (the run-time ensemble has no logistic combination).
+SHIPPED_SYSTEM = "minilm-ce, nested threshold"
 
 
 def auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
@@ -132,8 +135,17 @@ def fold_card_calls(frame: pd.DataFrame, recipe: str) -> np.ndarray | None:
 def evaluate(frame: pd.DataFrame, recipe: str) -> dict[str, Any]:
     systems: dict[str, Any] = {}
     folds = fold_of_rows(frame)
-    for name, candidates in (("nested rule", ("ce", "ce+refusal")), ("minilm-ce, nested threshold", ("ce",))):
-        deciders = nested_deciders(frame, candidates)
+    variants = (
+        ("nested rule", ("ce", "ce+refusal"), None),
+        ("minilm-ce, nested threshold", ("ce",), None),
+        (
+            f"minilm-ce, nested threshold, false-unsafe cap {EXPLORATORY_FALSE_UNSAFE_CAP}",
+            ("ce",),
+            EXPLORATORY_FALSE_UNSAFE_CAP,
+        ),
+    )
+    for name, candidates, cap in variants:
+        deciders = nested_deciders(frame, candidates, cap)
         called = nested_calls(frame, deciders)
         scores = np.zeros(len(frame))
         for fold, rule in deciders.items():
@@ -162,7 +174,7 @@ def evaluate(frame: pd.DataFrame, recipe: str) -> dict[str, Any]:
             "per_source": per_source,
             "summary": summary(per_source),
         }
-    deciders = {fold: Decider.model_validate(d) for fold, d in systems["nested rule"]["deciders"].items()}
+    deciders = {fold: Decider.model_validate(d) for fold, d in systems[SHIPPED_SYSTEM]["deciders"].items()}
     checks = coverage_checks(frame, deciders)
     safe_widths = [c.width for c in checks if c.case == "all-safe" and c.width is not None]
     coverage = {
@@ -231,9 +243,6 @@ def fmt(m: dict[str, Any], key: str) -> str:
     if value is None:
         return "-"
     return f"{value:.3f} [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else f"{value:.3f}"
-
-
-SHIPPED_SYSTEM = "minilm-ce, nested threshold"
 
 
 def ship(
