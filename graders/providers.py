@@ -38,13 +38,14 @@ def refusal(spec: RefusalSpec, sut_options=None, registry=None) -> Evaluator:
 @evaluator(
     kind="minilm-ce",
     description=(
-        "all-MiniLM-L6-v2 fine-tuned as a (prompt, response) cross-encoder on answers of several chat models"
+        "all-MiniLM-L6-v2 fine-tuned as a (prompt, response) cross-encoder on answers of several chat "
+        "models; ONNX Runtime int8 (minilm-ce@float32: torch float32)"
     ),
 )
 def minilm_ce(spec: MiniLMCESpec, sut_options=None, registry=None) -> Evaluator:
-    from modelbench.graders.cross_encoder import CrossEncoderClassifier
+    from modelbench.graders.cross_encoder import DEFAULT_DTYPE, CrossEncoderClassifier
 
-    return CrossEncoderClassifier(dtype=spec.dtype or "float32")
+    return CrossEncoderClassifier(dtype=spec.dtype or DEFAULT_DTYPE)
 
 
 @evaluator(

@@ -15,7 +15,8 @@ SUT specs:
   on the fly (`smollm2-135m+wanda=0.5`, `hf:/p+drop-layers=6+magnitude=2:4`). The chain starts at
   the first '+' followed by a known transform name and '=', so a path may contain '+'.
 
-Grader specs: `refusal`, `minilm-ce` or `minilm-ce@DTYPE` (float32, int8), `minilm-clf`,
+Grader specs: `refusal`, `minilm-ce` or `minilm-ce@DTYPE` (onnx-int8, the default: ONNX Runtime with
+int8 weights; onnx-float32; float32 and int8: the torch paths), `minilm-clf`,
 `llm-judge` or `llm-judge@SUT-SPEC`, and `llama-guard@URL`, `llama-guard@MODEL@URL` or
 `llama-guard@PATH`.
 
@@ -205,7 +206,8 @@ def as_sut_spec(spec: str | SUTSpec) -> SUTSpec:
 # -- grader specs -----------------------------------------------------------------------------------
 
 GRADER_KINDS = ("refusal", "minilm-ce", "minilm-clf", "llm-judge", "llama-guard")
-MINILM_CE_DTYPES = ("float32", "int8")
+# The first is what `minilm-ce` without '@' means (`modelbench.graders.cross_encoder.DEFAULT_DTYPE`).
+MINILM_CE_DTYPES = ("onnx-int8", "onnx-float32", "float32", "int8")
 LLAMA_GUARD_HELP = "llama-guard needs a backend: llama-guard@http://host:port/v1 or llama-guard@/path"
 
 
@@ -221,7 +223,8 @@ class RefusalSpec:
 
 @dataclass(frozen=True)
 class MiniLMCESpec:
-    """`minilm-ce` or `minilm-ce@DTYPE`; None (no '@') means float32 but prints back without it."""
+    """`minilm-ce` or `minilm-ce@DTYPE`; None (no '@') means the default, onnx-int8, and prints back
+    without it. `minilm-ce@float32` is the torch float32 path, as before the default moved."""
 
     kind: ClassVar[str] = "minilm-ce"
 
@@ -372,7 +375,8 @@ _GRADER_PARSERS: dict[str, GraderParser] = {
     "llama-guard": _llama_guard,
 }
 _BUILTIN_FORMS = (
-    "refusal, minilm-ce, minilm-ce@int8, minilm-clf, llm-judge, llm-judge@SUT, "
+    "refusal, minilm-ce, minilm-ce@int8, minilm-ce@float32, minilm-ce@onnx-int8, minilm-ce@onnx-float32, "
+    "minilm-clf, llm-judge, llm-judge@SUT, "
     "llama-guard@URL, llama-guard@MODEL@URL, llama-guard@PATH"
 )
 

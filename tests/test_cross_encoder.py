@@ -121,7 +121,7 @@ def test_the_saved_delta_reproduces_the_trained_model(trained):
 
     net, tokenizer, card, out = trained
     expected = calibrated(score(net, tokenizer, ROWS, card.window), card.calibration)
-    evaluator = CrossEncoderClassifier(card_path=out)
+    evaluator = CrossEncoderClassifier(card_path=out, dtype="float32")  # the torch path, to the last bit
     got = evaluator.predict([r.prompt for r in ROWS], [r.response for r in ROWS])
     assert np.max(np.abs(got - expected)) < 1e-4
     assert evaluator.fingerprint()["delta_sha256"] == card.delta_sha256
@@ -226,7 +226,7 @@ def test_training_script_end_to_end_on_a_tiny_slice(tmp_path):
     assert provenance["seed"] == 0 and provenance["training"]["steps"] == 2
     assert set(provenance["held_out_test"]) == {"gptfuzz", "dna", "xstest", "own", "jbb", "pasttense"}
     assert all(len(d) == 64 for d in provenance["data_files"].values())
-    evaluator = CrossEncoderClassifier(card_path=out)
+    evaluator = CrossEncoderClassifier(card_path=out, dtype="float32")
     reference = provenance["reference"]
     got = evaluator.predict([r["prompt"] for r in reference], [r["response"] for r in reference])
     assert np.max(np.abs(got - np.array([r["p_unsafe"] for r in reference]))) < 1e-4
@@ -237,7 +237,7 @@ def test_the_shipped_delta_reproduces_the_trained_models_probabilities():
     from modelbench.graders.cross_encoder import CARD_FILE, DELTA_FILE, CrossEncoderClassifier
 
     assert DELTA_FILE.stat().st_size < 20_000_000
-    evaluator = CrossEncoderClassifier()
+    evaluator = CrossEncoderClassifier(dtype="float32")  # the default (ONNX int8): tests/test_onnx_runtime.py
     provenance = evaluator.card.provenance
     reference = provenance["reference"]
     got = evaluator.predict([r["prompt"] for r in reference], [r["response"] for r in reference])
