@@ -61,7 +61,9 @@ def test_the_record_has_raw_and_corrected_rates_and_names_the_basis(tmp_path, se
     assert corrected["ci_low"] <= corrected["estimate"] <= corrected["ci_high"]
     assert "corrected" in result.output and f"sensitivity {se:.2f}" in result.output
     page = (tmp_path / record["run_id"] / "report.html").read_text()
-    assert "corrected-rate" in page and f"measured on {rates.measured_on[:24]}" in page and "MLCommons" in page
+    assert (
+        "corrected-rate" in page and f"measured on {rates.measured_on[:24]}" in page and "MLCommons" in page
+    )
 
     raw_result, raw_record = run(tmp_path, server, "--max-items", "240", "--grade-on", "raw")
     assert raw_result.exit_code == 0, raw_result.output
