@@ -17,7 +17,7 @@ workers. Model loading is timed apart, on other exchanges, since a run pays it o
 is built (and cached) before its load is timed, and the build is reported apart.
 
 After the table: the default minilm-ce's speed over torch float32's in this run, on these
-exchanges (issue 24 asks for 3.7x), and how far their verdicts agree: the share of the same
+exchanges (issue 23 asks for 3.7x), and how far their verdicts agree: the share of the same
 unsafe/safe decisions, the largest difference of verdict p, and, on XSTest, F1 against its labels.
 The last line says whether the default ensemble reaches the target rate (issue 14 asks for 100
 items/s on 2 CPU cores); the exit status is 0 either way, since the numbers are what matter.

@@ -25,7 +25,12 @@ answers (`benchmarks/graders.py`):
   its batch, which it would otherwise, since dynamic quantisation takes one activation range per
   call;
 - worker threads that sleep between ops (`session.intra_op.allow_spinning` 0): spinning workers
-  fight any other process for the cores, 17% slower on a shared machine.
+  fight any other process for the cores, 17% slower on a shared machine;
+- parallel exchanges, not parallel ops: one single-threaded session run per core, each on its own
+  exchanges (ONNX Runtime releases the GIL while it runs). One exchange's ops are too small to
+  split well between threads: on 2 idle cores, 2 runs of 1 thread gave 141 exchanges/s where 1 run
+  of 2 threads gave 101 (and 128 with spinning threads). Each exchange is still run alone, so its
+  logit does not depend on the worker or on its neighbours.
 
 Cache: one file per key under `$MODELBENCH_CACHE/onnx` (default `~/.cache/modelbench/onnx`, as
 compressed SUTs use `compressed/`), the key a hash of what the file is made from: the model's
@@ -239,11 +244,12 @@ def build(net: Any, out: Path, quantisation: Quantisation, key: str) -> BuildInf
 class OnnxNet:
     """A loaded ONNX Runtime session of a cross-encoder: logits for encoded (prompt, response) pairs."""
 
-    def __init__(self, session: Any, info: BuildInfo, path: Path, built_now: bool) -> None:
+    def __init__(self, session: Any, info: BuildInfo, path: Path, built_now: bool, workers: int = 1) -> None:
         self.session = session
         self.info = info
         self.path = path
         self.built_now = built_now  # False: the file came from the cache
+        self.workers = max(1, workers)  # concurrent single-threaded runs (see the module's notes)
 
     def logits(
         self, encoded: Sequence[tuple[list[int], list[int]]], batch_size: int = DEFAULT_BATCH, pad_id: int = 0
@@ -252,11 +258,22 @@ class OnnxNet:
         (no kernel is compiled per shape here, so there is nothing to gain from rounding up)."""
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
         out = np.empty(len(encoded), dtype=np.float64)
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            width = max(len(encoded[i][0]) for i in chunk)
-            arrays = padded_arrays([encoded[i] for i in chunk], width, pad_id)
-            out[chunk] = self.session.run([OUTPUT_NAME], dict(zip(INPUT_NAMES, arrays, strict=True)))[0]
+        chunks = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+        def run(mine: Sequence[list[int]]) -> None:
+            for chunk in mine:
+                width = max(len(encoded[i][0]) for i in chunk)
+                arrays = padded_arrays([encoded[i] for i in chunk], width, pad_id)
+                out[chunk] = self.session.run([OUTPUT_NAME], dict(zip(INPUT_NAMES, arrays, strict=True)))[0]
+
+        if self.workers == 1 or len(chunks) < 2:
+            run(chunks)
+            return out
+        from concurrent.futures import ThreadPoolExecutor
+
+        # Worker k takes every k-th chunk of the length order: alike shares of short and long rows.
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="minilm-ce-onnx") as pool:
+            list(pool.map(run, [chunks[k :: self.workers] for k in range(self.workers)]))
         return out
 
 
@@ -274,11 +291,12 @@ def padded_arrays(
     return ids, types, mask
 
 
-def session_for(path: Path, threads: int) -> Any:
+def session_for(path: Path, threads: int) -> Any:  # noqa: ARG001 (runs, not ops, use the threads)
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
+    # One thread per run; `threads` runs go at once (OnnxNet.workers).
+    options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # errors only: a run's output is the benchmark's, not ORT's notes
@@ -295,7 +313,7 @@ def _cached(path: Path, sidecar: Path, key: str, threads: int) -> OnnxNet | None
         if info.key != key or file_sha256(path) != info.sha256:
             log.warning("minilm-ce: the cached ONNX file %s is damaged; rebuilding it", path.name)
             return None
-        return OnnxNet(session_for(path, threads), info, path, built_now=False)
+        return OnnxNet(session_for(path, threads), info, path, built_now=False, workers=threads)
     except Exception as error:  # onnxruntime's load errors (InvalidProtobuf, Fail) are plain Exceptions
         log.warning("minilm-ce: cannot use the cached ONNX file %s (%s); rebuilding it", path.name, error)
         return None
@@ -344,7 +362,7 @@ def load_or_build(
         first = str(error).splitlines()[0] if str(error) else error.__class__.__name__
         raise UserError(f"cannot build minilm-ce's ONNX model in {folder}: {first}") from None
     log.info("minilm-ce: built %s in %.1fs", path, info.build_seconds)
-    return OnnxNet(session, info, path, built_now=True)
+    return OnnxNet(session, info, path, built_now=True, workers=threads)
 
 
 def _write_atomically(path: Path, text: str) -> None:
