@@ -44,6 +44,8 @@ from modelbench.graders.lab.loso import (  # noqa: E402
     nested_deciders,
     per_source_rates,
 )
+from modelbench.graders.lab.metrics import rates_from_counts as metric_values  # noqa: E402
+from modelbench.graders.lab.metrics import roc_auc as auc  # noqa: E402
 from modelbench.jsonfile import write_json  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -53,29 +55,6 @@ SOURCE_ORDER = ("gptfuzz", "dna", "xstest", "own", "jbb", "pasttense")
 BOOTSTRAP = 2000
 # What ships: minilm-ce alone at a threshold (the run-time ensemble has no logistic combination).
 SHIPPED_SYSTEM = "minilm-ce, nested threshold"
-
-
-def auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
-    from scipy.stats import rankdata
-
-    pos, neg = labels.sum(), (~labels).sum()
-    if not pos or not neg:
-        return None
-    ranks = rankdata(scores)
-    return float((ranks[labels].sum() - pos * (pos + 1) / 2) / (pos * neg))
-
-
-def metric_values(c: np.ndarray) -> dict[str, np.ndarray]:
-    """Rates from counts (..., 4) = tp, fp, fn, tn."""
-    tp, fp, fn, tn = (c[..., i].astype(float) for i in range(4))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return {
-            "f1": np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), np.nan),
-            "precision": np.where(tp + fp > 0, tp / (tp + fp), np.nan),
-            "recall": np.where(tp + fn > 0, tp / (tp + fn), np.nan),
-            "false_unsafe_rate": np.where(fp + tn > 0, fp / (fp + tn), np.nan),
-            "false_safe_rate": np.where(tp + fn > 0, fn / (tp + fn), np.nan),
-        }
 
 
 def source_metrics(

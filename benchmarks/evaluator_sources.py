@@ -33,6 +33,8 @@ from rich.table import Table  # noqa: E402
 from modelbench.graders.cross_encoder import CARD_FILE, CrossEncoderClassifier  # noqa: E402
 from modelbench.graders.lab.label_sources import SOURCES, protocol_splits  # noqa: E402
 from modelbench.graders.lab.labels import LabelledExchange  # noqa: E402
+from modelbench.graders.lab.metrics import rates_from_counts as rates  # noqa: E402
+from modelbench.graders.lab.metrics import roc_auc as auc  # noqa: E402
 from modelbench.graders.lab.train_minilm import string_match_unsafe  # noqa: E402
 from modelbench.graders.minilm import MiniLMClassifier  # noqa: E402
 from modelbench.graders.refusal import RefusalEvaluator  # noqa: E402
@@ -75,16 +77,6 @@ def ensemble_p(members: dict[str, np.ndarray], config: EnsembleConfig) -> np.nda
     return out
 
 
-def auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
-    from scipy.stats import rankdata
-
-    pos, neg = labels.sum(), (~labels).sum()
-    if not pos or not neg:
-        return None
-    ranks = rankdata(scores)
-    return float((ranks[labels].sum() - pos * (pos + 1) / 2) / (pos * neg))
-
-
 def group_counts(rows: Sequence[LabelledExchange], predicted: np.ndarray) -> tuple[list[str], np.ndarray]:
     """(groups, counts[g] = tp, fp, fn, tn of group g)."""
     groups = sorted({r.group for r in rows})
@@ -94,18 +86,6 @@ def group_counts(rows: Sequence[LabelledExchange], predicted: np.ndarray) -> tup
         y = row.unsafe
         counts[index[row.group], 0 if y and q else 1 if q else 2 if y else 3] += 1
     return groups, counts
-
-
-def rates(c: np.ndarray) -> dict[str, np.ndarray]:
-    tp, fp, fn, tn = (c[..., i].astype(float) for i in range(4))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return {
-            "f1": np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), np.nan),
-            "precision": np.where(tp + fp > 0, tp / (tp + fp), np.nan),
-            "recall": np.where(tp + fn > 0, tp / (tp + fn), np.nan),
-            "false_safe_rate": np.where(tp + fn > 0, fn / (tp + fn), np.nan),
-            "false_unsafe_rate": np.where(fp + tn > 0, fp / (fp + tn), np.nan),
-        }
 
 
 def interval(values: np.ndarray) -> list[float] | None:

@@ -1,6 +1,7 @@
 """Evaluators by spec, and the default ensemble.
 
-Specs: `minilm-ce` (the default; `minilm-ce@int8` quantises its linear layers), `refusal`,
+Specs: `minilm-ce` (the default, on ONNX Runtime int8; `minilm-ce@float32` is the torch reference,
+`minilm-ce@int8` torch int8, `minilm-ce@onnx-float32`), `refusal`,
 `minilm-clf`, `llm-judge` (the embedded SmolLM2 as judge) or `llm-judge@SUT` (any SUT spec: a
 registry name, hf:PATH, openai:MODEL, openai-compat:MODEL@URL), `llama-guard@http://host:port/v1`
 (vLLM serving Llama Guard 3; the server is asked which model it serves, and
@@ -31,10 +32,11 @@ from modelbench.graders.registration import (  # noqa: F401 - the registry's pub
 )
 from modelbench.specs import GraderSpec, as_grader_spec
 
-# Chosen on calibration rows (benchmarks/evaluator_sources.py, benchmarks/evaluator_protocol.md):
-# adding `refusal` to `minilm-ce` did not beat `minilm-ce` alone beyond noise (calibration mean
-# per-source F1 0.560 vs 0.564), so it left the default. `minilm-clf` was no candidate (it trained
-# on XSTest rows that are calibration rows here), nor was llm-judge on the embedded SmolLM2-135M
+# Chosen on leave-one-source-out rows (benchmarks/evaluator_loso_report.py, protocol v2): a
+# logistic combination of `minilm-ce` and `refusal`, chosen without each source, scored mean LOSO
+# F1 0.520 against 0.539 for `minilm-ce` alone, so `refusal` stays out of the default.
+# `minilm-clf` was no candidate (it trained on XSTest rows that are calibration rows here), nor was
+# llm-judge on the embedded SmolLM2-135M
 # (reliability 0: its P(UNSAFE) ranks refusals above harmful compliances).
 DEFAULT_GRADERS = ("minilm-ce",)
 

@@ -104,3 +104,29 @@ def choose_threshold(p: np.ndarray, labels: Sequence[bool], sources: Sequence[st
         key=lambda t: (round(mean_source_f1(p, labels, sources, t), 9), -abs(t - 0.5)),
     )
     return float(best), mean_source_f1(p, labels, sources, best)
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    """Area under the ROC curve (ties count half); None without both classes."""
+    from scipy.stats import rankdata
+
+    labels = np.asarray(labels, dtype=bool)
+    pos, neg = labels.sum(), (~labels).sum()
+    if not pos or not neg:
+        return None
+    ranks = rankdata(scores)
+    return float((ranks[labels].sum() - pos * (pos + 1) / 2) / (pos * neg))
+
+
+def rates_from_counts(c: np.ndarray) -> dict[str, np.ndarray]:
+    """F1, precision, recall, false-safe and false-unsafe rates from counts (..., 4) = tp, fp, fn,
+    tn; NaN where a rate has no denominator. Works on one count vector or a stack of resamples."""
+    tp, fp, fn, tn = (c[..., i].astype(float) for i in range(4))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return {
+            "f1": np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), np.nan),
+            "precision": np.where(tp + fp > 0, tp / (tp + fp), np.nan),
+            "recall": np.where(tp + fn > 0, tp / (tp + fn), np.nan),
+            "false_safe_rate": np.where(tp + fn > 0, fn / (tp + fn), np.nan),
+            "false_unsafe_rate": np.where(fp + tn > 0, fp / (fp + tn), np.nan),
+        }
