@@ -20,9 +20,9 @@ held-out metrics. The trained model is defined as base + fp16 delta, so the ship
 reproduce it exactly. Their hashes are in the fingerprint: retraining invalidates stored verdicts.
 
 Runtimes (`dtype`): by default (`onnx-int8`) the loaded torch net is exported once to ONNX, fused
-and int8-quantised, cached, and run by ONNX Runtime (`modelbench.graders.onnx_runtime`): on 2 CPU
-cores 2.8 times torch float32's rate when the machine is otherwise idle, 3.7 times when another
-process shares it, with the same decisions on 98-99% of XSTest answers (`benchmarks/graders.py`).
+and int8-quantised, cached, and run by ONNX Runtime (`modelbench.graders.onnx_runtime`), one
+single-threaded run per core: on 2 idle CPU cores 3.7 times torch float32's rate (110 against 30
+answers/s), with the same decisions on 99% of XSTest answers (`benchmarks/graders.py`).
 `float32` (torch, the reference the card's numbers were measured with), `int8` (torch dynamic
 quantisation) and `onnx-float32` stay selectable as `minilm-ce@DTYPE`.
 """
