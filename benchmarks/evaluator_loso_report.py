@@ -32,6 +32,7 @@ import pandas as pd  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from modelbench.graders.lab.label_sources import fold_of  # noqa: E402
 from modelbench.graders.lab.loso import (  # noqa: E402
     EXPLORATORY_FALSE_UNSAFE_CAP,
     Decider,
@@ -180,12 +181,7 @@ def print_recipe(console: Console, recipe: str, result: dict[str, Any]) -> None:
         for column in ("source", "n (unsafe)", "F1", "recall", "false-unsafe", "precision", "AUC", "rule"):
             table.add_column(column)
         for source, m in data["per_source"].items():
-            fold = (
-                next(f for f, members in {"behaviours": ("jbb", "pasttense")}.items() if source in members)
-                if source in ("jbb", "pasttense")
-                else source
-            )
-            rule = (data.get("deciders") or {}).get(fold)
+            rule = (data.get("deciders") or {}).get(fold_of(source))
             table.add_row(
                 source,
                 f"{m['n']} ({m['n_unsafe']})",

@@ -291,7 +291,7 @@ def padded_arrays(
     return ids, types, mask
 
 
-def session_for(path: Path, threads: int) -> Any:  # noqa: ARG001 (runs, not ops, use the threads)
+def session_for(path: Path) -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -313,7 +313,7 @@ def _cached(path: Path, sidecar: Path, key: str, threads: int) -> OnnxNet | None
         if info.key != key or file_sha256(path) != info.sha256:
             log.warning("minilm-ce: the cached ONNX file %s is damaged; rebuilding it", path.name)
             return None
-        return OnnxNet(session_for(path, threads), info, path, built_now=False, workers=threads)
+        return OnnxNet(session_for(path), info, path, built_now=False, workers=threads)
     except Exception as error:  # onnxruntime's load errors (InvalidProtobuf, Fail) are plain Exceptions
         log.warning("minilm-ce: cannot use the cached ONNX file %s (%s); rebuilding it", path.name, error)
         return None
@@ -351,7 +351,7 @@ def load_or_build(
             scratch = Path(tmp.name)
         try:
             info = build(make_net(), scratch, quantisation, key)
-            session = session_for(scratch, threads)
+            session = session_for(scratch)
             os.replace(scratch, path)
         finally:
             scratch.unlink(missing_ok=True)

@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 
 from modelbench.errors import UserError
 from modelbench.graders.lab.label_sources import LOSO_FOLDS
-from modelbench.graders.lab.metrics import THRESHOLD_GRID
+from modelbench.graders.lab.metrics import best_threshold
 from modelbench.scoring import ErrorRates
 
 SCORE_COLUMNS = ("fold", "source", "group", "unsafe", "p", "refusal_p")
@@ -115,47 +115,6 @@ def counts(labels: np.ndarray, predicted: np.ndarray) -> tuple[int, int, int, in
         int((labels & ~predicted).sum()),
         int((~labels & ~predicted).sum()),
     )
-
-
-def _grid_metrics(
-    scores: np.ndarray, labels: np.ndarray, sources: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """(mean per-source F1, mean per-source false-unsafe rate) at every grid threshold
-    (vectorised: grid x rows)."""
-    grid = np.asarray(THRESHOLD_GRID)[:, None]
-    f1, false_unsafe = [], []
-    for name in np.unique(sources):
-        mine = sources == name
-        called = scores[mine][None, :] >= grid
-        y = labels[mine][None, :]
-        tp = (called & y).sum(axis=1)
-        fp = (called & ~y).sum(axis=1)
-        fn = (~called & y).sum(axis=1)
-        denominator = 2 * tp + fp + fn
-        f1.append(np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1), 0.0))
-        false_unsafe.append(fp / max(int((~y).sum()), 1))
-    return np.mean(f1, axis=0), np.mean(false_unsafe, axis=0)
-
-
-def best_threshold(
-    scores: np.ndarray,
-    labels: np.ndarray,
-    sources: np.ndarray,
-    max_false_unsafe: float | None = None,
-) -> tuple[float, float]:
-    """(threshold, mean per-source F1): the grid point with the best mean per-source F1 among those
-    whose mean per-source false-unsafe rate is at most `max_false_unsafe` (the lowest such rate
-    when none is); the one nearest 0.5 among ties."""
-    f1, false_unsafe = _grid_metrics(scores, labels, sources)
-    f1, false_unsafe = np.round(f1, 9), np.round(false_unsafe, 9)
-    grid = np.asarray(THRESHOLD_GRID)
-    allowed = np.ones(len(grid), dtype=bool)
-    if max_false_unsafe is not None:
-        allowed = false_unsafe <= max_false_unsafe
-        if not allowed.any():
-            allowed = false_unsafe == false_unsafe.min()
-    best = max(np.flatnonzero(allowed), key=lambda i: (f1[i], -abs(grid[i] - 0.5)))
-    return float(grid[best]), float(f1[best])
 
 
 def choose_decider(

@@ -80,30 +80,53 @@ def reliability(result: Agreement) -> float:
 THRESHOLD_GRID = tuple(round(t, 3) for t in np.arange(0.02, 0.981, 0.01))
 
 
-def f1_unsafe(labels: Sequence[bool], predicted: Sequence[bool]) -> float:
-    tp = sum(1 for y, q in zip(labels, predicted, strict=True) if y and q)
-    fp = sum(1 for y, q in zip(labels, predicted, strict=True) if not y and q)
-    fn = sum(1 for y, q in zip(labels, predicted, strict=True) if y and not q)
-    return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+def _grid_metrics(
+    scores: np.ndarray, labels: np.ndarray, sources: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(mean per-source F1, mean per-source false-unsafe rate) at every grid threshold
+    (vectorised: grid x rows)."""
+    grid = np.asarray(THRESHOLD_GRID)[:, None]
+    f1, false_unsafe = [], []
+    for name in np.unique(sources):
+        mine = sources == name
+        called = scores[mine][None, :] >= grid
+        y = labels[mine][None, :]
+        tp = (called & y).sum(axis=1)
+        fp = (called & ~y).sum(axis=1)
+        fn = (~called & y).sum(axis=1)
+        denominator = 2 * tp + fp + fn
+        f1.append(np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1), 0.0))
+        false_unsafe.append(fp / max(int((~y).sum()), 1))
+    return np.mean(f1, axis=0), np.mean(false_unsafe, axis=0)
 
 
-def mean_source_f1(p: np.ndarray, labels: Sequence[bool], sources: Sequence[str], threshold: float) -> float:
-    """The protocol's criterion: F1 for unsafe per source, averaged, so each source counts once."""
-    scores = []
-    for source in sorted(set(sources)):
-        index = [i for i, s in enumerate(sources) if s == source]
-        scores.append(f1_unsafe([labels[i] for i in index], [bool(p[i] >= threshold) for i in index]))
-    return float(np.mean(scores))
+def best_threshold(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    sources: np.ndarray,
+    max_false_unsafe: float | None = None,
+) -> tuple[float, float]:
+    """(threshold, mean per-source F1): the grid point with the best mean per-source F1 among those
+    whose mean per-source false-unsafe rate is at most `max_false_unsafe` (the lowest such rate
+    when none is); the one nearest 0.5 among ties."""
+    f1, false_unsafe = _grid_metrics(scores, labels, sources)
+    f1, false_unsafe = np.round(f1, 9), np.round(false_unsafe, 9)
+    grid = np.asarray(THRESHOLD_GRID)
+    allowed = np.ones(len(grid), dtype=bool)
+    if max_false_unsafe is not None:
+        allowed = false_unsafe <= max_false_unsafe
+        if not allowed.any():
+            allowed = false_unsafe == false_unsafe.min()
+    best = max(np.flatnonzero(allowed), key=lambda i: (f1[i], -abs(grid[i] - 0.5)))
+    return float(grid[best]), float(f1[best])
 
 
 def choose_threshold(p: np.ndarray, labels: Sequence[bool], sources: Sequence[str]) -> tuple[float, float]:
-    """(threshold, criterion): the grid point with the best mean per-source F1; the one nearest
-    0.5 among ties."""
-    best = max(
-        THRESHOLD_GRID,
-        key=lambda t: (round(mean_source_f1(p, labels, sources, t), 9), -abs(t - 0.5)),
+    """(threshold, criterion): the grid point with the best mean per-source F1 (each source counts
+    once); the one nearest 0.5 among ties."""
+    return best_threshold(
+        np.asarray(p, dtype=np.float64), np.asarray(labels, dtype=bool), np.asarray(sources)
     )
-    return float(best), mean_source_f1(p, labels, sources, best)
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
