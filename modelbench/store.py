@@ -359,7 +359,9 @@ class Store:
         self.db.commit()
 
     def run_ids(self) -> list[str]:
-        return [r[0] for r in self.db.execute("SELECT run_id FROM runs ORDER BY started_at, run_id")]
+        """Runs in the order they started. `started_at` has whole seconds, so two runs of one second
+        are ordered as they were inserted (rowid), not by their ids' random suffix."""
+        return [r[0] for r in self.db.execute("SELECT run_id FROM runs ORDER BY started_at, rowid")]
 
     def finished_run_ids(self) -> list[str]:
         return [r for r in self.run_ids() if (self.run_info(r) or {}).get("status") == "finished"]
