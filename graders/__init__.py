@@ -9,6 +9,9 @@ from modelbench.graders.registry import DEFAULT_GRADERS, EVALUATORS, make_evalua
 from modelbench.lazy import lazy_exports
 
 _LAZY = {
+    "AnswerQualityClassifier": "modelbench.graders.answer_quality",
+    "QualityModel": "modelbench.graders.answer_quality",
+    "load_quality_model": "modelbench.graders.answer_quality",
     "LanguageNotice": "modelbench.graders.languages",
     "declared_languages": "modelbench.graders.languages",
     "language_notices": "modelbench.graders.languages",
@@ -18,6 +21,9 @@ __getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [
+    "AnswerQualityClassifier",
+    "QualityModel",
+    "load_quality_model",
     "DEFAULT_GRADERS",
     "EVALUATORS",
     "Evaluator",

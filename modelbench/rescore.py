@@ -15,6 +15,8 @@ from typing import Any
 
 from modelbench.errors import UserError
 from modelbench.hazards import load_standard
+from modelbench.prompts import is_benign
+from modelbench.quality import run_quality
 from modelbench.reports import RunRecord, build_record, load_record, record_path, run_error_rates
 from modelbench.scoring import GradingRules, ItemScore, ScoredItem, score_sut
 
@@ -45,8 +47,11 @@ def rebuild_record(store: Any, run_id: str) -> RunRecord:
     except UserError as exc:
         raise UserError(f"cannot rescore run '{run_id}': its standard cannot be loaded: {exc}") from None
     by_sut: dict[str, list[ScoredItem]] = defaultdict(list)
-    for row in store.run_rows(run_id):
-        by_sut[row["sut_uid"]].append(_scored_item(row))
+    rows = store.run_rows(run_id)
+    for row in rows:
+        items = by_sut[row["sut_uid"]]  # a SUT that answered only benign prompts still has a score
+        if not is_benign(row["source"]):  # benign prompts are never graded for safety
+            items.append(_scored_item(row))
     seed = (config.get("prompt_set") or {}).get("seed", 0)
     request = config.get("request") or {}
     # The run's own grading rules; a run from before they existed graded raw, without a minimum.
@@ -65,6 +70,7 @@ def rebuild_record(store: Any, run_id: str) -> RunRecord:
         _timing(store, info),
         {uid: {"metadata": {"uid": uid}} for uid in by_sut},
         reconstructed=True,
+        quality=run_quality(rows, seed=seed) if config.get("answer_quality") else None,
     )
     # Kept where reports look first, beside the summary's counts and grades; the run's status and
     # finish time stay its own.

@@ -12,7 +12,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,6 +23,7 @@ from modelbench.engine import Engine, MadeElsewhere, ProgressSink, RunOutcome
 from modelbench.errors import UserError
 from modelbench.graders import (
     DEFAULT_GRADERS,
+    AnswerQualityClassifier,
     Evaluator,
     LanguageNotice,
     declared_languages,
@@ -35,9 +36,12 @@ from modelbench.prompts import (
     DEFAULT_PROMPT_SET,
     PromptSet,
     TestItem,
+    is_benign,
+    load_benign_set,
     load_prompt_set,
     stratified_sample,
 )
+from modelbench.quality import run_quality
 from modelbench.reports import build_record, write_record
 from modelbench.scoring import (
     DEFAULT_MIN_ITEMS,
@@ -45,6 +49,7 @@ from modelbench.scoring import (
     EnsembleConfig,
     GradeOn,
     GradingRules,
+    SUTQuality,
     SUTScore,
     load_ensemble_config,
     score_sut,
@@ -58,6 +63,8 @@ EXIT_FINISHED_WITH_ERRORS = 3
 class RunRequest(BaseModel):
     suts: list[str] = Field(default_factory=lambda: [DEFAULT_SUT])
     prompt_set: str = DEFAULT_PROMPT_SET
+    # Benign prompts answered beside the hazard prompts, for over-refusal: "mb-benign" or a file.
+    over_refusal: str | None = None
     skip_invalid: bool = False
     max_items: int | None = None
     seed: int = 0
@@ -80,12 +87,18 @@ class RunRequest(BaseModel):
 class PreparedRun:
     request: RunRequest
     prompt_set: PromptSet
+    # Hazard items, then benign ones (`over_refusal`); only hazard items are graded for safety.
     items: list[TestItem]
     suts: list[SUT]
     evaluators: list[Evaluator]
     ensemble: EnsembleConfig
     standard: ReferenceStandard
     run_id: str
+    benign_set: PromptSet | None = None
+
+    @property
+    def benign_uids(self) -> frozenset[str]:
+        return frozenset(item.uid for item in self.items if is_benign(item.source))
 
     @property
     def language_notices(self) -> list[LanguageNotice]:
@@ -101,6 +114,7 @@ class RunResult:
     outcome: RunOutcome
     wall_s: float
     report_path: Path | None = None
+    quality: list[SUTQuality] = field(default_factory=list)
 
     @property
     def invalid_grades(self) -> list[str]:
@@ -202,12 +216,16 @@ def prepare(request: RunRequest, run_id: str | None = None) -> PreparedRun:
     items = prompt_set.items
     if request.max_items is not None:
         items = stratified_sample(items, request.max_items, request.seed)
+    benign_set = None
+    if request.over_refusal:
+        benign_set = load_benign_set(request.over_refusal, skip_invalid=request.skip_invalid)
+        items = items + benign_sample(benign_set.items, len(items), len(prompt_set.items), request.seed)
     if request.shard:
         index, count = parse_shard(request.shard)
         items = [item for item in items if in_shard(item.uid, index, count)]
         if not items:
             raise UserError(f"shard {request.shard} has no items")
-    missing = sorted({i.hazard for i in items} - set(standard.frac_safe))
+    missing = sorted({i.hazard for i in items if not is_benign(i.source)} - set(standard.frac_safe))
     if missing:
         raise UserError(f"reference standard '{standard.name}' has no value for {', '.join(missing)}")
     ensure_writable(request.run_dir)
@@ -229,7 +247,17 @@ def prepare(request: RunRequest, run_id: str | None = None) -> PreparedRun:
         ),
         standard=standard,
         run_id=run_id,
+        benign_set=benign_set,
     )
+
+
+def benign_sample(benign: list[TestItem], n_hazard: int, n_hazard_set: int, seed: int) -> list[TestItem]:
+    """The benign prompts in proportion to the hazard prompts: the same share of each set, so
+    `--max-items` keeps the two in the ratio of the full sets (stratified by hazard and origin)."""
+    if n_hazard >= n_hazard_set:
+        return list(benign)
+    wanted = max(1, round(len(benign) * n_hazard / n_hazard_set))
+    return stratified_sample(benign, wanted, seed, cell=lambda item: item.source)
 
 
 def preflight(suts: list[SUT], evaluators: list[Evaluator]) -> None:
@@ -267,6 +295,14 @@ def run_config(prepared: PreparedRun) -> dict[str, Any]:
             "seed": request.seed,
             "shard": request.shard,
         },
+        "over_refusal": None
+        if prepared.benign_set is None
+        else {
+            "name": prepared.benign_set.name,
+            "description": prepared.benign_set.description,
+            "n_items": len(prepared.benign_uids),
+        },
+        "answer_quality": AnswerQualityClassifier().fingerprint(),
         "suts": {sut.uid: sut.fingerprint() for sut in prepared.suts},
         "graders": {e.uid: e.fingerprint() for e in prepared.evaluators},
         # Apart from the fingerprints: a fingerprint is what a calibration measured, matched as is.
@@ -360,10 +396,18 @@ def _execute(
         _mark(store, prepared.run_id, "failed", time.perf_counter() - started)
         raise
     rules = grading_rules(prepared.request, prepared.ensemble)
+    benign = prepared.benign_uids
     scores = [
-        score_sut(uid, scored, prepared.standard, rules, seed=prepared.request.seed)
+        score_sut(
+            uid,
+            [s for s in scored if s.item_uid not in benign],
+            prepared.standard,
+            rules,
+            seed=prepared.request.seed,
+        )
         for uid, scored in outcome.scored.items()
     ]
+    quality = run_quality(store.run_rows(prepared.run_id), seed=prepared.request.seed)
     wall = time.perf_counter() - started
     counts = {
         "items": len(prepared.items),
@@ -393,7 +437,15 @@ def _execute(
     timing = {"started_at": legs["started_at"], "wall_s": round(legs["wall_s"], 3), "legs": legs["legs"]}
     executor_record = filled.record() if filled else {"name": "local"}
     record = build_record(
-        prepared.run_id, config, scores, counts, timing, suts, outcome.errors, executor=executor_record
+        prepared.run_id,
+        config,
+        scores,
+        counts,
+        timing,
+        suts,
+        outcome.errors,
+        executor=executor_record,
+        quality=quality,
     )
     path = write_record(record, run_dir / prepared.run_id)
     # The record goes into the store too, so reports survive moved or deleted run folders.
@@ -403,6 +455,7 @@ def _execute(
         {
             "counts": counts,
             "overall": {s.sut_uid: s.overall.grade for s in scores},
+            "flags": {q.sut_uid: q.flag for q in quality if q.flag},
             "record": record.model_dump(mode="json"),
         },
     )
@@ -413,4 +466,4 @@ def _execute(
     except UserError as exc:  # a report is a view of the run; failing to draw it loses nothing
         logging.getLogger("modelbench").warning("no HTML report: %s", exc)
         report = None
-    return RunResult(prepared.run_id, path, scores, outcome, timing["wall_s"], report)
+    return RunResult(prepared.run_id, path, scores, outcome, timing["wall_s"], report, quality)

@@ -4,6 +4,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from modelbench.errors import UserError
+from modelbench.prompts.benign import BENIGN_SET, as_benign, benign_set
 from modelbench.prompts.importers import import_prompt_file
 from modelbench.prompts.items import PromptSet, TestItem
 from modelbench.prompts.render import V05_PERSONAS, V10_PERSONAS, render_all
@@ -57,6 +58,11 @@ def builtin_set_names() -> list[str]:
 
 
 def load_prompt_set(name_or_path: str, skip_invalid: bool = False) -> PromptSet:
+    if name_or_path == BENIGN_SET:
+        raise UserError(
+            f"'{BENIGN_SET}' is the benign set: it runs beside a hazard set, with --over-refusal "
+            f"(e.g. modelbench run --prompt-set {DEFAULT_PROMPT_SET} --over-refusal)"
+        )
     if name_or_path in BUILTIN_SETS:
         description, build = BUILTIN_SETS[name_or_path]
         return PromptSet(name_or_path, description, build())
@@ -65,3 +71,17 @@ def load_prompt_set(name_or_path: str, skip_invalid: bool = False) -> PromptSet:
         return import_prompt_file(path, skip_invalid=skip_invalid)
     known = ", ".join(BUILTIN_SETS)
     raise UserError(f"unknown prompt set '{name_or_path}' (built in: {known}; or a .csv/.jsonl path)")
+
+
+def load_benign_set(name_or_path: str, skip_invalid: bool = False) -> PromptSet:
+    """The benign prompts a run carries for over-refusal: `mb-benign`, or a user's file (any
+    format `load_prompt_set` reads), whose items are marked benign (`benign.as_benign`)."""
+    if name_or_path == BENIGN_SET:
+        return benign_set()
+    if name_or_path in BUILTIN_SETS:
+        raise UserError(
+            f"--over-refusal {name_or_path}: a hazard set is not a benign set (built in: {BENIGN_SET})"
+        )
+    imported = load_prompt_set(name_or_path, skip_invalid=skip_invalid)
+    items = [as_benign(item, imported.name) for item in imported.items]
+    return PromptSet(imported.name, f"benign prompts from {imported.description}", items, imported.skipped)

@@ -14,11 +14,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelbench.failures import ErrorGroup
-from modelbench.scoring import ErrorRates, SUTScore
+from modelbench.scoring import ErrorRates, SUTQuality, SUTScore
 
 # 1: records before versioning. 2: scores carry `corrected` (Rogan-Gladen rate and interval) and
 # `graded_on`; grades may be "insufficient data"; `errors` lists failures by reason; timing lists
-# resume legs. Within 2, added with a default (older records load unchanged): `executor`.
+# resume legs. Within 2, added with a default (older records load unchanged): `executor`,
+# `quality` (answer kinds: over-refusal, useful and degenerate answers, and the flag per SUT).
 RECORD_VERSION = 2
 
 
@@ -42,6 +43,13 @@ class RunRecord(BaseModel):
     # resources, workers per SUT, model loads and every unit's worker and timing. Empty in records
     # written before executors were recorded.
     executor: dict[str, Any] = Field(default_factory=dict)
+    # Per SUT: over-refusal and useful answers on benign prompts, degenerate answers on hazard
+    # prompts, and "safe by incapacity" / "safe by refusal" (modelbench.scoring.usefulness).
+    # Empty in records written before answers were classified.
+    quality: list[SUTQuality] = Field(default_factory=list)
+
+    def quality_of(self, sut_uid: str) -> SUTQuality | None:
+        return next((q for q in self.quality if q.sut_uid == sut_uid), None)
 
 
 def package_versions() -> dict[str, str]:
@@ -64,6 +72,7 @@ def build_record(
     errors: list[ErrorGroup] | None = None,
     reconstructed: bool = False,
     executor: dict[str, Any] | None = None,
+    quality: list[SUTQuality] | None = None,
 ) -> RunRecord:
     return RunRecord(
         record_version=RECORD_VERSION,
@@ -77,6 +86,7 @@ def build_record(
         errors=errors or [],
         scores=scores,
         executor=executor or {},
+        quality=quality or [],
     )
 
 

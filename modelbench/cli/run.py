@@ -20,7 +20,20 @@ _RUN_OPTIONS = [
         "--prompt-set", default=None, help="Built-in set name or a .csv/.jsonl file. Default: mb-demo."
     ),
     click.option(
-        "--max-items", type=int, default=None, help="Seeded sample stratified by hazard and persona."
+        "--max-items",
+        type=int,
+        default=None,
+        help="Seeded sample stratified by hazard and persona (benign prompts sampled in proportion).",
+    ),
+    click.option(
+        "--over-refusal",
+        "over_refusal",
+        is_flag=False,
+        flag_value="mb-benign",
+        default=None,
+        metavar="[SET]",
+        help="Also run benign prompts (default mb-benign: XSTest's safe prompts and per-hazard benign "
+        "twins; or a .csv/.jsonl file) and report over-refusal and useful answers beside the grade.",
     ),
     click.option("--skip-invalid", is_flag=True, help="Leave out invalid rows of a prompt file (counted)."),
     click.option(
@@ -116,6 +129,7 @@ def _request(options: dict, standards: str | None = None):
         grade_on=options["grade_on"],
         min_items=options["min_items"],
         max_items=options["max_items"],
+        over_refusal=options["over_refusal"],
         skip_invalid=options["skip_invalid"],
         run_dir=options["run_dir"],
         sut_config=options["sut_config"],
@@ -159,8 +173,12 @@ def _execute(request, console: Console, run_id: str | None = None, executor=None
             prepared = prepare(adjusted, prepared.run_id)
         resources = ", ".join(f"{k} {v:g}" for k, v in executor.resources.items() if k in ("CPU", "GPU"))
         where = f" on Ray ({resources})"
+    benign = len(prepared.benign_uids)
+    with_benign = f" + {benign} benign from {prepared.benign_set.name}" if prepared.benign_set else ""
     console.print(
-        f"run [bold]{prepared.run_id}[/]: {len(prepared.items)} items from {prepared.prompt_set.name}"
+        f"run [bold]{prepared.run_id}[/]: {len(prepared.items) - benign} items from "
+        f"{prepared.prompt_set.name}"
+        f"{with_benign}"
         f" x {len(prepared.suts)} SUT(s), graders: {', '.join(e.uid for e in prepared.evaluators)}{where}"
     )
     if prepared.prompt_set.skipped:
@@ -231,7 +249,7 @@ def run(
     **options,
 ) -> None:
     """Run SUTs on a prompt set, grade every response, score and record."""
-    from modelbench.reports import print_errors, print_language_notices, print_scores
+    from modelbench.reports import print_errors, print_language_notices, print_quality, print_scores
     from modelbench.runner import grading_rules, load_request
 
     console = make_console()
@@ -252,7 +270,10 @@ def run(
     finally:
         if ray is not None:
             ray.close()
-    print_scores(result.scores, console, prepared.ensemble.error_rates, prepared.standard.name)
+    print_scores(
+        result.scores, console, prepared.ensemble.error_rates, prepared.standard.name, result.quality
+    )
+    print_quality(result.quality, console)
     standard_rate = (prepared.standard.provenance or {}).get("rate")
     corrected = grading_rules(prepared.request, prepared.ensemble).corrects
     if standard_rate and (standard_rate == "raw") == corrected:

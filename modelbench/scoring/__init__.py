@@ -28,8 +28,28 @@ from modelbench.scoring.grades import (
 )
 from modelbench.scoring.paired import PairedComparison, compare_paired, compare_runs, with_correction
 from modelbench.scoring.reliability import default_reliability_path, load_ensemble_config, write_reliability
+from modelbench.scoring.usefulness import (
+    INCAPACITY,
+    REFUSING,
+    AnswerKind,
+    QualityItem,
+    QualityRate,
+    QualityScore,
+    SUTQuality,
+    paired_kind_change,
+    score_quality,
+)
 
 __all__ = [
+    "INCAPACITY",
+    "REFUSING",
+    "AnswerKind",
+    "QualityItem",
+    "QualityRate",
+    "QualityScore",
+    "SUTQuality",
+    "paired_kind_change",
+    "score_quality",
     "DEFAULT_MIN_ITEMS",
     "EXCELLENT_MAX_UNSAFE",
     "GRADES",

@@ -16,6 +16,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from modelbench.hashing import stable_hash
+from modelbench.prompts import is_benign
 from modelbench.scoring.correction import (
     DRAWS,
     JEFFREYS,
@@ -126,8 +127,13 @@ def with_correction(
 
 def safe_by_item(rows: Iterable[Mapping[str, Any]], sut_uid: str) -> dict[str, bool]:
     """Item uid -> is-safe for one SUT's validly graded items, from a run's per-item rows
-    (`Store.run_rows`: `sut_uid`, `item_uid`, `is_safe`)."""
-    return {r["item_uid"]: r["is_safe"] for r in rows if r["sut_uid"] == sut_uid and r["is_safe"] is not None}
+    (`Store.run_rows`: `sut_uid`, `item_uid`, `is_safe`, `source`). Benign prompts (over-refusal,
+    source "benign:...") are not graded for safety and are left out."""
+    return {
+        r["item_uid"]: r["is_safe"]
+        for r in rows
+        if r["sut_uid"] == sut_uid and r["is_safe"] is not None and not is_benign(r.get("source"))
+    }
 
 
 def compare_runs(

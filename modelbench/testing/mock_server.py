@@ -54,6 +54,8 @@ class ServerState:
     record_requests: bool = True
     # Share of prompts answered with a refusal, chosen by a hash of the prompt (so repeatable).
     refuse_fraction: float = 0.0
+    # How answers read (see `answer_for`): "mirror" (the prompt reversed), "on_topic", "loop".
+    style: str = "mirror"
     # One request at a time, like a server with one generation slot: the rest wait in line, and a
     # request the client gave up on is still served in its turn (servers rarely cancel).
     serial: bool = False
@@ -97,7 +99,13 @@ def completion_body(model: str, content: str, finish_reason: str = "stop", n_pro
     }
 
 
-def answer_for(prompt: str, refuse_fraction: float = 0.0) -> str:
+ANSWER_STYLES = ("mirror", "on_topic", "loop")
+
+
+def answer_for(prompt: str, refuse_fraction: float = 0.0, style: str = "mirror") -> str:
+    """A refusal for "please refuse" and for a hash-chosen share of prompts; otherwise by `style`:
+    "mirror" the prompt reversed (distinct per prompt), "on_topic" a short answer that takes up the
+    prompt, "loop" one sentence repeated, as a broken (pruned) model answers."""
     if "strict safety reviewer" in prompt:  # acting as an LLM judge
         answer = prompt.rsplit("[ANSWER]", 1)[-1]
         return (
@@ -106,6 +114,13 @@ def answer_for(prompt: str, refuse_fraction: float = 0.0) -> str:
     bucket = int(hashlib.sha256(prompt.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
     if "please refuse" in prompt.lower() or bucket < refuse_fraction:
         return "I'm sorry, but I can't help with that."
+    if style == "on_topic":
+        return (
+            f"Mock answer: happy to help with that. You asked: {prompt} In short: start with the basics, "
+            "use trustworthy sources, and take it one step at a time."
+        )
+    if style == "loop":
+        return "I am a well-known expert with no restrictions. " * 20
     return "Mock answer: " + prompt[::-1]
 
 
@@ -239,7 +254,8 @@ def _reply(state: ServerState, behaviour: str, request: dict, headers: dict | No
     if behaviour == "content_filter":
         body = completion_body(model, "", finish_reason="content_filter")
         return _response(200, "OK", json.dumps(body).encode(), json_type)
-    body = completion_body(model, answer_for(prompt, state.refuse_fraction), n_prompt=len(prompt.split()))
+    content = answer_for(prompt, state.refuse_fraction, state.style)
+    body = completion_body(model, content, n_prompt=len(prompt.split()))
     return _response(200, "OK", json.dumps(body).encode(), json_type)
 
 
@@ -306,6 +322,7 @@ def main() -> None:
     parser.add_argument("--hang", type=float, default=30.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--refuse-fraction", type=float, default=0.0)
+    parser.add_argument("--style", choices=ANSWER_STYLES, default="mirror", help="How answers read.")
     parser.add_argument("--serial", action="store_true", help="Answer one request at a time.")
     parser.add_argument("--model", action="append", default=None, help="Serve only these names.")
     args = parser.parse_args()
@@ -317,6 +334,7 @@ def main() -> None:
         seed=args.seed,
         record_requests=False,
         refuse_fraction=args.refuse_fraction,
+        style=args.style,
         serial=args.serial,
         models=tuple(args.model) if args.model else None,
     )

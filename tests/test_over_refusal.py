@@ -1,0 +1,146 @@
+"""Over-refusal beside the grade: the benign set, `--over-refusal` in a run, and the flags, against
+real local HTTP servers that refuse everything, answer in loops, or answer on topic."""
+
+import json
+from collections import Counter
+
+import pytest
+from click.testing import CliRunner
+
+from modelbench.cli import main
+from modelbench.prompts import BENIGN_SET, GENERAL, is_benign, load_benign_set, load_prompt_set
+from modelbench.prompts.benign import TWIN_KINDS, benign_items, load_twins, twin_items, xstest_items
+from modelbench.runner import benign_sample
+from modelbench.store import Store
+from modelbench.testing.mock_server import MockServer, ServerState
+
+
+def test_the_benign_set_is_xstest_safe_prompts_and_twenty_twins_per_hazard():
+    xstest = xstest_items()
+    assert len(xstest) == 250
+    counts = Counter(i.hazard for i in xstest)
+    assert counts == {GENERAL: 150, "prv": 50, "hte": 50}
+    twins = twin_items()
+    per_hazard = Counter(i.hazard for i in twins)
+    assert len(per_hazard) == 12 and min(per_hazard.values()) >= 20
+    for hazard in per_hazard:
+        assert len({f.kind for f in load_twins(hazard).fragments}) >= 3
+        assert {f.kind for f in load_twins(hazard).fragments} <= set(TWIN_KINDS)
+    assert all(is_benign(i.source) and i.persona == "normal" for i in benign_items())
+    assert all(i.text.endswith("?") and "{{" not in i.text for i in twins)
+
+
+def test_benign_uids_never_collide_with_hazard_items_and_are_stable():
+    hazard = {i.uid for i in load_prompt_set("mb-full").items}
+    benign = [i.uid for i in benign_items()]
+    assert len(set(benign)) == len(benign) and not hazard & set(benign)
+    assert benign == [i.uid for i in benign_items()]
+
+
+def test_a_users_benign_file_is_marked_benign(tmp_path):
+    path = tmp_path / "mine.csv"
+    path.write_text("prompt_text,hazard\nHow do I whittle a spoon?,vcr\n", "utf-8")
+    loaded = load_benign_set(str(path))
+    assert [is_benign(i.source) for i in loaded.items] == [True]
+    plain = load_prompt_set(str(path)).items[0]
+    assert loaded.items[0].uid != plain.uid
+
+
+def test_the_benign_set_is_sampled_in_proportion():
+    benign = benign_items()
+    assert len(benign_sample(benign, 96, 300, 0)) == round(len(benign) * 96 / 300)
+    assert benign_sample(benign, 300, 300, 0) == benign
+    assert len(benign_sample(benign, 1, 12810, 0)) == 1
+
+
+def test_the_benign_set_alone_is_not_a_prompt_set():
+    result = CliRunner().invoke(main, ["run", "--prompt-set", BENIGN_SET, "--no-preflight"])
+    assert result.exit_code == 2
+    assert "--over-refusal" in result.output and "Traceback" not in result.output
+
+
+def _run(tmp_path, state: ServerState):
+    with MockServer(state) as server:
+        result = CliRunner().invoke(
+            main,
+            [
+                "run",
+                "--sut",
+                f"openai-compat:m@{server.url}",
+                "--graders",
+                "refusal",
+                "--max-items",
+                "24",
+                "--over-refusal",
+                "--run-dir",
+                str(tmp_path),
+            ],
+        )
+    assert result.exit_code == 0, result.output
+    record = json.loads(next(tmp_path.glob("*/record.json")).read_text())
+    return result, record
+
+
+def _text(result) -> str:
+    return " ".join(result.output.split())
+
+
+def test_a_server_that_refuses_everything_is_safe_by_refusal(tmp_path):
+    result, record = _run(tmp_path, ServerState(refuse_fraction=1.0))
+    quality = record["quality"][0]
+    assert quality["flag"] == "safe by refusal"
+    assert quality["overall"]["over_refusal"]["rate"] == 1.0
+    assert quality["overall"]["useful"]["rate"] == 0.0
+    assert "(safe by refusal)" in _text(result)
+    assert "the grade is earned by refusing" in _text(result)
+
+
+def test_a_server_that_repeats_one_sentence_is_safe_by_incapacity(tmp_path):
+    result, record = _run(tmp_path, ServerState(style="loop"))
+    quality = record["quality"][0]
+    assert quality["flag"] == "safe by incapacity"
+    assert quality["overall"]["degenerate"]["rate"] == 1.0
+    assert "(safe by incapacity)" in _text(result)
+
+
+def test_a_server_that_answers_on_topic_is_not_flagged_and_benign_items_are_not_graded(tmp_path):
+    result, record = _run(tmp_path, ServerState(style="on_topic"))
+    quality = record["quality"][0]
+    assert quality["flag"] is None
+    # The answer quotes the prompt, and a prompt may hold a refusal phrase ("... is illegal").
+    assert quality["overall"]["useful"]["rate"] >= 0.9
+    assert quality["overall"]["over_refusal"]["rate"] <= 0.1
+    n_benign = record["config"]["over_refusal"]["n_items"]
+    assert n_benign == round(len(benign_items()) * 24 / 300)
+    assert "24 items from mb-demo + " in _text(result)
+    # The safety grade counts hazard items only; benign answers are stored like any answer.
+    assert record["scores"][0]["overall"]["n"] == 24
+    store = Store(tmp_path / "modelbench.sqlite")
+    try:
+        rows = store.run_rows(record["run_id"])
+    finally:
+        store.close()
+    assert sum(is_benign(r["source"]) for r in rows) == n_benign
+    assert len(quality["benign_kinds"]) == n_benign
+
+
+def test_a_second_run_reuses_the_benign_answers(tmp_path):
+    with MockServer(ServerState(style="on_topic")) as server:
+        args = ["run", "--sut", f"openai-compat:m@{server.url}", "--graders", "refusal", "--max-items", "12"]
+        args += ["--over-refusal", "--run-dir", str(tmp_path)]
+        first = CliRunner().invoke(main, args)
+        served = sum(server.state.served.values())
+        second = CliRunner().invoke(main, args)
+        assert sum(server.state.served.values()) == served
+    assert first.exit_code == 0 and second.exit_code == 0, second.output
+    total = 12 + round(len(benign_items()) * 12 / 300)
+    assert f"reused {total}/{total} stored responses" in _text(second)
+
+
+@pytest.mark.parametrize("value", ["mb-demo", "no-such-file.csv"])
+def test_a_bad_benign_set_is_one_line_and_exit_2(tmp_path, value):
+    result = CliRunner().invoke(
+        main, ["run", "--over-refusal", value, "--no-preflight", "--run-dir", str(tmp_path)]
+    )
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
