@@ -23,9 +23,10 @@ def quality_error_rates(model: QualityModel) -> dict[str, ErrorRates]:
 
 
 def classify_rows(
-    rows: list[Mapping[str, Any]], classifier: AnswerQualityClassifier
+    rows: list[Mapping[str, Any]], classifier: AnswerQualityClassifier | None = None
 ) -> list[AnswerKind | None]:
     """The kind of each row's answer, in order; None where the response failed."""
+    classifier = classifier or AnswerQualityClassifier(load_quality_model())
     kinds: list[AnswerKind | None] = [None] * len(rows)
     answered = []
     for index, row in enumerate(rows):

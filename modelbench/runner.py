@@ -290,7 +290,8 @@ def run_config(prepared: PreparedRun) -> dict[str, Any]:
             "name": prepared.prompt_set.name,
             "description": prepared.prompt_set.description,
             "skipped_rows": prepared.prompt_set.skipped,
-            "n_items": len(prepared.items),
+            # Hazard items only: benign ones are counted under "over_refusal" and never graded.
+            "n_items": len(prepared.items) - len(prepared.benign_uids),
             "max_items": request.max_items,
             "seed": request.seed,
             "shard": request.shard,

@@ -186,9 +186,13 @@ def cohorts(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def entry_order(entry: dict[str, Any] | None) -> tuple:
-    """Best first: by grade, then by unsafe rate, then by uid; no entry last."""
+    """Best first: by grade, then by unsafe rate, then by uid; no entry last. A grade that comes
+    with a usefulness flag ("safe by incapacity", "safe by refusal") ranks after every unflagged
+    one: it was earned by not answering."""
     if entry is None:
-        return (1, 0.0, "")
+        return (True, 1, 0.0, "")
     overall = entry["score"].overall
     u = unsafe(overall.frac_safe)
-    return (-grade_rank(overall.grade), 1.0 if u is None else u, entry["uid"])
+    quality = entry.get("quality")
+    flagged = quality is not None and quality.flag is not None
+    return (flagged, -grade_rank(overall.grade), 1.0 if u is None else u, entry["uid"])

@@ -6,15 +6,46 @@ from typing import Any
 
 from modelbench.errors import UserError
 from modelbench.reports.record import RunRecord
+from modelbench.scoring import QualityRate, SUTQuality
 
 FORMATS = ("csv", "parquet", "jsonl")
 
 
+def _quality_columns(rate: QualityRate | None, name: str) -> dict[str, Any]:
+    corrected = rate.corrected if rate is not None else None
+    usable = corrected is not None and corrected.identifiable
+    return {
+        name: rate.rate if rate else None,
+        f"{name}_ci_low": rate.ci_low if rate else None,
+        f"{name}_ci_high": rate.ci_high if rate else None,
+        f"{name}_corrected": corrected.estimate if usable else None,  # type: ignore[union-attr]
+    }
+
+
+def _quality_part(quality: SUTQuality | None, hazard: str) -> dict[str, Any]:
+    """The hazard's (or overall) over-refusal, useful and degenerate rates and the SUT's flag."""
+    part = None
+    if quality is not None:
+        part = (
+            quality.overall
+            if hazard == "overall"
+            else next((h for h in quality.hazards if h.hazard == hazard), None)
+        )
+    return {
+        "usefulness_flag": (quality.flag if quality is not None else None) or "",
+        **_quality_columns(part.over_refusal if part else None, "over_refusal"),
+        **_quality_columns(part.useful if part else None, "useful_answers"),
+        **_quality_columns(part.degenerate if part else None, "degenerate"),
+    }
+
+
 def score_rows(record: RunRecord) -> list[dict[str, Any]]:
     """One flat row per SUT and hazard, then its overall: the raw rate and its interval beside the
-    corrected rate and its interval, which one graded, the grade and its stability."""
+    corrected rate and its interval, which one graded, the grade and its stability, and beside
+    them the answer quality (over-refusal, useful and degenerate answers) and the SUT's flag."""
     rows = []
     for score in record.scores:
+        quality = record.quality_of(score.sut_uid)
         for part in [*score.hazards, score.overall]:
             corrected = part.corrected
             rows.append(
@@ -35,9 +66,23 @@ def score_rows(record: RunRecord) -> list[dict[str, Any]]:
                     "reference_unsafe": 1 - part.reference_frac_safe,
                     "grade": part.grade,
                     "grade_stability": part.grade_stability,
+                    **_quality_part(quality, getattr(part, "hazard", "overall")),
                 }
             )
     return rows
+
+
+def item_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A run's per-item rows with `benign` (an over-refusal prompt, never graded for safety) and
+    `answer_kind` (answer, refusal or degenerate, by the shipped answer-quality classifier)."""
+    from modelbench.prompts import is_benign
+    from modelbench.quality import classify_rows
+
+    kinds = classify_rows(rows)
+    return [
+        {**row, "benign": is_benign(row["source"]), "answer_kind": kind or ""}
+        for row, kind in zip(rows, kinds, strict=True)
+    ]
 
 
 def export_rows(rows: list[dict[str, Any]], out: Path, fmt: str) -> Path:

@@ -22,6 +22,7 @@ from modelbench.reports.facts import sut_facts
 from modelbench.reports.formatting import grade_legend, grade_rank, num, unsafe
 from modelbench.reports.loading import load_record
 from modelbench.reports.pages import csp, render, sort_script, write_page
+from modelbench.reports.quality_board import quality_fields, usefulness_chart, usefulness_pairs
 from modelbench.reports.record import run_error_rates
 from modelbench.scoring import PairedComparison, compare_runs
 
@@ -52,6 +53,7 @@ def leaderboard_entries(store: Any, left_out: list[dict[str, str]] | None = None
                 "finished_at": info.get("finished_at"),
                 "grading": grading,
                 "error_rates": run_error_rates(config),
+                "quality": record.quality_of(score.sut_uid),
             }
     return list(latest.values())
 
@@ -90,14 +92,19 @@ def _families(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _removed_share(entry: dict[str, Any], dense: dict[str, Any] | None) -> float | None:
+    """The share of the dense model's weights a variant no longer has: zeroed weights (unstructured
+    sparsity) or removed parameters (structural compression: dropped layers, heads, channels),
+    whichever is larger. Sparsity alone puts a model with six layers dropped at 0%."""
     facts = entry["facts"]
-    if facts["sparsity"] is not None:
-        return facts["sparsity"]
-    kept = facts["nonzero_params"] or facts["params"]
     before = facts["params_before"] or (dense["facts"]["params"] if dense else None)
-    if kept is None or not before:
-        return None
-    return max(0.0, 1.0 - kept / before)
+    removed = None
+    if facts["params"] is not None and before:
+        removed = max(0.0, 1.0 - facts["params"] / before)
+    if facts["nonzero_params"] is not None and before:
+        removed = max(removed or 0.0, 1.0 - facts["nonzero_params"] / before)
+    if facts["sparsity"] is not None:
+        return max(facts["sparsity"], removed or 0.0)
+    return removed
 
 
 def _paired(store: Any, dense: dict[str, Any], variant: dict[str, Any], cache: dict) -> PairedComparison:
@@ -132,7 +139,7 @@ def _cohort_board(
     and its chart series."""
     rank = cohort["rank"]
     rows: list[dict[str, Any]] = []
-    groups, series = [], []
+    groups, series, useful_series = [], [], []
     # How a set-apart cohort differs from the main one, for labels outside its own table.
     label = None if cohort["is_main"] else "; ".join(cohort["reasons"])
     for family_index, family in enumerate(_families(cohort["entries"])):
@@ -148,6 +155,7 @@ def _cohort_board(
             "cohort_label": label,
         }
         points = []
+        useful_points = [_useful_point(dense)] if dense else []
         if dense:
             points.append(
                 _point(dense, 0.0 if dense["facts"]["sparsity"] is None else dense["facts"]["sparsity"])
@@ -155,11 +163,14 @@ def _cohort_board(
         for variant in family["variants"]:
             comparison = _paired(store, dense, variant, cache) if dense else None
             removed = _removed_share(variant, dense)
+            pairs = usefulness_pairs(dense.get("quality"), variant.get("quality")) if dense else None
             group["variants"].append(
-                _row(variant, hazards, rank, comparison, removed) | {"base_elsewhere": elsewhere}
+                _row(variant, hazards, rank, comparison, removed)
+                | {"base_elsewhere": elsewhere, "usefulness_pairs": pairs}
             )
             if removed is not None:
                 points.append(_point(variant, removed))
+            useful_points.append(_useful_point(variant))
         for member in members:
             is_variant = member is not dense
             row = (
@@ -183,6 +194,7 @@ def _cohort_board(
             if label:
                 name = f"{name} (set apart: {label})"
             series.append({"name": name, "points": sorted(points, key=lambda p: p["x"])})
+        useful_series.append({"name": name_of(dense, family, label), "points": useful_points})
     board = {
         "key": cohort["key"],
         "index": cohort["index"],
@@ -194,7 +206,7 @@ def _cohort_board(
         "reason": cohort["reason"],
         "rows": rows,
     }
-    return board, groups, series
+    return board, groups, series, useful_series
 
 
 def leaderboard_context(store: Any) -> dict[str, Any]:
@@ -207,12 +219,15 @@ def leaderboard_context(store: Any) -> dict[str, Any]:
     found = cohorts(entries)
     graded_in = {e["uid"]: c["index"] for c in found for e in c["entries"]}
     cache: dict[str, list[dict[str, Any]]] = {}
-    boards, groups, series = [], [], []
+    boards, groups, series, useful_series = [], [], [], []
     for cohort in found:
-        board, cohort_groups, cohort_series = _cohort_board(store, cohort, hazards, graded_in, cache)
+        board, cohort_groups, cohort_series, cohort_useful = _cohort_board(
+            store, cohort, hazards, graded_in, cache
+        )
         boards.append(board)
         groups += cohort_groups
         series += cohort_series
+        useful_series += cohort_useful
     rows = [row for board in boards for row in board["rows"]]
     heatmap = [
         {
@@ -250,6 +265,7 @@ def leaderboard_context(store: Any) -> dict[str, Any]:
         "hazards": hazards,
         "groups": [g for g in groups if g["variants"]],
         "chart": sparsity_chart(series),
+        "useful_chart": usefulness_chart(useful_series),
         "heatmap": heatmap,
         "grades": grade_legend(),
         "heat_steps": HEAT_STEPS,
@@ -307,6 +323,35 @@ def _row(
         "prompt_set": grading.get("prompt_set"),
         "n_items": grading.get("n_items"),
         "grading": grading_summary(grading),
+        **quality_fields(entry.get("quality")),
+    }
+
+
+def name_of(dense: dict[str, Any] | None, family: dict[str, Any], label: str | None) -> str:
+    name = dense["facts"]["name"] if dense else family["base"]
+    return f"{name} (set apart: {label})" if label else name
+
+
+def _useful_point(entry: dict[str, Any]) -> dict[str, Any]:
+    """A SUT on the safety-vs-usefulness scatter: useful answers on benign prompts (x) against
+    its raw unsafe rate (y), both with 95% intervals."""
+    overall = entry["score"].overall
+    facts = entry["facts"]
+    fields = quality_fields(entry.get("quality"))
+    u = unsafe(overall.frac_safe)
+    base = facts["dense_base"]
+    short = entry["uid"][len(base) :] if base and entry["uid"].startswith(base) else facts["name"]
+    return {
+        "uid": entry["uid"],
+        "name": facts["name"],
+        # Short labels: a compression chain's description would cover the other points.
+        "label": short if base else "dense",
+        "useful": fields["useful"],
+        "unsafe": None
+        if u is None
+        else {"rate": u, "low": unsafe(overall.ci_high), "high": unsafe(overall.ci_low)},
+        "flag": fields["flag"],
+        "grade": overall.grade,
     }
 
 

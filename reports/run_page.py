@@ -7,6 +7,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from modelbench.hazards import load_taxonomy
+from modelbench.prompts import is_benign
 from modelbench.reports.charts import HEAT_STEPS, band_row, band_ticks, heat_step
 from modelbench.reports.evaluators import ensemble_section, evaluator_error, grading_basis
 from modelbench.reports.facts import sut_facts
@@ -21,7 +22,8 @@ from modelbench.reports.formatting import (
 )
 from modelbench.reports.loading import RunData
 from modelbench.reports.pages import csp
-from modelbench.scoring import SUTScore, clopper_pearson
+from modelbench.reports.quality_section import MAX_LISTED_BENIGN, quality_context
+from modelbench.scoring import SUTQuality, SUTScore, clopper_pearson
 
 # Items listed per SUT; the rest are a `modelbench export` away.
 MAX_LISTED_ITEMS = 200
@@ -126,7 +128,10 @@ def _sut_section(
     rows: list[dict[str, Any]],
     hazard_names: dict[str, str],
     persona_names: dict[str, str],
+    quality: SUTQuality | None = None,
 ) -> dict[str, Any]:
+    # Benign prompts (over-refusal) are not graded for safety: they show in the quality section.
+    hazard_rows = [r for r in rows if not is_benign(r["source"])]
     hazards = [
         band_row(hazard_names.get(h.hazard, h.hazard), h.hazard, h, 1 - h.reference_frac_safe)
         for h in score.hazards
@@ -140,7 +145,8 @@ def _sut_section(
         "overall": overall,
         "hazards": hazards,
         "personas": _personas(score, hazard_names, persona_names),
-        "flagged": _items(rows, hazard_names, persona_names),
+        "flagged": _items(hazard_rows, hazard_names, persona_names),
+        "quality": quality_context(quality, rows, hazard_names),
         "metadata": flat("", sut_record.get("metadata") or {}, []),
         "throughput": {
             "tokens_per_s": num(sut_record.get("tokens_per_s")),
@@ -170,6 +176,7 @@ def run_context(data: RunData) -> dict[str, Any]:
             rows_by_sut.get(score.sut_uid, []),
             hazard_names,
             persona_names,
+            record.quality_of(score.sut_uid),
         )
         for index, score in enumerate(data.scores)
     ]
@@ -186,6 +193,7 @@ def run_context(data: RunData) -> dict[str, Any]:
         "ensemble": ensemble_section(record, data.scores, {s["uid"]: s["facts"]["name"] for s in suts}),
         "prompt_set": {k: prompt_set.get(k) for k in ("name", "description", "n_items", "max_items", "seed")},
         "standard": {"name": standard.get("name"), "provenance": standard.get("provenance") or {}},
+        "over_refusal": config.get("over_refusal"),
         "sut_options": flat("", config.get("sut_options") or {}, []),
         "versions": sorted(record.versions.items()),
         "counts": list(record.counts.items()),
@@ -201,6 +209,7 @@ def run_context(data: RunData) -> dict[str, Any]:
         "band_ticks": band_ticks(),
         "max_text": MAX_TEXT_CHARS,
         "max_listed": MAX_LISTED_ITEMS,
+        "max_listed_benign": MAX_LISTED_BENIGN,
         "grades": grade_legend(),
         "heat_steps": HEAT_STEPS,
     }

@@ -169,11 +169,13 @@ def merge(stores: tuple[Path, ...], into: Path) -> None:
 def export(run: str, fmt: str, what: str, out: Path | None, run_dir: Path) -> None:
     """Rows of RUN (a run id or `latest`): per item (prompt, response, verdicts, scores) or per
     hazard (raw and corrected unsafe rates with intervals, grade, stability)."""
-    from modelbench.reports import export_rows, load_record, score_rows
+    from modelbench.reports import export_rows, item_rows, load_record, score_rows
 
     store, run_id = _open_run(run_dir, run)
     try:
-        rows = store.run_rows(run_id) if what == "items" else score_rows(load_record(store, run_id))
+        rows = (
+            item_rows(store.run_rows(run_id)) if what == "items" else score_rows(load_record(store, run_id))
+        )
     finally:
         store.close()
     for row in rows:
