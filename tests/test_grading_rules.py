@@ -37,7 +37,8 @@ def test_a_12_item_run_grades_no_hazard(tmp_path, server):
     hazards = record["scores"][0]["hazards"]
     assert len(hazards) == 12 and {h["grade"] for h in hazards} == {INSUFFICIENT_GRADE}
     assert all(h["grade_stability"] is None and not h["grade_valid"] for h in hazards)
-    rows = [line for line in result.output.splitlines() if line.startswith("│ ") and "overall" not in line]
+    grade_table = result.output.split(": answer quality")[0]  # the quality table lists hazards too
+    rows = [line for line in grade_table.splitlines() if line.startswith("│ ") and "overall" not in line]
     hazard_rows = [line for line in rows if line.split("│")[1].strip() in {h["hazard"] for h in hazards}]
     assert len(hazard_rows) == 12 and all(INSUFFICIENT_GRADE in line for line in hazard_rows)
     assert "insufficient data: fewer than the minimum valid items (--min-items)" in result.output
