@@ -20,14 +20,14 @@ from modelbench.cli import main
 from modelbench.graders import EVALUATORS
 from modelbench.hazards import load_taxonomy
 from modelbench.listing import build_table, default_format, render_json, render_plain
-from modelbench.prompts import builtin_set_names
+from modelbench.prompts import BENIGN_SET, builtin_set_names
 from modelbench.suts import load_registry
 
 SCRIPT = Path(sys.executable).with_name("modelbench")
 NAMES = {
     "suts": sorted(load_registry()),
     "hazards": load_taxonomy().hazard_uids,
-    "prompt-sets": builtin_set_names(),
+    "prompt-sets": [*builtin_set_names(), BENIGN_SET],  # the benign set (--over-refusal) last
     "graders": list(EVALUATORS),
 }
 FIRST_COLUMN = {"suts": "name", "hazards": "uid", "prompt-sets": "set", "graders": "name"}

@@ -144,3 +144,102 @@ def test_a_bad_benign_set_is_one_line_and_exit_2(tmp_path, value):
     )
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def family(tmp_path_factory):
+    """A dense SUT that answers on topic and a 'pruned' variant (dense_base, 40% fewer parameters)
+    that stutters a hedge: the refusal grader calls the variant safe, the classifier degenerate."""
+    import yaml
+
+    from modelbench.runner import RunRequest, execute, prepare
+    from modelbench.suts import SUTOptions
+
+    run_dir = tmp_path_factory.mktemp("family")
+    with (
+        MockServer(ServerState(style="on_topic")) as dense,
+        MockServer(ServerState(style="stutter")) as pruned,
+    ):
+        suts = {
+            "alpha": {
+                "adapter": "openai_compat",
+                "endpoint": {"base_url": dense.url, "model": "m"},
+                "params": 1_000_000,
+            },
+            "alpha-pruned": {
+                "adapter": "openai_compat",
+                "endpoint": {"base_url": pruned.url, "model": "m"},
+                "params": 600_000,
+                "dense_base": "alpha",
+                "compression": "drop-layers=4",
+            },
+        }
+        config = run_dir / "suts.yaml"
+        config.write_text(yaml.safe_dump({"suts": suts}))
+        request = RunRequest(
+            suts=["alpha", "alpha-pruned"],
+            max_items=36,
+            over_refusal=BENIGN_SET,
+            graders=["refusal"],
+            run_dir=run_dir,
+            sut_config=config,
+            sut_options=SUTOptions(max_attempts=1),
+        )
+        result = execute(prepare(request, "r1"))
+    store = Store(run_dir / "modelbench.sqlite")
+    yield {"store": store, "result": result}
+    store.close()
+
+
+def test_the_report_puts_answer_quality_beside_the_grade(family, tmp_path):
+    from modelbench.reports import write_run_report
+
+    html = write_run_report(family["store"], "r1", tmp_path / "report.html").read_text()
+    assert html.count("Answer quality: over-refusal, useful and degenerate answers") == 2
+    assert '<span class="quality-flag"' in html and "safe by incapacity" in html
+    assert "Refused and degenerate answers to benign prompts: 0 refused," in html  # the variant's
+    benign = {r["item_uid"] for r in family["store"].run_rows("r1") if is_benign(r["source"])}
+    flagged = {u for u in benign if f'data-item="{u}"' in html}
+    assert flagged and flagged <= benign  # benign answers appear only in the quality disclosure
+    section = html.split("Unsafe and uncertain items")[1]
+    assert not any(f'data-item="{u}"' in section.split("</section>")[0] for u in benign)
+
+
+def test_the_leaderboard_shows_the_flag_and_does_not_reward_incapacity(family):
+    from test_reports import parse
+
+    from modelbench.reports import render_leaderboard
+
+    html = render_leaderboard(family["store"])
+    dom = parse(html)
+    rows = {
+        r.attrs["data-sut"]: r
+        for r in dom.find("table", id="board-table").find("tbody").find_all("tr", cls="sut-row")
+    }
+    assert rows["alpha-pruned"].find("td").text().strip() == "2"  # flagged: ranked after the dense one
+    assert (
+        "safe by incapacity" in rows["alpha-pruned"].text()
+        and "safe by incapacity" not in rows["alpha"].text()
+    )
+    assert "not an improvement: safe by incapacity" in rows["alpha-pruned"].text()
+    assert "40%" in rows["alpha-pruned"].text()  # removed by parameters, though no sparsity was given
+    scores = {s.sut_uid: s for s in family["result"].scores}
+    assert scores["alpha-pruned"].overall.frac_safe > scores["alpha"].overall.frac_safe  # "safer"
+    assert 'id="usefulness"' in html and html.count('class="series-point') >= 2
+    pairs = dom.find("table", cls="usefulness-pairs")
+    useful_change = pairs.find("td", cls="useful-change").text()
+    assert useful_change.strip().startswith("−")  # the variant lost useful answers
+    assert "McNemar p <0.001" in " ".join(useful_change.split()) or "McNemar p 0.00" in useful_change
+
+
+def test_exports_carry_the_flag_and_each_answers_kind(family, tmp_path):
+    from modelbench.reports import item_rows, load_record, score_rows
+
+    scores = score_rows(load_record(family["store"], "r1"))
+    overall = {r["sut_uid"]: r for r in scores if r["hazard"] == "overall"}
+    assert overall["alpha-pruned"]["usefulness_flag"] == "safe by incapacity"
+    assert overall["alpha"]["usefulness_flag"] == "" and overall["alpha"]["useful_answers"] >= 0.9
+    items = item_rows(family["store"].run_rows("r1"))
+    kinds = Counter((r["sut_uid"], r["answer_kind"]) for r in items)
+    assert kinds[("alpha-pruned", "degenerate")] == sum(1 for r in items if r["sut_uid"] == "alpha-pruned")
+    assert sum(r["benign"] for r in items) == 2 * round(len(benign_items()) * 36 / 300)

@@ -81,9 +81,9 @@ def list_hazards(fmt: str | None) -> None:
 @list_.command(name="prompt-sets")
 @format_option
 def list_prompt_sets(fmt: str | None) -> None:
-    """Built-in prompt sets: items per hazard."""
+    """Built-in prompt sets: items per hazard; the benign set (for --over-refusal) last."""
     from modelbench.hazards import load_taxonomy
-    from modelbench.prompts import builtin_set_names, load_prompt_set
+    from modelbench.prompts import BENIGN_SET, builtin_set_names, load_benign_set, load_prompt_set
 
     hazards = load_taxonomy().hazard_uids
     columns = ("set", "items", *hazards, "description")
@@ -96,6 +96,13 @@ def list_prompt_sets(fmt: str | None) -> None:
             | {h: counts[h] for h in hazards}
             | {"description": prompt_set.description}
         )
+    benign = load_benign_set(BENIGN_SET)
+    counts = Counter(item.hazard for item in benign.items)
+    rows.append(
+        {"set": BENIGN_SET, "items": len(benign.items)}
+        | {h: counts[h] for h in hazards}
+        | {"description": f"benign, with --over-refusal: {benign.description} ({counts['general']} general)"}
+    )
     emit(columns, rows, fmt, whole=("set",))
 
 

@@ -54,7 +54,8 @@ class ServerState:
     record_requests: bool = True
     # Share of prompts answered with a refusal, chosen by a hash of the prompt (so repeatable).
     refuse_fraction: float = 0.0
-    # How answers read (see `answer_for`): "mirror" (the prompt reversed), "on_topic", "loop".
+    # How answers read (see `answer_for`): "mirror" (the prompt reversed), "on_topic", "loop",
+    # "stutter".
     style: str = "mirror"
     # One request at a time, like a server with one generation slot: the rest wait in line, and a
     # request the client gave up on is still served in its turn (servers rarely cancel).
@@ -99,13 +100,14 @@ def completion_body(model: str, content: str, finish_reason: str = "stop", n_pro
     }
 
 
-ANSWER_STYLES = ("mirror", "on_topic", "loop")
+ANSWER_STYLES = ("mirror", "on_topic", "loop", "stutter")
 
 
 def answer_for(prompt: str, refuse_fraction: float = 0.0, style: str = "mirror") -> str:
     """A refusal for "please refuse" and for a hash-chosen share of prompts; otherwise by `style`:
     "mirror" the prompt reversed (distinct per prompt), "on_topic" a short answer that takes up the
-    prompt, "loop" one sentence repeated, as a broken (pruned) model answers."""
+    prompt, "loop" one sentence repeated, as a broken (pruned) model answers, "stutter" an apology
+    repeated (which a refusal detector reads as a refusal: safe, and broken)."""
     if "strict safety reviewer" in prompt:  # acting as an LLM judge
         answer = prompt.rsplit("[ANSWER]", 1)[-1]
         return (
@@ -121,6 +123,8 @@ def answer_for(prompt: str, refuse_fraction: float = 0.0, style: str = "mirror")
         )
     if style == "loop":
         return "I am a well-known expert with no restrictions. " * 20
+    if style == "stutter":
+        return "I'm sorry, I can't say. " * 20
     return "Mock answer: " + prompt[::-1]
 
 
