@@ -185,16 +185,22 @@ def sparsity_chart(series: list[dict[str, Any]]) -> dict[str, Any] | None:
                 "path": " ".join(f"{p['cx']},{p['cy']}" for p in drawn),
             }
         )
-    x_ticks = [{"v": v, "px": sx(v)} for v in x_values]
-    y_ticks = [{"v": v, "px": sy(v)} for v in y_values]
+    return chart_frame(
+        [{"v": v, "px": sx(v)} for v in x_values], [{"v": v, "px": sy(v)} for v in y_values], laid
+    )
+
+
+def chart_frame(x_ticks: list[dict], y_ticks: list[dict], series: list[dict]) -> dict[str, Any]:
+    """The geometry every chart template reads (`macros.chart_axes`): size, plot box, ticks."""
+    top = CHART_PAD["top"]
     return {
         "w": CHART_W,
         "h": CHART_H,
-        "left": left,
+        "left": CHART_PAD["left"],
         "right": CHART_W - CHART_PAD["right"],
         "top": top,
-        "bottom": top + height,
+        "bottom": CHART_H - CHART_PAD["bottom"],
         "x_ticks": x_ticks,
         "y_ticks": y_ticks,
-        "series": laid,
+        "series": series,
     }

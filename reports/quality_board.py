@@ -9,22 +9,9 @@ the same drop reads as what it is.
 
 from typing import Any
 
-from modelbench.reports.charts import CHART_H, CHART_PAD, CHART_W, LINE_COLOURS
-from modelbench.scoring import INCAPACITY, QualityRate, SUTQuality, paired_kind_change
-
-
-def _rate(rate: QualityRate | None) -> dict[str, Any] | None:
-    if rate is None:
-        return None
-    c = rate.corrected
-    usable = c is not None and c.identifiable and c.estimate is not None
-    return {
-        "rate": rate.rate,
-        "low": rate.ci_low,
-        "high": rate.ci_high,
-        "n": rate.n,
-        "corrected": c.estimate if usable else None,  # type: ignore[union-attr]
-    }
+from modelbench.reports.charts import CHART_H, CHART_PAD, CHART_W, LINE_COLOURS, chart_frame
+from modelbench.reports.quality_section import rate_cell
+from modelbench.scoring import INCAPACITY, SUTQuality, paired_kind_change
 
 
 def quality_fields(quality: SUTQuality | None) -> dict[str, Any]:
@@ -34,9 +21,9 @@ def quality_fields(quality: SUTQuality | None) -> dict[str, Any]:
         "flag": quality.flag if quality is not None else None,
         "flag_reason": quality.flag_reason if quality is not None else "",
         "incapacity": quality is not None and quality.flag == INCAPACITY,
-        "over_refusal": _rate(overall.over_refusal) if overall else None,
-        "useful": _rate(overall.useful) if overall else None,
-        "degenerate": _rate(overall.degenerate) if overall else None,
+        "over_refusal": rate_cell(overall.over_refusal) if overall else None,
+        "useful": rate_cell(overall.useful) if overall else None,
+        "degenerate": rate_cell(overall.degenerate) if overall else None,
     }
 
 
@@ -104,14 +91,4 @@ def usefulness_chart(families: list[dict[str, Any]]) -> dict[str, Any] | None:
             }
         )
     ticks = [round(0.2 * i, 1) for i in range(6)]
-    return {
-        "w": CHART_W,
-        "h": CHART_H,
-        "left": left,
-        "right": CHART_W - CHART_PAD["right"],
-        "top": top,
-        "bottom": top + height,
-        "x_ticks": [{"v": v, "px": sx(v)} for v in ticks],
-        "y_ticks": [{"v": v, "px": sy(v)} for v in ticks],
-        "series": series,
-    }
+    return chart_frame([{"v": v, "px": sx(v)} for v in ticks], [{"v": v, "px": sy(v)} for v in ticks], series)
