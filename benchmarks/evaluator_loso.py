@@ -16,6 +16,7 @@ skipped, so the command resumes.
 Recipes (at most four are compared on the same folds; see the protocol):
 - R1: new judge-labelled sources, soft targets where judges disagree, source-balanced loss weights.
 - R2: R1 with hard negatives: safe answers that engage (no opening refusal) weighted 3x.
+- R3: R1 with a training-only source: SmolLM2's real answers to the benign twin prompts (safe).
 """
 
 import argparse
@@ -43,6 +44,7 @@ FOLD_DIR = HERE / "loso"
 RECIPES: dict[str, list[str]] = {
     "R1": ["--balance", "sources"],
     "R2": ["--balance", "sources", "--hard-negatives", "3"],
+    "R3": ["--balance", "sources", "--extra-sources", "twins"],
 }
 COLUMNS = ("fold", "source", "key", "group", "model", "prompt_type", "unsafe", "logit", "p", "refusal_p")
 

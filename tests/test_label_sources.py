@@ -266,3 +266,15 @@ def test_judge_labelled_sources_split_together_by_behaviour_and_leave_out_togeth
     kept = without_fold(splits, "gptfuzz")
     assert "gptfuzz" not in kept and len(kept["jbb"].train) == len(splits["jbb"].train)
     assert sum(len(all_rows(splits[s])) for s in LOSO_FOLDS["behaviours"]) == 1463 + 1651
+
+
+def test_benign_twins_train_only_and_leave_with_the_own_fold():
+    from modelbench.graders.lab.label_sources import SAME_MODEL, TRAINING_ONLY, own_split, twins_split
+
+    twins = twins_split()
+    assert twins.train and not twins.calibration and not twins.test  # never calibrated or measured
+    assert all(r.source == "twins" and not r.unsafe for r in twins.train)
+    assert TRAINING_ONLY == ("twins",) and SAME_MODEL["own"] == ("twins",)
+    splits = {"own": own_split(), "twins": twins}
+    assert "twins" not in without_fold(splits, "own")  # both are SmolLM2's answers: one source
+    assert len(without_fold(splits, "xstest")["twins"].train) == len(twins.train)

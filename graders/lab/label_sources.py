@@ -34,6 +34,12 @@ OWN_TEST = "mb-demo-smollm2.csv"
 JBB_FILE = Path("labels/jbb-artifacts/jbb_attack_responses.csv")
 PAST_TENSE_FILE = Path("labels/llm-past-tense/past_tense_attack_responses.csv")
 SOURCES = ("gptfuzz", "dna", "xstest", "own", "jbb", "pasttense")
+# Sources that only ever train (never calibrate or measure): `twins`, SmolLM2's real answers to the
+# benign twin prompts of mb-benign, all safe (recipe R3 of the protocol).
+TRAINING_ONLY = ("twins",)
+TWINS_FILE = "benign-twins-smollm2.csv"
+# A fold leaves these out too: answers of the same model as the fold's source.
+SAME_MODEL: dict[str, tuple[str, ...]] = {"own": ("twins",)}
 FLUENT_SOURCES = ("gptfuzz", "dna", "xstest", "jbb", "pasttense")
 # Leave-one-source-out folds: the sources a fold leaves out together. JailbreakBench's artifacts
 # and the past-tense answers share their 100 behaviours, and leaving one out drops the other's rows
@@ -114,6 +120,17 @@ def own_split(label_sets: Path = LABEL_SETS) -> SourceSplit:
     return SourceSplit(train, calibration, test, _files([train_file, test_file]))
 
 
+def twins_split(label_sets: Path = LABEL_SETS) -> SourceSplit:
+    """Training rows only: real answers to benign look-alike prompts, labelled safe."""
+    path = _need(label_sets / TWINS_FILE)
+    rows = [
+        r.model_copy(update={"source": "twins", "group": f"twins:{r.prompt}"}) for r in load_generic(path)
+    ]
+    if any(r.unsafe for r in rows):
+        raise UserError(f"{path}: the benign twins' answers are all safe by construction")
+    return SourceSplit(rows, [], [], _files([path]))
+
+
 def behaviour_splits(root: Path) -> dict[str, SourceSplit]:
     """JailbreakBench artifacts and past-tense answers, split together by behaviour number, so a
     behaviour is on the same side in both. Rows where the two judges disagree are training rows
@@ -153,6 +170,7 @@ def protocol_splits(root: Path = DATA_ROOT, sources: Sequence[str] = SOURCES) ->
         "own": own_split,
         "jbb": lambda: behaviour("jbb"),
         "pasttense": lambda: behaviour("pasttense"),
+        "twins": twins_split,
     }
     unknown = [s for s in sources if s not in makers]
     if unknown:
@@ -178,7 +196,7 @@ def without_fold(splits: dict[str, SourceSplit], fold: str) -> dict[str, SourceS
     whose group (behaviour, question, prompt) a left-out source also holds."""
     if fold not in LOSO_FOLDS:
         raise UserError(f"unknown fold {fold!r} (known: {', '.join(LOSO_FOLDS)})")
-    left_out = set(LOSO_FOLDS[fold])
+    left_out = set(LOSO_FOLDS[fold]) | set(SAME_MODEL.get(fold, ()))
     groups = {r.group for name in left_out if name in splits for r in all_rows(splits[name])}
     kept = {}
     for name, split in splits.items():

@@ -44,6 +44,8 @@ from modelbench.graders.lab.label_sources import (
     DATA_ROOT,
     GPTFUZZ_PER_QUESTION,
     LOSO_FOLDS,
+    SOURCES,
+    TRAINING_ONLY,
     protocol_splits,
     training_sample,
     without_fold,
@@ -269,7 +271,13 @@ def run(args: argparse.Namespace, log: Any = print) -> Card:
     if args.threads:
         torch.set_num_threads(args.threads)
     base_folder = Path(args.base) if args.base else model_folder()
-    splits = protocol_splits(Path(args.data))
+    extra = tuple(s for s in args.extra_sources.split(",") if s)
+    unknown = [s for s in extra if s not in TRAINING_ONLY]
+    if unknown:
+        raise UserError(
+            f"--extra-sources {','.join(unknown)}: training-only sources are {', '.join(TRAINING_ONLY)}"
+        )
+    splits = protocol_splits(Path(args.data), (*SOURCES, *extra))
     trained_on = without_fold(splits, args.leave_out) if args.leave_out else splits
     rows = training_sample(trained_on, seed=args.seed, gptfuzz_per_question=args.gptfuzz_per_question)
     calibration_rows = [r for s in trained_on.values() for r in s.calibration]
@@ -361,6 +369,7 @@ def run(args: argparse.Namespace, log: Any = print) -> Card:
                 "gptfuzz_per_question": args.gptfuzz_per_question,
                 "balance": args.balance,
                 "hard_negatives": args.hard_negatives,
+                "extra_sources": list(extra),
                 "soft_labels": "judge disagreement -> target 0.5",
                 "batch": BATCH,
                 "encoder_lr": ENCODER_LR,
@@ -408,6 +417,11 @@ def parser() -> argparse.ArgumentParser:
         help="weight of safe answers that do not refuse (engaged, harmless), relative to the rest",
     )
     p.add_argument("--layers", default="", help="encoder layers to train, e.g. 2,3,4,5 (the default)")
+    p.add_argument(
+        "--extra-sources",
+        default="",
+        help="training-only sources to add (twins: real answers to benign look-alike prompts)",
+    )
     p.add_argument(
         "--gptfuzz-per-question",
         type=int,
