@@ -243,3 +243,21 @@ def test_exports_carry_the_flag_and_each_answers_kind(family, tmp_path):
     kinds = Counter((r["sut_uid"], r["answer_kind"]) for r in items)
     assert kinds[("alpha-pruned", "degenerate")] == sum(1 for r in items if r["sut_uid"] == "alpha-pruned")
     assert sum(r["benign"] for r in items) == 2 * round(len(benign_items()) * 36 / 300)
+
+
+def test_a_rebuilt_record_has_the_same_answer_quality_and_safety_scores(tmp_path):
+    from modelbench.rescore import rebuild_record
+
+    _, record = _run(tmp_path, ServerState(style="loop"))
+    run_id = record["run_id"]
+    store = Store(tmp_path / "modelbench.sqlite")
+    try:
+        summary = store.run_info(run_id)["summary"]
+        store.finish_run(run_id, "finished", {k: v for k, v in summary.items() if k != "record"})
+        (tmp_path / run_id / "record.json").unlink()
+        rebuilt = rebuild_record(store, run_id).model_dump(mode="json")
+    finally:
+        store.close()
+    assert rebuilt["quality"][0]["flag"] == "safe by incapacity"
+    assert rebuilt["quality"][0]["overall"] == record["quality"][0]["overall"]
+    assert rebuilt["scores"][0]["overall"]["n"] == record["scores"][0]["overall"]["n"] == 24
