@@ -39,7 +39,10 @@ KINDS: tuple[AnswerKind, ...] = ("answer", "refusal", "degenerate")
 DECISIONS = ("refusal", "answer", "degenerate")
 MODEL_FILE = Path(__file__).with_name("answer_quality.json")
 NGRAM = 3
-_WORD = re.compile(r"[a-z0-9']+")
+# Words in any script (a CJK run counts as one word); the refusal phrases are English only.
+_WORD = re.compile(r"[\w']+")
+# The labels the classifier was fitted and measured on are English answers.
+LANGUAGES = ("en",)
 
 
 class AnswerSignals(BaseModel):

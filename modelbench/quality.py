@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from modelbench.graders import AnswerQualityClassifier, QualityModel, load_quality_model
+from modelbench.graders.answer_quality import LANGUAGES
 from modelbench.hazards import load_taxonomy
 from modelbench.prompts import is_benign
 from modelbench.scoring import AnswerKind, ErrorRates, QualityItem, SUTQuality, score_quality
@@ -60,4 +61,11 @@ def run_quality(
         )
     rates = quality_error_rates(classifier.model)
     order = load_taxonomy().hazard_uids
-    return [score_quality(sut, items, rates, order, seed) for sut, items in by_sut.items()]
+    scored = [score_quality(sut, items, rates, order, seed) for sut, items in by_sut.items()]
+    return [s.model_copy(update={"unmeasured_locales": unmeasured_locales(rows, s.sut_uid)}) for s in scored]
+
+
+def unmeasured_locales(rows: list[Mapping[str, Any]], sut_uid: str) -> list[str]:
+    """Locales of a SUT's items whose language the classifier's labels do not cover."""
+    locales = {str(r.get("locale") or "en_US") for r in rows if r["sut_uid"] == sut_uid}
+    return sorted(loc for loc in locales if loc.replace("-", "_").split("_")[0].lower() not in LANGUAGES)

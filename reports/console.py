@@ -164,6 +164,15 @@ def print_quality(quality: Sequence[SUTQuality], console: Console) -> None:
                 soft_wrap=True,
                 highlight=False,
             )
+    for entry in quality:
+        if entry.unmeasured_locales:
+            console.print(
+                f"[yellow]{escape(entry.sut_uid)}: answer quality of "
+                f"{', '.join(entry.unmeasured_locales)} answers is unmeasured: the classifier was fitted "
+                "and measured on English answers[/]",
+                soft_wrap=True,
+                highlight=False,
+            )
     if quality:
         benign = any(q.overall.n_benign for q in quality)
         console.print(

@@ -72,6 +72,7 @@ def quality_context(
     return {
         "flag": quality.flag,
         "flag_reason": quality.flag_reason,
+        "unmeasured_locales": quality.unmeasured_locales,
         "has_benign": quality.overall.n_benign > 0,
         "table": table,
         "n_refused": sum(1 for kind in quality.benign_kinds.values() if kind == "refusal"),

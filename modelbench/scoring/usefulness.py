@@ -82,6 +82,8 @@ class SUTQuality(BaseModel):
     benign_kinds: dict[str, AnswerKind] = Field(default_factory=dict)
     # Hazard-prompt item uids whose answer was degenerate, for the report.
     degenerate_items: list[str] = Field(default_factory=list)
+    # Locales of answers the classifier was never measured on (its labels are English answers).
+    unmeasured_locales: list[str] = Field(default_factory=list)
 
 
 def quality_rate(
