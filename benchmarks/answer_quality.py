@@ -52,6 +52,7 @@ def main() -> None:
         f"rules (fitted on {sum(r.split == 'train' for r in own)} own train rows): {model.rules.model_dump()}"
     )
     print(f"train macro-F1 {measured['train_macro_f1']:.3f} (not a result)")
+    print(f"best train macro-F1 by refusal phrases: {measured['train_macro_f1_by_refusal_phrases']}")
     print()
     print(
         "| source | n | macro-F1 | decision | sensitivity [95% CI] | specificity [95% CI] "

@@ -62,7 +62,10 @@ def standard_from_run(name: str, prepared: PreparedRun, result: RunResult) -> di
             "reference_suts": {sut.uid: sut.fingerprint() for sut in prepared.suts},
             "evaluator": {e.uid: e.fingerprint() for e in prepared.evaluators},
             "ensemble": prepared.ensemble.model_dump(),
-            "prompt_set": {"name": prepared.prompt_set.name, "n_items": len(prepared.items)},
+            "prompt_set": {
+                "name": prepared.prompt_set.name,
+                "n_items": len(prepared.items) - len(prepared.benign_uids),
+            },
             "per_sut_frac_safe": per_sut,
             "rate": "corrected where identifiable" if on_corrected else "raw",
         },

@@ -23,7 +23,7 @@ from modelbench.errors import UserError
 from modelbench.failures import ErrorGroup, ErrorTally
 from modelbench.graders import Evaluator, Exchange, Verdict
 from modelbench.hashing import stable_hash
-from modelbench.prompts import TestItem
+from modelbench.prompts import TestItem, is_benign
 from modelbench.scoring import CompactScore, EnsembleConfig, ItemScore, ScoredItem, combine
 from modelbench.store import Store
 from modelbench.suts import SUT, SUTResponse
@@ -331,7 +331,8 @@ class Engine:
         return answers
 
     async def _fan_out(self, queues: dict[str, asyncio.Queue], graded: _Graded) -> None:
-        if not graded.response.gradable:
+        # A benign prompt's answer (over-refusal) is classified by kind, never judged for safety.
+        if not graded.response.gradable or is_benign(graded.item.source):
             await self._finish(graded, None)
             for evaluator in self.evaluators:  # nothing to grade: not the evaluator's failure
                 self.progress.advance(f"grade {evaluator.uid}", 1, skipped=True)

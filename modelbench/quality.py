@@ -62,7 +62,13 @@ def run_quality(
     rates = quality_error_rates(classifier.model)
     order = load_taxonomy().hazard_uids
     scored = [score_quality(sut, items, rates, order, seed) for sut, items in by_sut.items()]
-    return [s.model_copy(update={"unmeasured_locales": unmeasured_locales(rows, s.sut_uid)}) for s in scored]
+    fingerprint = classifier.fingerprint()
+    return [
+        s.model_copy(
+            update={"unmeasured_locales": unmeasured_locales(rows, s.sut_uid), "classifier": fingerprint}
+        )
+        for s in scored
+    ]
 
 
 def unmeasured_locales(rows: list[Mapping[str, Any]], sut_uid: str) -> list[str]:

@@ -70,6 +70,8 @@ def rebuild_record(store: Any, run_id: str) -> RunRecord:
         _timing(store, info),
         {uid: {"metadata": {"uid": uid}} for uid in by_sut},
         reconstructed=True,
+        # The shipped classifier classifies again; each SUT's quality names its fingerprint, which
+        # differs from the run's `config.answer_quality` when the classifier was refitted since.
         quality=run_quality(rows, seed=seed) if config.get("answer_quality") else None,
     )
     # Kept where reports look first, beside the summary's counts and grades; the run's status and

@@ -39,6 +39,7 @@ from modelbench.prompts import (
     is_benign,
     load_benign_set,
     load_prompt_set,
+    proportional_sample,
     stratified_sample,
 )
 from modelbench.quality import run_quality
@@ -223,7 +224,7 @@ def prepare(request: RunRequest, run_id: str | None = None) -> PreparedRun:
     if request.shard:
         index, count = parse_shard(request.shard)
         items = [item for item in items if in_shard(item.uid, index, count)]
-        if not items:
+        if not any(not is_benign(item.source) for item in items):
             raise UserError(f"shard {request.shard} has no items")
     missing = sorted({i.hazard for i in items if not is_benign(i.source)} - set(standard.frac_safe))
     if missing:
@@ -253,11 +254,12 @@ def prepare(request: RunRequest, run_id: str | None = None) -> PreparedRun:
 
 def benign_sample(benign: list[TestItem], n_hazard: int, n_hazard_set: int, seed: int) -> list[TestItem]:
     """The benign prompts in proportion to the hazard prompts: the same share of each set, so
-    `--max-items` keeps the two in the ratio of the full sets (stratified by hazard and origin)."""
+    `--max-items` keeps the two in the ratio of the full sets, and the sample keeps the benign
+    set's own mix of hazards and origins (XSTest, twins)."""
     if n_hazard >= n_hazard_set:
         return list(benign)
     wanted = max(1, round(len(benign) * n_hazard / n_hazard_set))
-    return stratified_sample(benign, wanted, seed, cell=lambda item: item.source)
+    return proportional_sample(benign, wanted, seed)
 
 
 def preflight(suts: list[SUT], evaluators: list[Evaluator]) -> None:
@@ -411,7 +413,8 @@ def _execute(
     quality = run_quality(store.run_rows(prepared.run_id), seed=prepared.request.seed)
     wall = time.perf_counter() - started
     counts = {
-        "items": len(prepared.items),
+        "items": len(prepared.items) - len(benign),
+        "benign_items": len(benign),
         "responses_new": sum(s.responses_new for s in outcome.sut_stats.values()),
         "responses_reused": sum(s.responses_reused for s in outcome.sut_stats.values()),
         "response_errors": sum(s.response_errors for s in outcome.sut_stats.values()),

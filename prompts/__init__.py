@@ -1,7 +1,7 @@
 """Prompt sets: rendered from hazard fragments and templates, or imported from files."""
 
 from modelbench.lazy import lazy_exports
-from modelbench.prompts.benign import BENIGN_SET, GENERAL, is_benign
+from modelbench.prompts.benign import BENIGN_SET, GENERAL, is_benign, proportional_sample
 from modelbench.prompts.items import TestItem
 from modelbench.prompts.sampling import stratified_sample
 from modelbench.prompts.sets import (
@@ -29,6 +29,7 @@ __all__ = [
     "is_benign",
     "load_benign_set",
     "load_prompt_set",
+    "proportional_sample",
     "stratified_sample",
     "write_items",
 ]

@@ -15,6 +15,7 @@ its uid is derived apart from any hazard item's, so the same text in both sets n
 
 import csv
 import io
+import random
 from functools import cache
 from importlib import resources
 
@@ -68,7 +69,7 @@ def as_benign(item: TestItem, origin: str) -> TestItem:
     """An item of a user's benign file: marked benign, with a uid apart from hazard items."""
     return item.model_copy(
         update={
-            "uid": stable_hash(BENIGN_PREFIX, item.uid, length=20),
+            "uid": stable_hash(BENIGN_PREFIX, origin, item.uid, item.text, length=20),
             "source": f"{BENIGN_PREFIX}{origin}",
         }
     )
@@ -133,6 +134,31 @@ def benign_items() -> list[TestItem]:
             raise UserError(f"duplicate prompt in {BENIGN_SET}: {item.text!r}")
         seen.add(item.uid)
     return items
+
+
+def origin(item: TestItem) -> str:
+    """Where a benign item comes from: "xstest", "twin", or a user's file name."""
+    return item.source.removeprefix(BENIGN_PREFIX).split("/")[0]
+
+
+def proportional_sample(items: list[TestItem], n: int, seed: int) -> list[TestItem]:
+    """`n` items in which every (hazard, origin) stratum keeps its share of the whole set (largest
+    remainders), picked at random within it (seeded), in the set's order: a sampled run has the
+    mix of XSTest prompts and twins, and of hazards, that the full set has."""
+    if n >= len(items):
+        return list(items)
+    strata: dict[tuple[str, str], list[TestItem]] = {}
+    for item in items:
+        strata.setdefault((item.hazard, origin(item)), []).append(item)
+    keys = sorted(strata)
+    exact = {key: n * len(strata[key]) / len(items) for key in keys}
+    quota = {key: int(exact[key]) for key in keys}
+    by_remainder = sorted(keys, key=lambda key: (-(exact[key] - quota[key]), key))
+    for key in by_remainder[: n - sum(quota.values())]:
+        quota[key] += 1
+    rng = random.Random(seed)
+    picked = {item.uid for key in keys for item in rng.sample(strata[key], quota[key])}
+    return [item for item in items if item.uid in picked]
 
 
 def benign_set() -> PromptSet:

@@ -168,8 +168,8 @@ def print_quality(quality: Sequence[SUTQuality], console: Console) -> None:
         if entry.unmeasured_locales:
             console.print(
                 f"[yellow]{escape(entry.sut_uid)}: answer quality of "
-                f"{', '.join(entry.unmeasured_locales)} answers is unmeasured: the classifier was fitted "
-                "and measured on English answers[/]",
+                f"{escape(', '.join(entry.unmeasured_locales))} answers is unmeasured: the classifier "
+                "was fitted and measured on English answers[/]",
                 soft_wrap=True,
                 highlight=False,
             )

@@ -74,13 +74,17 @@ def score_rows(record: RunRecord) -> list[dict[str, Any]]:
 
 def item_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A run's per-item rows with `benign` (an over-refusal prompt, never graded for safety) and
-    `answer_kind` (answer, refusal or degenerate, by the shipped answer-quality classifier)."""
+    `answer_kind` (answer, refusal or degenerate, by the shipped answer-quality classifier, named
+    in `answer_classifier`: the run's record names the one that made its rates)."""
+    from modelbench.graders import AnswerQualityClassifier
     from modelbench.prompts import is_benign
     from modelbench.quality import classify_rows
 
-    kinds = classify_rows(rows)
+    classifier = AnswerQualityClassifier()
+    kinds = classify_rows(rows, classifier)
+    version = classifier.model.version
     return [
-        {**row, "benign": is_benign(row["source"]), "answer_kind": kind or ""}
+        {**row, "benign": is_benign(row["source"]), "answer_kind": kind or "", "answer_classifier": version}
         for row, kind in zip(rows, kinds, strict=True)
     ]
 

@@ -47,8 +47,14 @@ def test_a_users_benign_file_is_marked_benign(tmp_path):
 
 
 def test_the_benign_set_is_sampled_in_proportion():
+    from modelbench.prompts.benign import origin
+
     benign = benign_items()
-    assert len(benign_sample(benign, 96, 300, 0)) == round(len(benign) * 96 / 300)
+    sample = benign_sample(benign, 96, 300, 0)
+    assert len(sample) == round(len(benign) * 96 / 300)
+    share = Counter(origin(i) for i in sample)["xstest"] / len(sample)
+    assert abs(share - 250 / len(benign)) < 0.02  # the full set's mix of XSTest prompts and twins
+    assert sample == benign_sample(benign, 96, 300, 0) and sample != benign_sample(benign, 96, 300, 1)
     assert benign_sample(benign, 300, 300, 0) == benign
     assert len(benign_sample(benign, 1, 12810, 0)) == 1
 
@@ -122,6 +128,12 @@ def test_a_server_that_answers_on_topic_is_not_flagged_and_benign_items_are_not_
         store.close()
     assert sum(is_benign(r["source"]) for r in rows) == n_benign
     assert len(quality["benign_kinds"]) == n_benign
+    # Never judged for safety: no verdict, no score.
+    benign_rows = [r for r in rows if is_benign(r["source"])]
+    assert all(
+        r["p_unsafe"] is None and r["is_safe"] is None and not r["member_verdicts"] for r in benign_rows
+    )
+    assert record["counts"]["items"] == 24 and record["counts"]["benign_items"] == n_benign
 
 
 def test_a_second_run_reuses_the_benign_answers(tmp_path):
@@ -261,3 +273,24 @@ def test_a_rebuilt_record_has_the_same_answer_quality_and_safety_scores(tmp_path
     assert rebuilt["quality"][0]["flag"] == "safe by incapacity"
     assert rebuilt["quality"][0]["overall"] == record["quality"][0]["overall"]
     assert rebuilt["scores"][0]["overall"]["n"] == record["scores"][0]["overall"]["n"] == 24
+
+
+def test_compare_leaves_benign_prompts_out_of_the_safety_comparison(tmp_path):
+    with MockServer(ServerState(style="on_topic")) as a, MockServer(ServerState(refuse_fraction=0.5)) as b:
+        args = ["run", "--sut", f"openai-compat:a@{a.url}", "--sut", f"openai-compat:b@{b.url}"]
+        args += ["--graders", "refusal", "--max-items", "24", "--over-refusal", "--run-dir", str(tmp_path)]
+        assert CliRunner().invoke(main, args).exit_code == 0
+        suts = ["--sut", f"openai-compat:a@{a.url}", "--sut", f"openai-compat:b@{b.url}"]
+    result = CliRunner().invoke(main, ["compare", "latest", *suts, "--run-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "on 24 shared items" in _text(result)
+
+
+def test_safe_by_item_skips_benign_rows():
+    from modelbench.scoring.paired import safe_by_item
+
+    rows = [
+        {"sut_uid": "m", "item_uid": "h", "is_safe": True, "source": "mb-full:general/direct"},
+        {"sut_uid": "m", "item_uid": "b", "is_safe": False, "source": "benign:xstest/homonyms"},
+    ]
+    assert safe_by_item(rows, "m") == {"h": True}

@@ -34,6 +34,7 @@ def compare(run: str, suts: tuple[str, ...], run_dir: Path) -> None:
     """
     from modelbench.reports import grading_of, grading_summary, run_error_rates
     from modelbench.scoring import compare_paired, with_correction
+    from modelbench.scoring.paired import safe_by_item
 
     if len(suts) != 2:
         raise UserError("compare needs exactly two --sut options")
@@ -44,10 +45,8 @@ def compare(run: str, suts: tuple[str, ...], run_dir: Path) -> None:
         grading = grading_of(config)
     finally:
         store.close()
-    safe: dict[str, dict[str, bool]] = {s: {} for s in suts}
-    for row in rows:
-        if row["sut_uid"] in safe and row["is_safe"] is not None:
-            safe[row["sut_uid"]][row["item_uid"]] = row["is_safe"]
+    # Hazard items with a valid verdict; benign (over-refusal) items are never in a safety comparison.
+    safe = {s: safe_by_item(rows, s) for s in suts}
     present = {row["sut_uid"] for row in rows}
     for sut in suts:
         if sut not in present:
