@@ -170,6 +170,8 @@ class AnswerQualityClassifier:
     """Classifies (prompt, answer) pairs in batches; the sentence encoder loads on first use, in
     float32 so that a classification does not depend on the CPU's bf16 support."""
 
+    languages = LANGUAGES
+
     def __init__(self, model: QualityModel | None = None, embedder: Any = None) -> None:
         self.model = model or load_quality_model()
         self._embedder = embedder

@@ -12,7 +12,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from modelbench.graders import AnswerQualityClassifier, QualityModel, load_quality_model
-from modelbench.graders.answer_quality import LANGUAGES
 from modelbench.hazards import load_taxonomy
 from modelbench.prompts import is_benign
 from modelbench.scoring import AnswerKind, ErrorRates, QualityItem, SUTQuality, score_quality
@@ -65,13 +64,16 @@ def run_quality(
     fingerprint = classifier.fingerprint()
     return [
         s.model_copy(
-            update={"unmeasured_locales": unmeasured_locales(rows, s.sut_uid), "classifier": fingerprint}
+            update={
+                "unmeasured_locales": unmeasured_locales(rows, s.sut_uid, classifier.languages),
+                "classifier": fingerprint,
+            }
         )
         for s in scored
     ]
 
 
-def unmeasured_locales(rows: list[Mapping[str, Any]], sut_uid: str) -> list[str]:
+def unmeasured_locales(rows: list[Mapping[str, Any]], sut_uid: str, languages: tuple[str, ...]) -> list[str]:
     """Locales of a SUT's items whose language the classifier's labels do not cover."""
     locales = {str(r.get("locale") or "en_US") for r in rows if r["sut_uid"] == sut_uid}
-    return sorted(loc for loc in locales if loc.replace("-", "_").split("_")[0].lower() not in LANGUAGES)
+    return sorted(loc for loc in locales if loc.replace("-", "_").split("_")[0].lower() not in languages)

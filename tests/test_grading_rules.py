@@ -170,6 +170,7 @@ def test_a_calibrated_standard_never_has_a_zero_reference_rate():
         evaluators=[],
         prompt_set=SimpleNamespace(name="x"),
         items=[],
+        benign_uids=frozenset(),
     )
     fine = SimpleNamespace(scores=[score_sut("a", scored(2), standard, rules)])
     assert standard_from_run("mine", prepared, fine)["frac_safe"] == {"vcr": 0.9}

@@ -33,8 +33,7 @@ def compare(run: str, suts: tuple[str, ...], run_dir: Path) -> None:
     construction. The output names that grading, so that a pasted result says what it compared.
     """
     from modelbench.reports import grading_of, grading_summary, run_error_rates
-    from modelbench.scoring import compare_paired, with_correction
-    from modelbench.scoring.paired import safe_by_item
+    from modelbench.scoring import compare_paired, safe_by_item, with_correction
 
     if len(suts) != 2:
         raise UserError("compare needs exactly two --sut options")

@@ -26,7 +26,13 @@ from modelbench.scoring.grades import (
     grade,
     score_sut,
 )
-from modelbench.scoring.paired import PairedComparison, compare_paired, compare_runs, with_correction
+from modelbench.scoring.paired import (
+    PairedComparison,
+    compare_paired,
+    compare_runs,
+    safe_by_item,
+    with_correction,
+)
 from modelbench.scoring.reliability import default_reliability_path, load_ensemble_config, write_reliability
 from modelbench.scoring.usefulness import (
     INCAPACITY,
@@ -77,6 +83,7 @@ __all__ = [
     "default_reliability_path",
     "grade",
     "load_ensemble_config",
+    "safe_by_item",
     "score_sut",
     "with_correction",
     "write_reliability",
