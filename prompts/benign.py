@@ -19,14 +19,13 @@ import random
 from functools import cache
 from importlib import resources
 
-import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from modelbench.errors import UserError
 from modelbench.hashing import stable_hash
 from modelbench.hazards import load_taxonomy
 from modelbench.prompts.items import PromptSet, TestItem
-from modelbench.prompts.render import render
+from modelbench.prompts.render import load_hazard_file, render
 
 BENIGN_SET = "mb-benign"
 BENIGN_VERSION = "mb-benign-1"
@@ -100,14 +99,7 @@ def xstest_items() -> list[TestItem]:
 @cache
 def load_twins(hazard: str) -> TwinFile:
     name = f"benign/fragments/{hazard}.yaml"
-    try:
-        data = TwinFile.model_validate(yaml.safe_load(_text("fragments", f"{hazard}.yaml")))
-    except FileNotFoundError:
-        raise UserError(f"no benign twin file for hazard '{hazard}' ({name})") from None
-    except ValidationError as exc:
-        raise UserError(f"invalid benign twin file {name}: {str(exc).splitlines()[0]}") from None
-    if data.hazard != hazard:
-        raise UserError(f"{name} declares hazard '{data.hazard}', expected '{hazard}'")
+    data = load_hazard_file(TwinFile, "benign/fragments", hazard, "benign twin file")
     for index, fragment in enumerate(data.fragments, start=1):
         if fragment.kind not in TWIN_KINDS:
             raise UserError(f"{name}: fragment {index} has kind {fragment.kind!r}, not one of {TWIN_KINDS}")

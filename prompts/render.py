@@ -9,6 +9,7 @@ order, persona order) so that set contents and uids never drift between machines
 from collections.abc import Iterator
 from functools import cache, lru_cache
 from importlib import resources
+from typing import TypeVar
 
 import jinja2
 import yaml
@@ -60,17 +61,28 @@ def load_templates() -> TemplateBook:
     return TemplateBook.model_validate(yaml.safe_load(_package_text("templates", "interactions.yaml")))
 
 
+HazardFile = TypeVar("HazardFile", bound=BaseModel)
+
+
+def load_hazard_file(model: type[HazardFile], folder: str, hazard: str, what: str) -> HazardFile:
+    """One hazard's YAML file in the package (`folder/HAZARD.yaml`), validated by `model` (which
+    has a `hazard` field that must name it); a missing or invalid file is one line."""
+    name = f"{folder}/{hazard}.yaml"
+    try:
+        data = model.model_validate(yaml.safe_load(_package_text(*folder.split("/"), f"{hazard}.yaml")))
+    except FileNotFoundError:
+        raise UserError(f"no {what} for hazard '{hazard}' ({name})") from None
+    except ValidationError as exc:
+        raise UserError(f"invalid {what} {name}: {str(exc).splitlines()[0]}") from None
+    if getattr(data, "hazard", None) != hazard:
+        raise UserError(f"{name} declares hazard '{getattr(data, 'hazard', None)}', expected '{hazard}'")
+    return data
+
+
 @cache
 def load_fragments(hazard: str) -> FragmentFile:
     name = f"fragments/{hazard}.yaml"
-    try:
-        data = FragmentFile.model_validate(yaml.safe_load(_package_text("fragments", f"{hazard}.yaml")))
-    except FileNotFoundError:
-        raise UserError(f"no fragment file for hazard '{hazard}' ({name})") from None
-    except ValidationError as exc:
-        raise UserError(f"invalid fragment file {name}: {str(exc).splitlines()[0]}") from None
-    if data.hazard != hazard:
-        raise UserError(f"{name} declares hazard '{data.hazard}', expected '{hazard}'")
+    data = load_hazard_file(FragmentFile, "fragments", hazard, "fragment file")
     subhazards = {s.uid for s in load_taxonomy().hazard(hazard).subhazards}
     for index, fragment in enumerate(data.fragments, start=1):
         if subhazards and fragment.subhazard not in subhazards:
