@@ -126,7 +126,8 @@ def error_lines(groups: Iterable[ErrorGroup]) -> list[str]:
     """Plain lines for a console or a log: counts by reason, one example, what to do."""
     lines = []
     for g in groups:
-        what = "responses from" if g.stage == "respond" else "verdicts of"
+        noun = "response" if g.stage == "respond" else "verdict"
+        what = f"{noun}{'' if g.count == 1 else 's'} {'from' if g.stage == 'respond' else 'of'}"
         lines.append(f"{g.count} {what} {g.source} failed: {g.reason}")
         if g.example and g.example != g.reason:
             lines.append(f"    e.g. item {g.example_item}: {g.example}")

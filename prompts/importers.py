@@ -30,8 +30,9 @@ class RowError(Exception):
     pass
 
 
-def _read_rows(path: Path) -> Iterator[tuple[int, dict]]:
-    """(line number, row) pairs; line numbers are those a text editor shows."""
+def _read_rows(path: Path) -> Iterator[tuple[int, dict | RowError]]:
+    """(line number, row) pairs; line numbers are those a text editor shows. A JSONL line that is
+    not a JSON object comes as a RowError, which --skip-invalid skips like any invalid row."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -48,10 +49,9 @@ def _read_rows(path: Path) -> Iterator[tuple[int, dict]]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise UserError(f"{path}:{number}: invalid JSON: {exc.msg}") from None
-            if not isinstance(row, dict):
-                raise UserError(f"{path}:{number}: expected a JSON object")
-            yield number, row
+                yield number, RowError(f"invalid JSON: {exc.msg}")
+                continue
+            yield number, row if isinstance(row, dict) else RowError("expected a JSON object")
         return
     reader = csv.DictReader(text.splitlines(keepends=True))
     if reader.fieldnames is None:
@@ -81,6 +81,11 @@ def import_prompt_file(
     columns: dict[str, str | None] | None = None
     is_ailuminate = False
     for line, row in _read_rows(path):
+        if isinstance(row, RowError):
+            if not skip_invalid:
+                raise UserError(f"{path}:{line}: {row}")
+            skipped[str(row).split(":")[0]] += 1
+            continue
         if columns is None:
             keys = list(row)
             is_ailuminate = all(c in keys for c in AILUMINATE_COLUMNS)

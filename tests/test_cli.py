@@ -227,3 +227,15 @@ def test_unknown_list_target_is_a_usage_error():
     result = invoke("list", "nope")
     assert result.exit_code == 2
     assert "Traceback" not in result.output
+
+
+def test_graders_may_be_comma_separated_as_well_as_repeated(tmp_path):
+    from modelbench.cli.app import spec_list
+    from modelbench.testing.mock_server import MockServer, ServerState
+
+    assert spec_list(("refusal,minilm-ce", " llm-judge@x ", "")) == ["refusal", "minilm-ce", "llm-judge@x"]
+    with MockServer(ServerState(style="on_topic")) as server:
+        args = ["run", "--sut", f"openai-compat:m@{server.url}", "--graders", "refusal,minilm-clf"]
+        result = CliRunner().invoke(main, [*args, "--max-items", "12", "--run-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "graders: refusal, minilm-clf" in " ".join(result.output.split())

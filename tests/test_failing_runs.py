@@ -248,3 +248,15 @@ def test_reasons_group_failures_that_differ_only_in_numbers():
     print_errors(groups, [], console)
     text = console.export_text()
     assert "47 failures in this run" in text and "... and 3 more failures under 3 other reasons" in text
+
+
+def test_failure_lines_count_one_failure_in_the_singular():
+    from modelbench.failures import ErrorTally, error_lines
+
+    tally = ErrorTally()
+    tally.add("respond", "sut", "HTTP 500: boom", "q1")
+    tally.add("grade", "judge", "HTTP 500: bang", "q1")
+    tally.add("grade", "judge", "HTTP 500: bang", "q2")
+    lines = error_lines(tally.groups())
+    assert "1 response from sut failed: HTTP 500: boom" in lines
+    assert "2 verdicts of judge failed: HTTP 500: bang" in lines

@@ -50,3 +50,9 @@ def make_console() -> Console:
     if not console.is_terminal:
         console.width = 150  # logs and CI: wide enough that the grade table does not wrap
     return console
+
+
+def spec_list(values: tuple[str, ...] | list[str]) -> list[str]:
+    """Specs from a repeated option whose values may also be comma-separated
+    (`--graders refusal,minilm-ce` is `--graders refusal --graders minilm-ce`)."""
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]

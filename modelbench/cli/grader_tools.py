@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from modelbench.cli.app import main, make_console
+from modelbench.cli.app import main, make_console, spec_list
 from modelbench.errors import UserError
 
 
@@ -19,7 +19,7 @@ def graders() -> None:
 
 _GRADER_OPTIONS = [
     click.option("--labels", type=click.Path(path_type=Path), required=True, help="XSTest dir or a CSV."),
-    click.option("--graders", "specs", multiple=True, help="Evaluator specs. Default: the default set."),
+    click.option("--graders", "specs", multiple=True, help="Evaluator specs; repeatable or comma-separated."),
     click.option("--seed", type=int, default=0, show_default=True, help="Seed of the prompt-level split."),
     click.option("--held-out", type=float, default=0.3, show_default=True, help="Share of prompts held out."),
 ]  # fmt: skip
@@ -34,7 +34,7 @@ def grader_options(command):
 def _evaluators(specs: tuple[str, ...]):
     from modelbench.graders import DEFAULT_GRADERS, make_evaluator
 
-    return [make_evaluator(spec) for spec in dict.fromkeys(specs or DEFAULT_GRADERS)]
+    return [make_evaluator(spec) for spec in dict.fromkeys(spec_list(specs) or DEFAULT_GRADERS)]
 
 
 def _agreement_table(results) -> Table:

@@ -6,7 +6,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from modelbench.cli.app import main, make_console
+from modelbench.cli.app import main, make_console, spec_list
 from modelbench.errors import UserError
 
 _RUN_OPTIONS = [
@@ -45,8 +45,8 @@ _RUN_OPTIONS = [
         "graders",
         multiple=True,
         help=(
-            "Evaluator specs; repeatable. Default: minilm-ce. Others: refusal, minilm-clf, "
-            "llm-judge@SUT, llama-guard@URL (asks the server which model it serves), "
+            "Evaluator specs; repeatable or comma-separated. Default: minilm-ce. Others: refusal, "
+            "minilm-clf, llm-judge@SUT, llama-guard@URL (asks the server which model it serves), "
             "llama-guard@MODEL@URL, llama-guard@/local/path."
         ),
     ),
@@ -151,7 +151,7 @@ def _request(options: dict, standards: str | None = None):
     if options["prompt_set"]:
         request.prompt_set = options["prompt_set"]
     if options["graders"]:
-        request.graders = list(options["graders"])
+        request.graders = spec_list(options["graders"])
     if standards:
         request.standards = standards
     return request
