@@ -49,7 +49,10 @@ def load_standard(
         path = Path(name_or_path)
         if not path.is_file():
             known = ", ".join(builtin_standard_names())
-            raise UserError(f"unknown reference standard '{name_or_path}' (built in: {known})")
+            where = "".join(f"; looked for {Path(f) / (name_or_path + '.json')}" for f in search or [])
+            raise UserError(
+                f"unknown reference standard '{name_or_path}' (built in: {known}{where}; or a JSON file path)"
+            )
         try:
             text = path.read_text("utf-8")
         except (OSError, UnicodeDecodeError) as exc:

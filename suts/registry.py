@@ -104,9 +104,21 @@ OPENAI_BASE_URL = "https://api.openai.com/v1"
 def _parse_registry(text: str, source: str) -> dict[str, SUTEntry]:
     try:
         data = yaml.safe_load(text) or {}
-        return {name: SUTEntry.model_validate(entry) for name, entry in data.get("suts", {}).items()}
-    except (yaml.YAMLError, ValidationError, AttributeError) as exc:
+        entries = data.get("suts", {}).items()
+    except (yaml.YAMLError, AttributeError) as exc:
         raise UserError(f"invalid SUT registry {source}: {str(exc).splitlines()[0]}") from None
+    parsed = {}
+    for name, entry in entries:
+        try:
+            parsed[name] = SUTEntry.model_validate(entry)
+        except ValidationError as exc:
+            # Every problem with its field, not pydantic's first line ("1 validation error for ...").
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in error['loc']) or 'entry'}: {error['msg']}"
+                for error in exc.errors()
+            )
+            raise UserError(f"invalid SUT registry {source}: entry '{name}': {problems}") from None
+    return parsed
 
 
 @lru_cache(maxsize=1)

@@ -87,6 +87,8 @@ def test_calibrate_then_the_reference_sut_grades_good_or_better(tmp_path, api_se
         main, ["calibrate", "--sut", api, "--sut", f"hf:{tiny_llama}", "--name", "mine", *common]
     )
     assert result.exit_code == 0, result.output
+    # The printed hint works as given: the standard is found by name under the same --run-dir.
+    assert f"modelbench run --standards mine --run-dir {tmp_path}" in " ".join(result.output.split())
     standard = json.loads((tmp_path / "standards" / "mine.json").read_text())
     per_sut = standard["provenance"]["per_sut_frac_safe"]
     assert set(per_sut) == {api, f"hf:{tiny_llama}"}

@@ -54,3 +54,8 @@ def test_standards_file_errors_are_one_line(tmp_path):
     good = tmp_path / "mine.json"
     good.write_text(json.dumps({"name": "mine", "provenance": {}, "frac_safe": {"vcr": 0.5}}))
     assert load_standard(str(good)).frac_safe == {"vcr": 0.5}
+
+
+def test_an_unknown_standard_says_where_it_was_looked_for(tmp_path):
+    with pytest.raises(UserError, match=r"looked for .*standards/mine\.json; or a JSON file path"):
+        load_standard("mine", search=[tmp_path / "standards"])

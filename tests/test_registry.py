@@ -185,3 +185,20 @@ def test_importing_the_sut_registry_loads_no_heavy_module():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_bad_sut_config_names_the_entry_and_every_field(tmp_path):
+    from click.testing import CliRunner
+
+    from modelbench.cli import main
+
+    path = tmp_path / "suts.yaml"
+    path.write_text(
+        "suts:\n  mine:\n    adapter: openai_compat\n    endpoint: {base_url: 'http://127.0.0.1:1/v1'}\n"
+        "    params: lots\n",
+        "utf-8",
+    )
+    result = CliRunner().invoke(main, ["run", "--sut", "mine", "--sut-config", str(path), "--no-preflight"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    text = " ".join(result.output.split())
+    assert "entry 'mine': endpoint.model: Field required; params: Input should be a valid integer" in text

@@ -316,6 +316,9 @@ def calibrate(name: str, out: Path | None, **options) -> None:
     console.print(table)
     print_language_notices(prepared.language_notices, console)
     print_errors(result.outcome.errors, result.invalid_grades, console)
-    console.print(f"standard '{name}' written to {path}; use it with: modelbench run --standards {name}")
+    # A standard under RUN_DIR/standards is found by name with the same --run-dir; elsewhere, by path.
+    found_by_name = out is None
+    use = f"--standards {name} --run-dir {options['run_dir']}" if found_by_name else f"--standards {path}"
+    console.print(f"standard '{name}' written to {path}; use it with: modelbench run {use}")
     if result.exit_code:
         click.get_current_context().exit(result.exit_code)
