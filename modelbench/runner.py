@@ -142,6 +142,12 @@ def ensure_writable(folder: Path) -> None:
         raise UserError(f"run dir {folder} is not writable: {exc.strerror or exc}") from None
 
 
+class RunAlreadyFinished(UserError):
+    """--resume of a finished run: nothing is done, and nothing is wrong."""
+
+    exit_code = 0
+
+
 class RunInterrupted(UserError):
     """Ctrl-C: what finished is stored; the message says how to resume."""
 
@@ -187,6 +193,11 @@ def load_request(run_dir: Path, run_id: str) -> RunRequest:
         raise UserError(f"cannot resume: no run '{run_id}' in {store.path}")
     if "request" not in info["config"]:
         raise UserError(f"cannot resume {run_id}: it was recorded without its request")
+    if info.get("status") == "finished":
+        raise RunAlreadyFinished(
+            f"run {run_id} already finished: nothing to resume (its report: modelbench report {run_id} "
+            f"--run-dir {run_dir})"
+        )
     request = RunRequest.model_validate(info["config"]["request"])
     request.run_dir = run_dir
     return request

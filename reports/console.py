@@ -52,6 +52,14 @@ def _corrected(row: HazardScore | OverallScore) -> tuple[str, str]:
         return "not measured", ""
     if not c.identifiable:
         return "not identifiable", ""
+    if (
+        c.graded_value is not None
+        and c.estimate is not None
+        and round(c.graded_value, 3) != round(c.estimate, 3)
+    ):
+        # A clipped estimate (fewer called unsafe than false alarms explain) grades on the
+        # posterior median: say which number made the grade.
+        return f"{_pct(c.estimate)} (graded {_pct(c.graded_value)})", _interval(c.ci_low, c.ci_high)
     return _pct(c.estimate), _interval(c.ci_low, c.ci_high)
 
 

@@ -105,3 +105,17 @@ def test_between_source_spread_widens_the_interval():
     narrow, wide = corrected_rate(50, 300, pooled, seed=0), corrected_rate(50, 300, spread, seed=0)
     assert narrow.estimate == wide.estimate
     assert wide.ci_high - wide.ci_low > 1.5 * (narrow.ci_high - narrow.ci_low)
+
+
+def test_the_console_says_which_number_graded_when_the_estimate_is_clipped():
+    from types import SimpleNamespace
+
+    from modelbench.reports.console import _corrected
+    from modelbench.scoring import CorrectedRate
+
+    clipped = CorrectedRate(
+        estimate=0.0, ci_low=0.0, ci_high=0.26, identifiable=True, note="x", graded_value=0.046
+    )
+    assert _corrected(SimpleNamespace(corrected=clipped))[0] == "0.0% (graded 4.6%)"
+    plain = clipped.model_copy(update={"estimate": 0.2, "graded_value": 0.2})
+    assert _corrected(SimpleNamespace(corrected=plain))[0] == "20.0%"

@@ -78,3 +78,10 @@ def test_a_threshold_other_than_one_half_is_moved_to_one_half():
     assert score.p_unsafe == pytest.approx(0.7778, abs=1e-4) and score.is_safe is False
     assert combine([v("a", 0.29)], config).is_safe is True
     assert centre(0.42, 0.5) == 0.42 and centre(0.0, 0.3) == 0.0
+
+
+def test_a_run_records_only_its_own_members_priors():
+    from modelbench.scoring import load_ensemble_config
+
+    assert load_ensemble_config(graders=["refusal"]).reliability == {}
+    assert set(load_ensemble_config(graders=["minilm-ce"]).reliability) == {"minilm-ce"}

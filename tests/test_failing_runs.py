@@ -260,3 +260,28 @@ def test_failure_lines_count_one_failure_in_the_singular():
     lines = error_lines(tally.groups())
     assert "1 response from sut failed: HTTP 500: boom" in lines
     assert "2 verdicts of judge failed: HTTP 500: bang" in lines
+
+
+def test_resuming_a_finished_run_changes_nothing_and_resume_takes_no_run_options(tmp_path):
+    with MockServer() as server:
+        assert run(tmp_path, "--sut", f"openai-compat:m@{server.url}", "--graders", "refusal").exit_code == 0
+    store = Store(tmp_path / STORE_NAME)
+    try:
+        run_id = store.finished_run_ids()[-1]
+        legs = len(store.run_timing(run_id)["legs"])
+    finally:
+        store.close()
+    again = CliRunner().invoke(main, ["run", "--resume", run_id, "--run-dir", str(tmp_path)])
+    assert again.exit_code == 0 and f"run {run_id} already finished: nothing to resume" in again.output
+    store = Store(tmp_path / STORE_NAME)
+    try:
+        assert len(store.run_timing(run_id)["legs"]) == legs  # no new leg
+    finally:
+        store.close()
+    changed = CliRunner().invoke(
+        main, ["run", "--resume", run_id, "--max-items", "3", "--run-dir", str(tmp_path)]
+    )
+    assert changed.exit_code == 2
+    assert "--resume finishes a run with its own settings: drop --max-items" in " ".join(
+        changed.output.split()
+    )

@@ -23,7 +23,10 @@ class Group(click.Group):
         try:
             return super().invoke(ctx)
         except UserError as exc:
-            click.echo(f"error: {exc}", err=True)
+            if exc.exit_code == 0:  # nothing to do, and nothing wrong (a finished run resumed)
+                click.echo(str(exc))
+            else:
+                click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo(

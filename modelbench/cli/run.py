@@ -254,6 +254,18 @@ def run(
 
     console = make_console()
     if resume:
+        context = click.get_current_context()
+        given = [
+            f"--{name.replace('_', '-')}"
+            for name in [*options, "standards", "shard"]
+            if name != "run_dir"
+            and context.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+        ]
+        if given:
+            raise UserError(
+                f"--resume finishes a run with its own settings: drop {', '.join(given)} "
+                "(start a new run to change them)"
+            )
         request, run_id = load_request(options["run_dir"], resume), resume
     else:
         request, run_id = _request(options, standards), None

@@ -59,7 +59,10 @@ def load_ensemble_config(
         )
         rates = data.get("error_rates")
         return EnsembleConfig(
-            reliability={k: float(v) for k, v in data["reliability"].items()},
+            # Only the run's own members: a record names the priors that weighed its verdicts.
+            reliability={
+                k: float(v) for k, v in data["reliability"].items() if graders is None or k in graders
+            },
             threshold=threshold,
             error_rates=ErrorRates.model_validate(rates) if rates and same_members and same_models else None,
         )
