@@ -34,10 +34,14 @@ class ErrorGroup(BaseModel):
     example_item: str
     example: str
     hint: str
+    # The reason with the server's own numbers, when every failure of the group has the same
+    # ("<html>502 Bad Gateway", not "<html>N Bad Gateway"); None when they differ in numbers.
+    shown: str | None = None
 
 
-def reason_of(message: str) -> str:
-    """The part of an error message that failures share, without per-item detail."""
+def reason_of(message: str, numbers: bool = False) -> str:
+    """The part of an error message that failures share, without per-item detail (`numbers`:
+    keep the server's numbers, for showing a reason that every failure of a group shares)."""
     text = " ".join((message or "unknown error").split())
     text = _GAVE_UP.sub("", text)
     for prefix in _PREFIXES:
@@ -55,7 +59,7 @@ def reason_of(message: str) -> str:
     # Per-item detail (token counts, ids, positions) would split one reason into as many groups as
     # items: numbers in a server's message become N; the status code and our own wording stay.
     head, sep, body = text.partition(": ") if text.startswith("HTTP ") else ("", "", text)
-    if not text.startswith("timed out"):
+    if not text.startswith("timed out") and not numbers:
         body = _NUMBER.sub("N", body)
     text = head + sep + body
     return text if len(text) <= MAX_REASON_CHARS else text[:MAX_REASON_CHARS] + "..."
@@ -97,8 +101,11 @@ class ErrorTally:
     def add(self, stage: Stage, source: str, message: str | None, item_uid: str) -> None:
         message = redact(message or "")  # a backstop: adapters redact their own secrets first
         reason = reason_of(message)
+        exact = reason_of(message, numbers=True)
         key = (stage, source, reason)
         group = self._groups.get(key)
+        if group is not None and group.shown != exact:
+            group.shown = None
         if group is None:
             example = " ".join((message or "").split())[:400]
             self._groups[key] = ErrorGroup(
@@ -109,6 +116,7 @@ class ErrorTally:
                 example_item=item_uid,
                 example=example,
                 hint=hint_for(stage, reason),
+                shown=exact,
             )
         else:
             group.count += 1
@@ -128,7 +136,7 @@ def error_lines(groups: Iterable[ErrorGroup]) -> list[str]:
     for g in groups:
         noun = "response" if g.stage == "respond" else "verdict"
         what = f"{noun}{'' if g.count == 1 else 's'} {'from' if g.stage == 'respond' else 'of'}"
-        lines.append(f"{g.count} {what} {g.source} failed: {g.reason}")
+        lines.append(f"{g.count} {what} {g.source} failed: {g.shown or g.reason}")
         if g.example and g.example != g.reason:
             lines.append(f"    e.g. item {g.example_item}: {g.example}")
         lines.append(f"    what to do: {g.hint}")

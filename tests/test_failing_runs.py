@@ -285,3 +285,18 @@ def test_resuming_a_finished_run_changes_nothing_and_resume_takes_no_run_options
     assert "--resume finishes a run with its own settings: drop --max-items" in " ".join(
         changed.output.split()
     )
+
+
+def test_a_reason_every_failure_shares_keeps_the_servers_numbers():
+    from modelbench.failures import ErrorTally, error_lines
+
+    tally = ErrorTally()
+    for i in range(3):
+        tally.add("respond", "sut", "invalid_response: non-JSON body: <html>502 Bad Gateway</html>", f"q{i}")
+    tally.add("respond", "sut", "HTTP 400: you asked for 4100 tokens", "q4")
+    tally.add("respond", "sut", "HTTP 400: you asked for 4101 tokens", "q5")
+    lines = error_lines(tally.groups())
+    assert (
+        "3 responses from sut failed: invalid_response: non-JSON body: <html>502 Bad Gateway</html>" in lines
+    )
+    assert "2 responses from sut failed: HTTP 400: you asked for N tokens" in lines
