@@ -239,3 +239,16 @@ def test_graders_may_be_comma_separated_as_well_as_repeated(tmp_path):
         result = CliRunner().invoke(main, [*args, "--max-items", "12", "--run-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "graders: refusal, minilm-clf" in " ".join(result.output.split())
+
+
+def test_device_cuda_without_a_gpu_is_one_line_before_any_model_loads(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    result = CliRunner().invoke(
+        main, ["run", "--device", "cuda", "--no-preflight", "--run-dir", str(tmp_path)]
+    )
+    assert result.exit_code == 2
+    assert "--device cuda: torch" in result.output and "use --device cpu" in result.output
+    assert not (tmp_path / "modelbench.sqlite").exists()  # nothing started

@@ -157,6 +157,25 @@ def _request(options: dict, standards: str | None = None):
     return request
 
 
+def check_local_device(device: str | None) -> None:
+    """`--device cuda[:N]` where this process runs local models: one line and exit 2 before any
+    model loads, not a failed item per prompt. (On a Ray cluster the workers' devices count.)"""
+    if not device or not device.startswith("cuda"):
+        return
+    import torch
+
+    index = int(device.split(":", 1)[1]) if ":" in device and device.split(":", 1)[1].isdigit() else 0
+    if not torch.cuda.is_available():
+        build = (
+            "a CPU-only build"
+            if torch.version.cuda is None
+            else f"CUDA {torch.version.cuda}, but no GPU is visible"
+        )
+        raise UserError(f"--device {device}: torch {torch.__version__} here is {build}; use --device cpu")
+    if index >= torch.cuda.device_count():
+        raise UserError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+
+
 def _execute(request, console: Console, run_id: str | None = None, executor=None):
     """Prepare (all checks), run with progress, and print what was reused. `executor`: None for
     the engine in this process, or a connected `RayExecutor`."""
@@ -270,6 +289,8 @@ def run(
     else:
         request, run_id = _request(options, standards), None
         request.shard = shard
+    if executor == "local":
+        check_local_device(request.sut_options.device)
     ray = None
     if executor == "ray":
         from modelbench.executors import RayExecutor
@@ -318,6 +339,7 @@ def calibrate(name: str, out: Path | None, **options) -> None:
     if not options["suts"]:
         raise UserError("calibrate needs at least one reference --sut")
     console = make_console()
+    check_local_device(options["device"])
     prepared, result = _execute(_request(options), console)
     standard = standard_from_run(name, prepared, result)
     path = write_standard(standard, out or options["run_dir"] / "standards" / f"{name}.json")
