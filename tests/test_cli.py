@@ -252,3 +252,29 @@ def test_device_cuda_without_a_gpu_is_one_line_before_any_model_loads(tmp_path):
     assert result.exit_code == 2
     assert "--device cuda: torch" in result.output and "use --device cpu" in result.output
     assert not (tmp_path / "modelbench.sqlite").exists()  # nothing started
+
+
+def test_a_ray_address_where_nothing_listens_is_one_line_in_seconds(tmp_path):
+    import socket
+    import time
+
+    pytest.importorskip("ray")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again when the block ends: nothing listens there
+    started = time.monotonic()
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            "--executor",
+            "ray",
+            "--ray-address",
+            f"127.0.0.1:{port}",
+            "--no-preflight",
+            "--run-dir",
+            str(tmp_path),
+        ],
+    )
+    assert result.exit_code == 2 and time.monotonic() - started < 30
+    assert f"cannot reach Ray at 127.0.0.1:{port}: nothing answers" in " ".join(result.output.split())

@@ -43,6 +43,26 @@ class _Actor:
     in_flight: dict[Any, Unit] = field(default_factory=dict)
 
 
+PROBE_TIMEOUT_S = 5.0
+
+
+def probe_address(address: str) -> None:
+    """A HOST:PORT (or ray://HOST:PORT) where nothing listens is one line in seconds: Ray itself
+    retries such an address for minutes, printing warnings. `auto` is left to Ray."""
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return
+    import socket
+
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        why = "connection refused" if isinstance(exc, ConnectionRefusedError) else (exc.strerror or str(exc))
+        raise UserError(f"cannot reach Ray at {address}: nothing answers on {host}:{port} ({why})") from None
+
+
 class RayExecutor:
     """`address`: None (reuse a Ray already started in this process, else RAY_ADDRESS, else a new
     local cluster on 127.0.0.1), "auto", "HOST:PORT" or "ray://HOST:PORT"."""
@@ -92,6 +112,7 @@ class RayExecutor:
             quiet: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
             try:
                 if self.address or os.environ.get("RAY_ADDRESS"):
+                    probe_address(self.address or os.environ.get("RAY_ADDRESS", ""))
                     ray.init(address=self.address, **quiet)
                 else:  # a cluster of this machine alone, reachable from this machine alone
                     ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", **quiet)
