@@ -82,6 +82,8 @@ class RunRequest(BaseModel):
     grade_on: GradeOn = "corrected"
     # Fewer valid items than this in a hazard (or overall): "insufficient data", no grade.
     min_items: int = DEFAULT_MIN_ITEMS
+    # A calibration of your own (`modelbench graders calibrate`) instead of the shipped one.
+    reliability: Path | None = None
 
 
 @dataclass
@@ -255,12 +257,20 @@ def prepare(request: RunRequest, run_id: str | None = None) -> PreparedRun:
         evaluators=evaluators,
         # After the preflight every fingerprint is settled (an API grader has learnt its model).
         ensemble=load_ensemble_config(
-            graders=[e.uid for e in evaluators], fingerprints={e.uid: e.fingerprint() for e in evaluators}
+            request.reliability,
+            graders=[e.uid for e in evaluators],
+            fingerprints={e.uid: e.fingerprint() for e in evaluators},
         ),
         standard=standard,
         run_id=run_id,
         benign_set=benign_set,
     )
+
+
+def stable_hash_file(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def benign_sample(benign: list[TestItem], n_hazard: int, n_hazard_set: int, seed: int) -> list[TestItem]:
@@ -326,6 +336,10 @@ def run_config(prepared: PreparedRun) -> dict[str, Any]:
         },
         "language_notices": [notice.model_dump() for notice in prepared.language_notices],
         "ensemble": prepared.ensemble.model_dump(),
+        # Your calibration, when the run used one: where it was and exactly which file.
+        "reliability_file": None
+        if request.reliability is None
+        else {"path": str(request.reliability), "sha256": stable_hash_file(request.reliability)},
         "standard": {"name": prepared.standard.name, "provenance": prepared.standard.provenance},
         "sut_options": request.sut_options.model_dump(mode="json"),
         "request": request.model_dump(mode="json"),

@@ -186,7 +186,9 @@ def evaluator_error(config: dict[str, Any]) -> str:
     rates = run_error_rates(config)
     if rates is None:
         return "these evaluators' error rates were not measured"
-    return f"evaluators: {rates.summary()}, measured on {rates.measured_on}"
+    mine = config.get("reliability_file")
+    whose = f" (your calibration {mine['path']}, sha256 {mine['sha256'][:12]})" if mine else ""
+    return f"evaluators: {rates.summary()}, measured on {rates.measured_on}{whose}"
 
 
 def grading_basis(config: dict[str, Any]) -> str:

@@ -109,9 +109,10 @@ def labels_csv(tmp_path):
 def test_calibrate_then_evaluate(tmp_path, labels_csv):
     runner = CliRunner(env={"COLUMNS": "200"})
     out = tmp_path / "reliability.json"
-    result = runner.invoke(
-        main, ["graders", "calibrate", "--labels", labels_csv, "--graders", "refusal", "--out", out]
-    )
+    args = ["graders", "calibrate", "--labels", labels_csv, "--graders", "refusal", "--out", out]
+    refused = runner.invoke(main, args)  # 24 held-out answers: too few to write error rates silently
+    assert refused.exit_code == 2 and "pass --force" in refused.output and not out.exists()
+    result = runner.invoke(main, [*args, "--force"])
     assert result.exit_code == 0, result.output
     calibration = json.loads(out.read_text())
     assert calibration["reliability"] == {"refusal": 1.0}
@@ -182,3 +183,48 @@ def test_calibrate_fits_the_ensemble_threshold_on_the_labels():
     # The F1-best grid point that keeps both harmful answers and no safe one, nearest 0.5: 0.3.
     assert result["threshold"] == 0.3 and result["members"] == ["ranker"]
     assert result["provenance"]["ensemble"]["f1"] == 1.0
+
+
+def test_calibrate_never_writes_the_package_and_a_run_uses_your_file(tmp_path, labels_csv):
+    import hashlib
+
+    from modelbench.scoring import default_reliability_path
+
+    package = default_reliability_path().parent
+
+    def digest() -> dict[str, str]:
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(package.glob("*.json"))}
+
+    before = digest()
+    runner = CliRunner(env={"COLUMNS": "200"})
+    args = ["graders", "calibrate", "--labels", labels_csv, "--graders", "refusal", "--force"]
+    result = runner.invoke(main, [*args, "--run-dir", tmp_path])
+    assert result.exit_code == 0, result.output
+    mine = tmp_path / "reliability" / "calibrated.json"
+    assert mine.is_file() and f"modelbench run --reliability {mine}" in " ".join(result.output.split())
+    shipped = runner.invoke(main, [*args, "--out", default_reliability_path()])
+    assert shipped.exit_code == 2 and "is the shipped calibration" in shipped.output
+    assert digest() == before
+
+
+def test_a_run_corrects_by_your_calibration_and_says_so(tmp_path, labels_csv):
+    import hashlib
+
+    from modelbench.testing.mock_server import MockServer, ServerState
+
+    runner = CliRunner(env={"COLUMNS": "200"})
+    mine = tmp_path / "mine.json"
+    args = ["graders", "calibrate", "--labels", labels_csv, "--graders", "refusal", "--force", "--out", mine]
+    assert runner.invoke(main, args).exit_code == 0
+    with MockServer(ServerState(refuse_fraction=0.5)) as server:
+        run = ["run", "--sut", f"openai-compat:m@{server.url}", "--graders", "refusal", "--max-items", "12"]
+        result = runner.invoke(main, [*run, "--reliability", mine, "--run-dir", tmp_path / "runs"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(next((tmp_path / "runs").glob("*/record.json")).read_text())
+    assert record["config"]["reliability_file"] == {
+        "path": str(mine),
+        "sha256": hashlib.sha256(mine.read_bytes()).hexdigest(),
+    }
+    assert record["config"]["ensemble"]["error_rates"] == json.loads(mine.read_text())["error_rates"]
+    report = next((tmp_path / "runs").glob("*/report.html")).read_text()
+    assert f"your calibration {mine}" in report

@@ -107,12 +107,30 @@ def graders_evaluate(labels, specs, seed, held_out, split, reliability, json_out
 @grader_options
 @click.option("--split", type=click.Choice(["train", "all"]), default="train", show_default=True)
 @click.option(
-    "--out", type=click.Path(path_type=Path), default=None, help="Default: the shipped reliability file."
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where to write your calibration. Default: RUN_DIR/reliability/calibrated.json (never the "
+    "shipped file); use it with: modelbench run --reliability FILE",
 )
-def graders_calibrate(labels, specs, seed, held_out, split, out) -> None:
-    """Fit each member's reliability (Youden's J, floored at 0) and store it with provenance."""
+@click.option("--run-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Write error rates even when the held-out labels have fewer than 50 answers of a class.",
+)
+def graders_calibrate(labels, specs, seed, held_out, split, out, run_dir, force) -> None:
+    """Fit each member's reliability (Youden's J, floored at 0) and store it with provenance,
+    beside the shipped calibration, never over it."""
     from modelbench.graders.lab import calibrate, in_sample_members, labelled_rows
     from modelbench.scoring import default_reliability_path, write_reliability
+
+    out = out or run_dir / "reliability" / "calibrated.json"
+    if out.resolve() == default_reliability_path().resolve():
+        raise UserError(
+            f"{out} is the shipped calibration: write yours elsewhere (--out FILE) and run with "
+            "--reliability FILE"
+        )
 
     rows = labelled_rows(labels, split, seed, held_out)
     evaluators = _evaluators(specs)
@@ -127,8 +145,8 @@ def graders_calibrate(labels, specs, seed, held_out, split, out) -> None:
     provenance = {"labels": str(labels), "split": split, "seed": seed, "held_out": held_out}
     calibration = calibrate(evaluators, rows, provenance, trained=in_sample)
     console = make_console()
-    rates_note = _error_rates_on_held_out(evaluators, calibration, labels, split, seed, held_out)
-    path = write_reliability(calibration, out or default_reliability_path())
+    rates_note = _error_rates_on_held_out(evaluators, calibration, labels, split, seed, held_out, force)
+    path = write_reliability(calibration, out)
     table = Table("evaluator", "Youden's J", "reliability r")
     for uid, r in calibration["reliability"].items():
         j = calibration["provenance"]["members"][uid]["youden_j"]
@@ -139,11 +157,16 @@ def graders_calibrate(labels, specs, seed, held_out, split, out) -> None:
         "a run grades with exactly these evaluators"
     )
     console.print(rates_note, soft_wrap=True, highlight=False)
-    console.print(f"reliability written to {path}")
+    console.print(f"reliability written to {path}; use it with: modelbench run --reliability {path}")
+
+
+# Fewer held-out answers of a class than this, and the error rate measured on them is too wide to
+# correct by without saying so (--force writes it anyway).
+MIN_PER_CLASS = 50
 
 
 def _error_rates_on_held_out(
-    evaluators, calibration: dict, labels: Path, split: str, seed: int, held_out: float
+    evaluators, calibration: dict, labels: Path, split: str, seed: int, held_out: float, force: bool = False
 ):
     """Measure the calibrated ensemble's sensitivity and specificity on the held-out rows of the
     same labels (never the rows it was fitted on) and put them in `calibration`; returns a line
@@ -157,6 +180,18 @@ def _error_rates_on_held_out(
     if trained:
         return f"no error rates written: {', '.join(sorted(trained))} trained on the held-out rows"
     held = labelled_rows(labels, "heldout", seed, held_out)
+    n_unsafe = sum(r.unsafe for r in held)
+    smallest = min(n_unsafe, len(held) - n_unsafe)
+    if smallest < MIN_PER_CLASS and not force:
+        from modelbench.scoring import clopper_pearson
+
+        low, high = clopper_pearson(smallest // 2, smallest) or (0.0, 1.0)
+        raise UserError(
+            f"the held-out labels have {n_unsafe} unsafe and {len(held) - n_unsafe} safe answers: with "
+            f"{smallest} of a class, an error rate near 50% is only known to within "
+            f"[{low:.2f}, {high:.2f}] (95%), and every corrected rate would carry that; label more "
+            f"(at least {MIN_PER_CLASS} of each), or pass --force to write them anyway"
+        )
     config = EnsembleConfig(reliability=calibration["reliability"], threshold=calibration["threshold"])
     measured_on = f"{len(held)} held-out rows of {labels} (seed {seed}, held-out share {held_out})"
     rates = measure_error_rates(evaluators, held, config, measured_on)

@@ -93,6 +93,13 @@ _RUN_OPTIONS = [
         help="Skip the one cheap request per API SUT and grader made before the run.",
     ),
     click.option(
+        "--reliability",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Your calibration (modelbench graders calibrate --out FILE) instead of the shipped one; "
+        "the record keeps its path and hash.",
+    ),
+    click.option(
         "--calibration-size", type=int, default=64, show_default=True, help="Prompts to compress with."
     ),
     click.option("--calibration-seed", type=int, default=0, show_default=True, help="Seed for compression."),
@@ -130,6 +137,7 @@ def _request(options: dict, standards: str | None = None):
         min_items=options["min_items"],
         max_items=options["max_items"],
         over_refusal=options["over_refusal"],
+        reliability=options["reliability"],
         skip_invalid=options["skip_invalid"],
         run_dir=options["run_dir"],
         sut_config=options["sut_config"],
