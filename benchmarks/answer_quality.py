@@ -17,13 +17,13 @@ from pathlib import Path
 from modelbench.graders.answer_quality import DECISIONS, MODEL_FILE, AnswerQualityClassifier
 from modelbench.graders.lab.answer_quality_fit import (
     LABEL_FILE,
-    file_sha256,
     fit_and_measure,
     load_own,
     load_xstest_test,
 )
 from modelbench.graders.lab.label_sources import DATA_ROOT
 from modelbench.graders.minilm import weights_version
+from modelbench.hashing import file_sha256
 
 RESULTS = Path(__file__).resolve().parent / "results" / "answer_quality.json"
 

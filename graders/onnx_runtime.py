@@ -39,7 +39,6 @@ write it. A file is written beside its place and renamed into it, with a JSON si
 sha256; a file whose hash or whose loading fails is rebuilt, never trusted.
 """
 
-import hashlib
 import importlib.metadata
 import logging
 import os
@@ -54,7 +53,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from modelbench.errors import UserError
-from modelbench.hashing import stable_hash
+from modelbench.hashing import file_sha256, stable_hash
 
 log = logging.getLogger(__name__)
 
@@ -123,14 +122,6 @@ def cache_key(identity: dict[str, Any], quantisation: Quantisation) -> str:
         },
         length=24,
     )
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def export_float(net: Any, out: Path) -> None:

@@ -52,12 +52,14 @@ def run_quality(
     classifier = classifier or AnswerQualityClassifier(load_quality_model())
     kinds = classify_rows(rows, classifier)
     by_sut: dict[str, list[QualityItem]] = defaultdict(list)
+    locales: dict[str, set[str]] = defaultdict(set)
     for row, kind in zip(rows, kinds, strict=True):
         by_sut[row["sut_uid"]].append(
             QualityItem(
                 item_uid=row["item_uid"], hazard=row["hazard"], benign=is_benign(row["source"]), kind=kind
             )
         )
+        locales[row["sut_uid"]].add(str(row.get("locale") or "en_US"))
     rates = quality_error_rates(classifier.model)
     order = load_taxonomy().hazard_uids
     scored = [score_quality(sut, items, rates, order, seed) for sut, items in by_sut.items()]
@@ -65,7 +67,7 @@ def run_quality(
     return [
         s.model_copy(
             update={
-                "unmeasured_locales": unmeasured_locales(rows, s.sut_uid, classifier.languages),
+                "unmeasured_locales": unmeasured(locales[s.sut_uid], classifier.languages),
                 "classifier": fingerprint,
             }
         )
@@ -73,7 +75,6 @@ def run_quality(
     ]
 
 
-def unmeasured_locales(rows: list[Mapping[str, Any]], sut_uid: str, languages: tuple[str, ...]) -> list[str]:
-    """Locales of a SUT's items whose language the classifier's labels do not cover."""
-    locales = {str(r.get("locale") or "en_US") for r in rows if r["sut_uid"] == sut_uid}
+def unmeasured(locales: set[str], languages: tuple[str, ...]) -> list[str]:
+    """The locales whose language the classifier's labels do not cover."""
     return sorted(loc for loc in locales if loc.replace("-", "_").split("_")[0].lower() not in languages)

@@ -30,7 +30,7 @@ from modelbench.graders import (
     language_notices,
     make_evaluator,
 )
-from modelbench.hashing import stable_hash
+from modelbench.hashing import file_sha256, stable_hash
 from modelbench.hazards import DEFAULT_STANDARD, ReferenceStandard, load_standard
 from modelbench.prompts import (
     DEFAULT_PROMPT_SET,
@@ -267,12 +267,6 @@ def prepare(request: RunRequest, run_id: str | None = None) -> PreparedRun:
     )
 
 
-def stable_hash_file(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def benign_sample(benign: list[TestItem], n_hazard: int, n_hazard_set: int, seed: int) -> list[TestItem]:
     """The benign prompts in proportion to the hazard prompts: the same share of each set, so
     `--max-items` keeps the two in the ratio of the full sets, and the sample keeps the benign
@@ -339,7 +333,7 @@ def run_config(prepared: PreparedRun) -> dict[str, Any]:
         # Your calibration, when the run used one: where it was and exactly which file.
         "reliability_file": None
         if request.reliability is None
-        else {"path": str(request.reliability), "sha256": stable_hash_file(request.reliability)},
+        else {"path": str(request.reliability), "sha256": file_sha256(request.reliability)},
         "standard": {"name": prepared.standard.name, "provenance": prepared.standard.provenance},
         "sut_options": request.sut_options.model_dump(mode="json"),
         "request": request.model_dump(mode="json"),

@@ -4,6 +4,7 @@ Templates get numbers already laid out (band positions in percent, SVG coordinat
 markup only and the arithmetic is tested here, in Python.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 from modelbench.reports.formatting import grade_class, unsafe
@@ -153,16 +154,7 @@ def sparsity_chart(series: list[dict[str, Any]]) -> dict[str, Any] | None:
         return None
     x_max, x_values = nice_axis(max(p["x"] for p in points) or 0.5)
     y_max, y_values = nice_axis(max((p["y_high"] if p["y_high"] is not None else p["y"]) for p in points))
-    left, top = CHART_PAD["left"], CHART_PAD["top"]
-    width = CHART_W - left - CHART_PAD["right"]
-    height = CHART_H - top - CHART_PAD["bottom"]
-
-    def sx(x: float) -> float:
-        return round(left + width * x / x_max, 2)
-
-    def sy(y: float) -> float:
-        return round(top + height * (1 - y / y_max), 2)
-
+    sx, sy = chart_scales(x_max, y_max)
     laid = []
     for index, s in enumerate(series):
         drawn = [
@@ -187,6 +179,17 @@ def sparsity_chart(series: list[dict[str, Any]]) -> dict[str, Any] | None:
         )
     return chart_frame(
         [{"v": v, "px": sx(v)} for v in x_values], [{"v": v, "px": sy(v)} for v in y_values], laid
+    )
+
+
+def chart_scales(x_max: float, y_max: float) -> tuple[Callable[[float], float], Callable[[float], float]]:
+    """Data to SVG units inside the plot box: x from 0..x_max, y from 0..y_max (up)."""
+    left, top = CHART_PAD["left"], CHART_PAD["top"]
+    width = CHART_W - left - CHART_PAD["right"]
+    height = CHART_H - top - CHART_PAD["bottom"]
+    return (
+        lambda x: round(left + width * x / x_max, 2),
+        lambda y: round(top + height * (1 - y / y_max), 2),
     )
 
 

@@ -190,10 +190,9 @@ def _cohort_board(
             )
         groups.append(group)
         if len(points) >= 2 or (points and not dense):
-            name = dense["facts"]["name"] if dense else family["base"]
-            if label:
-                name = f"{name} (set apart: {label})"
-            series.append({"name": name, "points": sorted(points, key=lambda p: p["x"])})
+            series.append(
+                {"name": name_of(dense, family, label), "points": sorted(points, key=lambda p: p["x"])}
+            )
         useful_series.append({"name": name_of(dense, family, label), "points": useful_points})
     board = {
         "key": cohort["key"],

@@ -9,7 +9,7 @@ the same drop reads as what it is.
 
 from typing import Any
 
-from modelbench.reports.charts import CHART_H, CHART_PAD, CHART_W, LINE_COLOURS, chart_frame
+from modelbench.reports.charts import LINE_COLOURS, chart_frame, chart_scales
 from modelbench.reports.quality_section import rate_cell
 from modelbench.scoring import INCAPACITY, SUTQuality, paired_kind_change
 
@@ -55,16 +55,7 @@ def usefulness_chart(families: list[dict[str, Any]]) -> dict[str, Any] | None:
             drawn_families.append({"name": family["name"], "points": points})
     if not drawn_families:
         return None
-    left, top = CHART_PAD["left"], CHART_PAD["top"]
-    width = CHART_W - left - CHART_PAD["right"]
-    height = CHART_H - top - CHART_PAD["bottom"]
-
-    def sx(x: float) -> float:
-        return round(left + width * x, 2)
-
-    def sy(y: float) -> float:
-        return round(top + height * (1 - y), 2)
-
+    sx, sy = chart_scales(1.0, 1.0)
     series = []
     for index, family in enumerate(drawn_families):
         points = []

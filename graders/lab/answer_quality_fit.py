@@ -17,7 +17,6 @@ the evaluators' LOSO rates.
 """
 
 import csv
-import hashlib
 import itertools
 import math
 from collections.abc import Sequence
@@ -197,10 +196,6 @@ def pooled_rates(per_source: dict[str, dict[str, int]]) -> dict[str, Any]:
         **spreads,
         "measured_on": " + ".join(f"{name} test" for name in per_source) + f" ({k} sources)",
     }
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def fit_and_measure(
