@@ -24,6 +24,7 @@ from modelbench.failures import ErrorGroup, ErrorTally
 from modelbench.graders import Evaluator, Exchange, Verdict
 from modelbench.hashing import stable_hash
 from modelbench.prompts import TestItem, is_benign
+from modelbench.prompts.attacks import judged_exchange
 from modelbench.scoring import CompactScore, EnsembleConfig, ItemScore, ScoredItem, combine
 from modelbench.store import Store
 from modelbench.suts import SUT, SUTResponse
@@ -107,6 +108,10 @@ class _Graded:
     item: TestItem
     response_key: str
     response: SUTResponse
+    # What the evaluators see: the item itself, or for an attacked item its base item (the clean
+    # request); and the answer as given, or decoded when the attack asked for an encoding.
+    judged_item: TestItem | None = None
+    judged_text: str = ""
 
 
 @dataclass
@@ -138,6 +143,7 @@ class Engine:
         progress: ProgressSink | None = None,
         flush_interval_s: float = 0.02,
         made_elsewhere: MadeElsewhere | None = None,
+        context_items: Sequence[TestItem] = (),
     ):
         if not evaluators:
             raise UserError("at least one grader is needed")
@@ -158,9 +164,13 @@ class Engine:
         self._verdicts_invalid = 0
         self.errors = ErrorTally()
         self._writes: asyncio.Queue = asyncio.Queue()
+        # Items that are not this run's work but that its attacked items refer to (their bases).
+        self._context = {item.uid: item for item in context_items}
+        self._items: dict[str, TestItem] = {}
 
     async def run(self, items: Sequence[TestItem]) -> RunOutcome:
         self.store.put_items(items)
+        self._items = {**self._context, **{item.uid: item for item in items}}
         self._writes = asyncio.Queue(maxsize=WRITER_QUEUE)
         self._scored = {sut.uid: [] for sut in self.suts}
         writer = asyncio.create_task(self._writer(), name="writer")
@@ -337,6 +347,8 @@ class Engine:
             for evaluator in self.evaluators:  # nothing to grade: not the evaluator's failure
                 self.progress.advance(f"grade {evaluator.uid}", 1, skipped=True)
             return
+        graded.judged_item, decoded = judged_exchange(graded.item, graded.response.text or "", self._items)
+        graded.judged_text = decoded.text
         self._pending[(graded.sut_uid, graded.item.uid)] = _Pending(graded)
         for queue in queues.values():
             await queue.put(graded)
@@ -367,7 +379,7 @@ class Engine:
 
     async def _grade_batch(self, evaluator: Evaluator, batch: list[_Graded]) -> tuple[int, int]:
         """Judge what is not stored yet; returns (verdicts reused, this run's verdicts invalid)."""
-        vkeys = [verdict_key(evaluator, g.response_key, g.response.text or "") for g in batch]
+        vkeys = [verdict_key(evaluator, g.response_key, g.judged_text) for g in batch]
         stored = self.store.get_verdicts(vkeys)
         unstored = [(g, k) for g, k in zip(batch, vkeys, strict=True) if k not in stored]
         missing = [(g, k) for g, k in unstored if k not in self.elsewhere.verdicts]
@@ -381,7 +393,7 @@ class Engine:
                 self.errors.add("grade", evaluator.uid, stored[k].raw, g.item.uid)
         self._verdicts_invalid += invalid
         if missing:
-            exchanges = [Exchange(item=g.item, response=g.response.text or "") for g, _ in missing]
+            exchanges = [Exchange(item=g.judged_item or g.item, response=g.judged_text) for g, _ in missing]
             try:
                 fresh = await evaluator.judge(exchanges)
             except UserError:

@@ -14,6 +14,7 @@ from typing import Any
 from modelbench.graders import AnswerQualityClassifier, QualityModel, load_quality_model
 from modelbench.hazards import load_taxonomy
 from modelbench.prompts import is_benign
+from modelbench.prompts.attacks import is_attacked
 from modelbench.scoring import AnswerKind, ErrorRates, QualityItem, SUTQuality, score_quality
 
 
@@ -48,7 +49,8 @@ def run_quality(
     seed: int | str = 0,
 ) -> list[SUTQuality]:
     """Usefulness scores per SUT (in the rows' order of SUTs) from a run's rows (`Store.run_rows`)."""
-    rows = list(rows)
+    # Attacked prompts' answers are the resilience section's; usefulness is about plain prompts.
+    rows = [row for row in rows if not is_attacked(row["source"])]
     classifier = classifier or AnswerQualityClassifier(load_quality_model())
     kinds = classify_rows(rows, classifier)
     by_sut: dict[str, list[QualityItem]] = defaultdict(list)

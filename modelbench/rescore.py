@@ -15,10 +15,11 @@ from typing import Any
 
 from modelbench.errors import UserError
 from modelbench.hazards import load_standard
-from modelbench.prompts import is_benign
+from modelbench.prompts import is_baseline
 from modelbench.quality import run_quality
 from modelbench.reports import RunRecord, build_record, load_record, record_path, run_error_rates
-from modelbench.scoring import GradingRules, ItemScore, ScoredItem, score_sut
+from modelbench.resilience import run_resilience
+from modelbench.scoring import EnsembleConfig, GradingRules, ItemScore, ScoredItem, score_sut
 
 
 def rebuild_record(store: Any, run_id: str) -> RunRecord:
@@ -50,7 +51,7 @@ def rebuild_record(store: Any, run_id: str) -> RunRecord:
     rows = store.run_rows(run_id)
     for row in rows:
         items = by_sut[row["sut_uid"]]  # a SUT that answered only benign prompts still has a score
-        if not is_benign(row["source"]):  # benign prompts are never graded for safety
+        if is_baseline(row["source"]):  # benign prompts are never graded; attacked ones apart
             items.append(_scored_item(row))
     seed = (config.get("prompt_set") or {}).get("seed", 0)
     request = config.get("request") or {}
@@ -73,6 +74,15 @@ def rebuild_record(store: Any, run_id: str) -> RunRecord:
         # The shipped classifier classifies again; each SUT's quality names its fingerprint, which
         # differs from the run's `config.answer_quality` when the classifier was refitted since.
         quality=run_quality(rows, seed=seed) if config.get("answer_quality") else None,
+        resilience=run_resilience(
+            rows,
+            [a["spec"] for a in config.get("attacks") or []],
+            standard,
+            rules,
+            EnsembleConfig.model_validate(config.get("ensemble") or {}),
+            {s.sut_uid: s.overall.grade for s in scores},
+            seed=seed,
+        ),
     )
     # Kept where reports look first, beside the summary's counts and grades; the run's status and
     # finish time stay its own.

@@ -39,11 +39,12 @@ from modelbench.prompts import (
     is_benign,
     load_benign_set,
     load_prompt_set,
-    proportional_sample,
-    stratified_sample,
 )
+from modelbench.prompts.attacks import Attack, is_attacked, parse_attacks
 from modelbench.quality import run_quality
 from modelbench.reports import build_record, write_record
+from modelbench.resilience import run_resilience
+from modelbench.run_items import in_shard, parse_shard, select_items
 from modelbench.scoring import (
     DEFAULT_MIN_ITEMS,
     INVALID_GRADE,
@@ -51,6 +52,7 @@ from modelbench.scoring import (
     GradeOn,
     GradingRules,
     SUTQuality,
+    SUTResilience,
     SUTScore,
     load_ensemble_config,
     score_sut,
@@ -84,6 +86,8 @@ class RunRequest(BaseModel):
     min_items: int = DEFAULT_MIN_ITEMS
     # A calibration of your own (`modelbench graders calibrate`) instead of the shipped one.
     reliability: Path | None = None
+    # Jailbreak attacks (`modelbench list attacks`): each hazard item is also asked under each.
+    attacks: list[str] = Field(default_factory=list)
 
 
 @dataclass
@@ -98,10 +102,22 @@ class PreparedRun:
     standard: ReferenceStandard
     run_id: str
     benign_set: PromptSet | None = None
+    attacks: list[Attack] = field(default_factory=list)
+    # The rewriters of attacks that need a model (past-tense@SUT), by attack spec.
+    rewriters: dict[str, SUT] = field(default_factory=dict)
 
     @property
     def benign_uids(self) -> frozenset[str]:
         return frozenset(item.uid for item in self.items if is_benign(item.source))
+
+    @property
+    def attacked_uids(self) -> frozenset[str]:
+        return frozenset(item.uid for item in self.items if is_attacked(item.source))
+
+    @property
+    def baseline_uids(self) -> frozenset[str]:
+        """The hazard items asked plainly: what the grade is made of."""
+        return frozenset(i.uid for i in self.items if not is_benign(i.source) and not is_attacked(i.source))
 
     @property
     def language_notices(self) -> list[LanguageNotice]:
@@ -118,6 +134,7 @@ class RunResult:
     wall_s: float
     report_path: Path | None = None
     quality: list[SUTQuality] = field(default_factory=list)
+    resilience: list[SUTResilience] = field(default_factory=list)
 
     @property
     def invalid_grades(self) -> list[str]:
@@ -154,21 +171,6 @@ class RunInterrupted(UserError):
     """Ctrl-C: what finished is stored; the message says how to resume."""
 
     exit_code = 130
-
-
-def parse_shard(shard: str) -> tuple[int, int]:
-    try:
-        index, count = (int(x) for x in shard.split("/"))
-    except ValueError:
-        raise UserError(f"--shard must look like i/N (e.g. 2/8), got '{shard}'") from None
-    if not 1 <= index <= count:
-        raise UserError(f"--shard {shard}: i must be between 1 and N")
-    return index, count
-
-
-def in_shard(item_uid: str, index: int, count: int) -> bool:
-    """Hash-based, so every shard gets a similar mix of hazards and personas."""
-    return int(stable_hash("shard", item_uid, length=12), 16) % count == index - 1
 
 
 @contextmanager
@@ -226,17 +228,26 @@ def prepare(request: RunRequest, run_id: str | None = None) -> PreparedRun:
     if len({e.uid for e in evaluators}) != len(evaluators):
         raise UserError("two graders of the same kind; give each kind once")
     standard = load_standard(request.standards, search=[request.run_dir / "standards"])
+    attacks = parse_attacks(request.attacks)
+    rewriters = {
+        a.spec.text: make_sut(a.spec.arg or "", request.sut_options, registry)
+        for a in attacks
+        if a.needs_model
+    }
     prompt_set = load_prompt_set(request.prompt_set, skip_invalid=request.skip_invalid)
-    items = prompt_set.items
-    if request.max_items is not None:
-        items = stratified_sample(items, request.max_items, request.seed)
     benign_set = None
     if request.over_refusal:
         benign_set = load_benign_set(request.over_refusal, skip_invalid=request.skip_invalid)
-        items = items + benign_sample(benign_set.items, len(items), len(prompt_set.items), request.seed)
+    _, items = select_items(
+        prompt_set.items,
+        request.max_items,
+        request.seed,
+        benign=benign_set.items if benign_set else None,
+        attacks=attacks,
+    )
     if request.shard:
         index, count = parse_shard(request.shard)
-        items = [item for item in items if in_shard(item.uid, index, count)]
+        items = [item for item in items if in_shard(item, index, count)]
         if not any(not is_benign(item.source) for item in items):
             raise UserError(f"shard {request.shard} has no items")
     missing = sorted({i.hazard for i in items if not is_benign(i.source)} - set(standard.frac_safe))
@@ -245,7 +256,7 @@ def prepare(request: RunRequest, run_id: str | None = None) -> PreparedRun:
     ensure_writable(request.run_dir)
     Store(request.run_dir / STORE_NAME).close()  # a corrupt or locked store fails here, before any work
     if request.preflight:
-        preflight(suts, evaluators)
+        preflight([*suts, *rewriters.values()], evaluators)
     if run_id is None:
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         run_id = f"{stamp}-{stable_hash(request.model_dump(mode='json'), time.time_ns(), length=6)}"
@@ -264,17 +275,9 @@ def prepare(request: RunRequest, run_id: str | None = None) -> PreparedRun:
         standard=standard,
         run_id=run_id,
         benign_set=benign_set,
+        attacks=attacks,
+        rewriters=rewriters,
     )
-
-
-def benign_sample(benign: list[TestItem], n_hazard: int, n_hazard_set: int, seed: int) -> list[TestItem]:
-    """The benign prompts in proportion to the hazard prompts: the same share of each set, so
-    `--max-items` keeps the two in the ratio of the full sets, and the sample keeps the benign
-    set's own mix of hazards and origins (XSTest, twins)."""
-    if n_hazard >= n_hazard_set:
-        return list(benign)
-    wanted = max(1, round(len(benign) * n_hazard / n_hazard_set))
-    return proportional_sample(benign, wanted, seed)
 
 
 def preflight(suts: list[SUT], evaluators: list[Evaluator]) -> None:
@@ -307,8 +310,9 @@ def run_config(prepared: PreparedRun) -> dict[str, Any]:
             "name": prepared.prompt_set.name,
             "description": prepared.prompt_set.description,
             "skipped_rows": prepared.prompt_set.skipped,
-            # Hazard items only: benign ones are counted under "over_refusal" and never graded.
-            "n_items": len(prepared.items) - len(prepared.benign_uids),
+            # Hazard items asked plainly: benign ones are counted under "over_refusal" and never
+            # graded, attacked ones under "attacks".
+            "n_items": len(prepared.baseline_uids),
             "max_items": request.max_items,
             "seed": request.seed,
             "shard": request.shard,
@@ -321,6 +325,11 @@ def run_config(prepared: PreparedRun) -> dict[str, Any]:
             "n_items": len(prepared.benign_uids),
         },
         "answer_quality": AnswerQualityClassifier().fingerprint(),
+        "attacks": [
+            {**a.fingerprint(), "description": a.description, "measured_on": a.measured_on}
+            for a in prepared.attacks
+        ],
+        "n_attacked_items": len(prepared.attacked_uids),
         "suts": {sut.uid: sut.fingerprint() for sut in prepared.suts},
         "graders": {e.uid: e.fingerprint() for e in prepared.evaluators},
         # Apart from the fingerprints: a fingerprint is what a calibration measured, matched as is.
@@ -418,22 +427,29 @@ def _execute(
         _mark(store, prepared.run_id, "failed", time.perf_counter() - started)
         raise
     rules = grading_rules(prepared.request, prepared.ensemble)
-    benign = prepared.benign_uids
+    benign, baseline = prepared.benign_uids, prepared.baseline_uids
+    seed = prepared.request.seed
     scores = [
-        score_sut(
-            uid,
-            [s for s in scored if s.item_uid not in benign],
-            prepared.standard,
-            rules,
-            seed=prepared.request.seed,
-        )
+        score_sut(uid, [s for s in scored if s.item_uid in baseline], prepared.standard, rules, seed=seed)
         for uid, scored in outcome.scored.items()
     ]
-    quality = run_quality(store.run_rows(prepared.run_id), seed=prepared.request.seed)
+    rows = store.run_rows(prepared.run_id)
+    quality = run_quality(rows, seed=seed)
+    resilience = run_resilience(
+        rows,
+        prepared.request.attacks,
+        prepared.standard,
+        rules,
+        prepared.ensemble,
+        {s.sut_uid: s.overall.grade for s in scores},
+        seed=seed,
+    )
+    del rows
     wall = time.perf_counter() - started
     counts = {
-        "items": len(prepared.items) - len(benign),
+        "items": len(baseline),
         "benign_items": len(benign),
+        "attacked_items": len(prepared.attacked_uids),
         "responses_new": sum(s.responses_new for s in outcome.sut_stats.values()),
         "responses_reused": sum(s.responses_reused for s in outcome.sut_stats.values()),
         "response_errors": sum(s.response_errors for s in outcome.sut_stats.values()),
@@ -469,6 +485,7 @@ def _execute(
         outcome.errors,
         executor=executor_record,
         quality=quality,
+        resilience=resilience,
     )
     path = write_record(record, run_dir / prepared.run_id)
     # The record goes into the store too, so reports survive moved or deleted run folders.
@@ -489,4 +506,4 @@ def _execute(
     except UserError as exc:  # a report is a view of the run; failing to draw it loses nothing
         logging.getLogger("modelbench").warning("no HTML report: %s", exc)
         report = None
-    return RunResult(prepared.run_id, path, scores, outcome, timing["wall_s"], report, quality)
+    return RunResult(prepared.run_id, path, scores, outcome, timing["wall_s"], report, quality, resilience)

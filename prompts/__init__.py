@@ -1,7 +1,7 @@
 """Prompt sets: rendered from hazard fragments and templates, or imported from files."""
 
 from modelbench.lazy import lazy_exports
-from modelbench.prompts.benign import BENIGN_SET, GENERAL, is_benign, proportional_sample
+from modelbench.prompts.benign import BENIGN_SET, GENERAL, is_baseline, is_benign, proportional_sample
 from modelbench.prompts.items import TestItem
 from modelbench.prompts.sampling import stratified_sample
 from modelbench.prompts.sets import (
@@ -26,6 +26,7 @@ __all__ = [
     "PromptSet",
     "TestItem",
     "builtin_set_names",
+    "is_baseline",
     "is_benign",
     "load_benign_set",
     "load_prompt_set",

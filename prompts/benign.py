@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from modelbench.errors import UserError
 from modelbench.hashing import stable_hash
 from modelbench.hazards import load_taxonomy
+from modelbench.prompts.attacks import is_attacked
 from modelbench.prompts.items import PromptSet, TestItem
 from modelbench.prompts.render import load_hazard_file, render
 
@@ -62,6 +63,12 @@ class TwinFile(BaseModel):
 
 def is_benign(source: str | None) -> bool:
     return bool(source) and source.startswith(BENIGN_PREFIX)  # type: ignore[union-attr]
+
+
+def is_baseline(source: str | None) -> bool:
+    """A hazard prompt asked plainly: neither benign (over-refusal) nor attacked (resilience).
+    What a grade is made of."""
+    return not is_benign(source) and not is_attacked(source)
 
 
 def as_benign(item: TestItem, origin: str) -> TestItem:

@@ -7,6 +7,7 @@ The record and the console are imported with the package (the runner needs them)
 from modelbench.lazy import lazy_exports
 from modelbench.reports.console import print_errors, print_language_notices, print_quality, print_scores
 from modelbench.reports.record import RECORD_VERSION, RunRecord, build_record, write_record
+from modelbench.reports.resilience_console import print_resilience
 
 _LAZY = {
     "export_rows": "modelbench.reports.export",
@@ -38,6 +39,7 @@ __all__ = [
     "load_run",
     "print_errors",
     "print_quality",
+    "print_resilience",
     "print_language_notices",
     "print_scores",
     "record_path",

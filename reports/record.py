@@ -14,13 +14,16 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelbench.failures import ErrorGroup
-from modelbench.scoring import ErrorRates, SUTQuality, SUTScore
+from modelbench.scoring import ErrorRates, SUTQuality, SUTResilience, SUTScore
 
 # 1: records before versioning. 2: scores carry `corrected` (Rogan-Gladen rate and interval) and
 # `graded_on`; grades may be "insufficient data"; `errors` lists failures by reason; timing lists
 # resume legs. Within 2, added with a default (older records load unchanged): `executor`,
 # `quality` (answer kinds: over-refusal, useful and degenerate answers, and the flag per SUT).
-RECORD_VERSION = 2
+# 3: `resilience` (jailbreak attacks: per attack and hazard the unsafe rate under attack and the
+# paired gap to the baseline; the pooled jailbreak grade); counts split baseline, benign and
+# attacked items; config names the attacks. A version-2 record loads with no resilience.
+RECORD_VERSION = 3
 
 
 class RunRecord(BaseModel):
@@ -47,6 +50,12 @@ class RunRecord(BaseModel):
     # prompts, and "safe by incapacity" / "safe by refusal" (modelbench.scoring.usefulness).
     # Empty in records written before answers were classified.
     quality: list[SUTQuality] = Field(default_factory=list)
+    # Per SUT, under each attack of `config.attacks` (modelbench.scoring.resilience). Empty when the
+    # run had no attacks, and in records before version 3.
+    resilience: list[SUTResilience] = Field(default_factory=list)
+
+    def resilience_of(self, sut_uid: str) -> SUTResilience | None:
+        return next((r for r in self.resilience if r.sut_uid == sut_uid), None)
 
     def quality_of(self, sut_uid: str) -> SUTQuality | None:
         return next((q for q in self.quality if q.sut_uid == sut_uid), None)
@@ -73,6 +82,7 @@ def build_record(
     reconstructed: bool = False,
     executor: dict[str, Any] | None = None,
     quality: list[SUTQuality] | None = None,
+    resilience: list[SUTResilience] | None = None,
 ) -> RunRecord:
     return RunRecord(
         record_version=RECORD_VERSION,
@@ -87,6 +97,7 @@ def build_record(
         scores=scores,
         executor=executor or {},
         quality=quality or [],
+        resilience=resilience or [],
     )
 
 

@@ -7,7 +7,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from modelbench.hazards import load_taxonomy
-from modelbench.prompts import is_benign
+from modelbench.prompts import is_baseline
 from modelbench.reports.charts import HEAT_STEPS, band_row, band_ticks, heat_step
 from modelbench.reports.evaluators import ensemble_section, evaluator_error, grading_basis
 from modelbench.reports.facts import sut_facts
@@ -131,7 +131,7 @@ def _sut_section(
     quality: SUTQuality | None = None,
 ) -> dict[str, Any]:
     # Benign prompts (over-refusal) are not graded for safety: they show in the quality section.
-    hazard_rows = [r for r in rows if not is_benign(r["source"])]
+    hazard_rows = [r for r in rows if is_baseline(r["source"])]
     hazards = [
         band_row(hazard_names.get(h.hazard, h.hazard), h.hazard, h, 1 - h.reference_frac_safe)
         for h in score.hazards

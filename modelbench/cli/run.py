@@ -202,10 +202,16 @@ def _execute(request, console: Console, run_id: str | None = None, executor=None
         where = f" on Ray ({resources})"
     benign = len(prepared.benign_uids)
     with_benign = f" + {benign} benign from {prepared.benign_set.name}" if prepared.benign_set else ""
+    attacked = len(prepared.attacked_uids)
+    with_attacks = (
+        f" + {attacked} attacked ({', '.join(a.spec.text for a in prepared.attacks)})"
+        if prepared.attacks
+        else ""
+    )
     console.print(
-        f"run [bold]{prepared.run_id}[/]: {len(prepared.items) - benign} items from "
+        f"run [bold]{prepared.run_id}[/]: {len(prepared.baseline_uids)} items from "
         f"{prepared.prompt_set.name}"
-        f"{with_benign}"
+        f"{with_benign}{with_attacks}"
         f" x {len(prepared.suts)} SUT(s), graders: {', '.join(e.uid for e in prepared.evaluators)}{where}"
     )
     if prepared.prompt_set.skipped:
@@ -259,6 +265,13 @@ def _execute(request, console: Console, run_id: str | None = None, executor=None
     "local models when it has GPUs, else CPUs) shared among the SUTs.",
 )
 @click.option(
+    "--attacks",
+    "attacks",
+    multiple=True,
+    help="Jailbreak attacks, comma-separated or repeated (modelbench list attacks): each hazard item is "
+    "also asked under each, and the report shows the resilience gap. E.g. template,prefix-injection,base64.",
+)
+@click.option(
     "--unit-size",
     type=int,
     default=256,
@@ -273,10 +286,17 @@ def run(
     ray_address: str | None,
     workers: int | None,
     unit_size: int,
+    attacks: tuple[str, ...],
     **options,
 ) -> None:
     """Run SUTs on a prompt set, grade every response, score and record."""
-    from modelbench.reports import print_errors, print_language_notices, print_quality, print_scores
+    from modelbench.reports import (
+        print_errors,
+        print_language_notices,
+        print_quality,
+        print_resilience,
+        print_scores,
+    )
     from modelbench.runner import grading_rules, load_request
 
     console = make_console()
@@ -284,7 +304,7 @@ def run(
         context = click.get_current_context()
         given = [
             f"--{name.replace('_', '-')}"
-            for name in [*options, "standards", "shard"]
+            for name in [*options, "standards", "shard", "attacks"]
             if name != "run_dir"
             and context.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
         ]
@@ -297,6 +317,7 @@ def run(
     else:
         request, run_id = _request(options, standards), None
         request.shard = shard
+        request.attacks = spec_list(attacks)
     if executor == "local":
         check_local_device(request.sut_options.device)
     ray = None
@@ -315,6 +336,7 @@ def run(
         result.scores, console, prepared.ensemble.error_rates, prepared.standard.name, result.quality
     )
     print_quality(result.quality, console)
+    print_resilience(result.resilience, console)
     standard_rate = (prepared.standard.provenance or {}).get("rate")
     corrected = grading_rules(prepared.request, prepared.ensemble).corrects
     if standard_rate and (standard_rate == "raw") == corrected:

@@ -15,6 +15,7 @@ from typing import Any
 from modelbench.engine import LOOKUP_CHUNK, response_key, verdict_key
 from modelbench.graders import Evaluator, Verdict
 from modelbench.prompts import TestItem
+from modelbench.prompts.attacks import attack_link, judged_exchange
 from modelbench.store import Store
 from modelbench.suts import SUT, SUTResponse
 
@@ -31,6 +32,8 @@ class Unit:
     # Stored gradable responses of items that only need judging, and their stored valid verdicts.
     responses: dict[str, SUTResponse] = field(default_factory=dict)
     verdicts: dict[str, Verdict] = field(default_factory=dict)
+    # The base items of the unit's attacked items: their clean requests are what the evaluators see.
+    bases: list[TestItem] = field(default_factory=list)
 
     @property
     def to_answer(self) -> int:
@@ -75,6 +78,7 @@ def plan_units(
     units: list[Unit] = []
     responses_stored = {sut.uid: 0 for sut in suts}
     verdicts_stored = {e.uid: 0 for e in evaluators}
+    by_uid = {item.uid: item for item in items}
     for sut in suts:
         pending: list[tuple[TestItem, str | None, SUTResponse | None, dict[str, Verdict]]] = []
         for start in range(0, len(items), LOOKUP_CHUNK):
@@ -83,8 +87,11 @@ def plan_units(
             stored = store.get_responses(keys)
             responses_stored[sut.uid] += len(stored)
             vkeys = {
-                key: [verdict_key(e, key, stored[key].text or "") for e in evaluators]
-                for key in keys
+                key: [
+                    verdict_key(e, key, judged_exchange(item, stored[key].text or "", by_uid)[1].text)
+                    for e in evaluators
+                ]
+                for item, key in zip(chunk, keys, strict=True)
                 if key in stored
             }
             found = store.get_verdicts([k for ks in vkeys.values() for k in ks])
@@ -102,6 +109,8 @@ def plan_units(
         for start in range(0, len(pending), size):
             rows = pending[start : start + size]
             unit = Unit(len(units), sut.uid, [row[0] for row in rows])
+            links = (attack_link(row[0].source) for row in rows)
+            unit.bases = [by_uid[uid] for uid in dict.fromkeys(link.base_uid for link in links if link)]
             for _, key, response, have in rows:
                 if key is not None and response is not None:
                     unit.responses[key] = response

@@ -96,7 +96,14 @@ class UnitWorker:
                 return result
         assert self.sut is not None
         store = UnitStore(unit.responses, unit.verdicts)
-        engine = Engine(store, [self.sut], self.evaluators, self.ensemble, f"unit-{unit.index}")  # type: ignore
+        engine = Engine(
+            store,  # type: ignore[arg-type]
+            [self.sut],
+            self.evaluators,
+            self.ensemble,
+            f"unit-{unit.index}",
+            context_items=unit.bases,
+        )
         try:
             await engine.run(unit.items)
         except UserError as exc:

@@ -34,6 +34,15 @@ from modelbench.scoring.paired import (
     with_correction,
 )
 from modelbench.scoring.reliability import default_reliability_path, load_ensemble_config, write_reliability
+from modelbench.scoring.resilience import (
+    AttackScore,
+    GapScore,
+    SUTResilience,
+    bootstrap_gap,
+    corrected_gap,
+    score_resilience,
+    worst_variant,
+)
 from modelbench.scoring.usefulness import (
     INCAPACITY,
     REFUSING,
@@ -47,6 +56,13 @@ from modelbench.scoring.usefulness import (
 )
 
 __all__ = [
+    "AttackScore",
+    "GapScore",
+    "SUTResilience",
+    "bootstrap_gap",
+    "corrected_gap",
+    "score_resilience",
+    "worst_variant",
     "INCAPACITY",
     "REFUSING",
     "AnswerKind",

@@ -81,6 +81,9 @@ class EnsembleConfig(BaseModel):
     # Sensitivity and specificity of exactly this configuration (members, fingerprints, weights,
     # threshold), measured on labelled test rows; None when this configuration was not measured.
     error_rates: ErrorRates | None = None
+    # The same configuration's error rates on each labelled source alone (held-out rows of that
+    # source), by source name: what answers to one kind of attack are corrected with.
+    source_error_rates: dict[str, ErrorRates] = Field(default_factory=dict)
 
     def weight_prior(self, evaluator_uid: str) -> float:
         return self.reliability.get(evaluator_uid, 1.0)

@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from modelbench.hashing import stable_hash
-from modelbench.prompts import is_benign
+from modelbench.prompts import is_baseline
 from modelbench.scoring.correction import (
     DRAWS,
     JEFFREYS,
@@ -132,7 +132,7 @@ def safe_by_item(rows: Iterable[Mapping[str, Any]], sut_uid: str) -> dict[str, b
     return {
         r["item_uid"]: r["is_safe"]
         for r in rows
-        if r["sut_uid"] == sut_uid and r["is_safe"] is not None and not is_benign(r.get("source"))
+        if r["sut_uid"] == sut_uid and r["is_safe"] is not None and is_baseline(r.get("source"))
     }
 
 

@@ -26,6 +26,25 @@ def write_reliability(calibration: dict, out: Path) -> Path:
     return write_json(calibration, out)
 
 
+def source_rates(data: dict[str, Any], pooled: dict[str, Any]) -> dict[str, ErrorRates]:
+    """Per-source error counts of the calibration (`provenance.per_source`), each with the pooled
+    between-source spread: one source's rows say how the evaluator does on that kind of answer,
+    and a new model's answers of that kind are still one more draw."""
+    per_source = (data.get("provenance") or {}).get("per_source") or {}
+    return {
+        name: ErrorRates(
+            tp=int(counts["tp"]),
+            fn=int(counts["fn"]),
+            tn=int(counts["tn"]),
+            fp=int(counts["fp"]),
+            measured_on=f"held-out {name} rows ({pooled.get('measured_on', '')})",
+            sensitivity_spread=float(pooled.get("sensitivity_spread", 0.0)),
+            specificity_spread=float(pooled.get("specificity_spread", 0.0)),
+        )
+        for name, counts in per_source.items()
+    }
+
+
 def load_ensemble_config(
     path: Path | None = None,
     graders: list[str] | None = None,
@@ -58,13 +77,15 @@ def load_ensemble_config(
             or measured == {uid: fingerprints.get(uid) for uid in measured}
         )
         rates = data.get("error_rates")
+        measured_here = bool(rates and same_members and same_models)
         return EnsembleConfig(
             # Only the run's own members: a record names the priors that weighed its verdicts.
             reliability={
                 k: float(v) for k, v in data["reliability"].items() if graders is None or k in graders
             },
             threshold=threshold,
-            error_rates=ErrorRates.model_validate(rates) if rates and same_members and same_models else None,
+            error_rates=ErrorRates.model_validate(rates) if measured_here else None,
+            source_error_rates=source_rates(data, rates) if measured_here else {},
         )
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise UserError(f"invalid reliability file {path}: {exc}") from None

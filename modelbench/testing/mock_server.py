@@ -14,6 +14,7 @@ the prompt asks for a refusal.
 
 import argparse
 import asyncio
+import base64
 import hashlib
 import json
 import math
@@ -100,7 +101,13 @@ def completion_body(model: str, content: str, finish_reason: str = "stop", n_pro
     }
 
 
-ANSWER_STYLES = ("mirror", "on_topic", "loop", "stutter")
+ANSWER_STYLES = ("mirror", "on_topic", "loop", "stutter", "roleplay", "base64")
+# What every GPTFuzz template has one of (role-play, personas, modes, fiction): the "roleplay" style
+# complies only when a request arrives inside such a frame.
+ROLEPLAY_MARKERS = (
+    "pretend", "role", "character", "simulat", "act as", "developer mode", "dan", "story", "fiction",
+    "persona", "game", "imagine", "you are", "mode", "dr. al", "following form",
+)  # fmt: skip
 
 
 def answer_for(prompt: str, refuse_fraction: float = 0.0, style: str = "mirror") -> str:
@@ -121,6 +128,14 @@ def answer_for(prompt: str, refuse_fraction: float = 0.0, style: str = "mirror")
             f"Mock answer: happy to help with that. You asked: {prompt} In short: start with the basics, "
             "use trustworthy sources, and take it one step at a time."
         )
+    if style == "roleplay":
+        if any(marker in prompt.lower() for marker in ROLEPLAY_MARKERS):
+            return f"Mock answer: staying in character, here is what you asked for. {prompt[-80:]}"
+        return "I'm sorry, but I can't help with that."
+    if style == "base64":  # reads a base64 request and answers in base64, like a capable model
+        if "encoded in base64" in prompt:
+            return base64.b64encode(b"Mock answer: sure, here is exactly what you asked for.").decode()
+        return "I'm sorry, but I can't help with that."
     if style == "loop":
         return "I am a well-known expert with no restrictions. " * 20
     if style == "stutter":

@@ -1,0 +1,83 @@
+"""A run's jailbreak resilience: pair every attacked answer with its base item's answer and score.
+
+The glue between the attacks (`modelbench.prompts.attacks`), the rules
+(`modelbench.scoring.resilience`) and the store: it reads a run's per-item rows, so the runner and
+`rescore` compute the same thing from the same stored answers and verdicts.
+"""
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from modelbench.hazards import ReferenceStandard
+from modelbench.prompts import is_benign
+from modelbench.prompts.attacks import attack_link, make_attack
+from modelbench.scoring import (
+    CompactScore,
+    EnsembleConfig,
+    GradingRules,
+    ScoredItem,
+    SUTResilience,
+    score_resilience,
+)
+
+
+def row_score(row: Mapping[str, Any]) -> CompactScore | None:
+    if row["p_unsafe"] is None:
+        return None
+    return CompactScore(row["p_unsafe"], row["is_safe"], bool(row["uncertain"]))
+
+
+def run_resilience(
+    rows: Iterable[Mapping[str, Any]],
+    attack_specs: list[str],
+    standard: ReferenceStandard,
+    rules: GradingRules,
+    ensemble: EnsembleConfig,
+    baseline_grades: Mapping[str, str],
+    seed: int | str = 0,
+) -> list[SUTResilience]:
+    """Resilience per SUT (in the rows' order of SUTs); empty when the run had no attacks."""
+    if not attack_specs:
+        return []
+    attacks = [make_attack(spec) for spec in attack_specs]
+    baseline: dict[str, dict[str, ScoredItem]] = defaultdict(dict)
+    attacked: dict[str, dict[str, dict[str, list[CompactScore | None]]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(list))
+    )
+    decoded: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    suts: list[str] = []
+    for row in rows:
+        sut = row["sut_uid"]
+        if sut not in suts:
+            suts.append(sut)
+        link = attack_link(row["source"])
+        if link is None:
+            if not is_benign(row["source"]):
+                baseline[sut][row["item_uid"]] = ScoredItem(
+                    row["item_uid"], row["hazard"], row["persona"], row_score(row)
+                )
+            continue
+        attacked[sut][link.spec][link.base_uid].append(row_score(row))
+        attack = make_attack(link.spec)
+        if attack.encoded and row["outcome"] == "ok" and row["response"] is not None:
+            decoded[(sut, link.spec)][0 if attack.decode(row["response"]).decoded else 1] += 1
+    meta = [(a.spec.text, a.description, a.measured_on, a.encoded) for a in attacks]
+    results = []
+    for sut in suts:
+        result = score_resilience(
+            sut,
+            baseline[sut],
+            attacked[sut],
+            meta,
+            standard,
+            rules,
+            ensemble.source_error_rates,
+            baseline_grades.get(sut, ""),
+            seed,
+        )
+        for score in result.attacks:
+            if make_attack(score.attack).encoded:
+                score.decoded, score.as_given = decoded[(sut, score.attack)]
+        results.append(result)
+    return results
