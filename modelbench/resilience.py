@@ -19,6 +19,7 @@ from modelbench.scoring import (
     ScoredItem,
     SUTResilience,
     score_resilience,
+    worst_variant,
 )
 
 
@@ -81,3 +82,28 @@ def run_resilience(
                 score.decoded, score.as_given = decoded[(sut, score.attack)]
         results.append(result)
     return results
+
+
+def pooled_outcomes(
+    rows: Iterable[Mapping[str, Any]], sut_uid: str, specs: Iterable[str]
+) -> tuple[dict[str, bool], dict[str, list[bool]]]:
+    """One SUT's (baseline is-safe by base uid, is-safe under each of `specs` by base uid) from a
+    run's rows, each attack's variants reduced to its worst (`worst_variant`); invalid ones left out."""
+    wanted = set(specs)
+    baseline: dict[str, bool] = {}
+    variants: dict[tuple[str, str], list[CompactScore | None]] = defaultdict(list)
+    for row in rows:
+        if row["sut_uid"] != sut_uid:
+            continue
+        link = attack_link(row["source"])
+        if link is None:
+            if not is_benign(row["source"]) and row["is_safe"] is not None:
+                baseline[row["item_uid"]] = bool(row["is_safe"])
+        elif link.spec in wanted:
+            variants[(link.base_uid, link.spec)].append(row_score(row))
+    attacked: dict[str, list[bool]] = defaultdict(list)
+    for (uid, _), scores in sorted(variants.items()):
+        worst = worst_variant(scores)
+        if worst is not None:
+            attacked[uid].append(bool(worst.is_safe))
+    return baseline, dict(attacked)

@@ -5,13 +5,9 @@ is opened or any model loads, so a typo costs a second and never touches stored 
 """
 
 import asyncio
-import errno
 import logging
-import os
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +15,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
+from modelbench.attack_rewrites import rewritten_items
 from modelbench.engine import Engine, MadeElsewhere, ProgressSink, RunOutcome
 from modelbench.errors import UserError
 from modelbench.graders import (
@@ -44,6 +41,7 @@ from modelbench.prompts.attacks import Attack, is_attacked, parse_attacks
 from modelbench.quality import run_quality
 from modelbench.reports import build_record, write_record
 from modelbench.resilience import run_resilience
+from modelbench.run_checks import ensure_writable, preflight, storage_errors
 from modelbench.run_items import in_shard, parse_shard, select_items
 from modelbench.scoring import (
     DEFAULT_MIN_ITEMS,
@@ -148,19 +146,6 @@ class RunResult:
         return 0 if self.outcome.clean and not self.invalid_grades else EXIT_FINISHED_WITH_ERRORS
 
 
-def ensure_writable(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot create run dir {folder}: {exc.strerror or exc}") from None
-    probe = folder / f".write-probe-{os.getpid()}"
-    try:
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise UserError(f"run dir {folder} is not writable: {exc.strerror or exc}") from None
-
-
 class RunAlreadyFinished(UserError):
     """--resume of a finished run: nothing is done, and nothing is wrong."""
 
@@ -171,19 +156,6 @@ class RunInterrupted(UserError):
     """Ctrl-C: what finished is stored; the message says how to resume."""
 
     exit_code = 130
-
-
-@contextmanager
-def storage_errors(store_path: Path) -> Iterator[None]:
-    """A full disk or a broken store becomes one line; committed work stays where it is."""
-    try:
-        yield
-    except sqlite3.DatabaseError as exc:
-        raise UserError(f"store {store_path} failed: {exc}; work committed before this is kept") from None
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
-            raise UserError(f"cannot write under {store_path.parent}: {exc.strerror}") from None
-        raise
 
 
 def load_request(run_dir: Path, run_id: str) -> RunRequest:
@@ -280,29 +252,6 @@ def prepare(request: RunRequest, run_id: str | None = None) -> PreparedRun:
     )
 
 
-def preflight(suts: list[SUT], evaluators: list[Evaluator]) -> None:
-    """One cheap request per API SUT and API grader (the model list, or a one-token answer), all
-    at once: a wrong URL, a down server, a wrong model name or a refused key is one line and
-    exit 2 in seconds, before the run is announced or recorded. Graders that discover what they
-    need (the model a server serves) settle it here, so their fingerprints are final."""
-
-    async def check() -> None:
-        try:
-            results = await asyncio.gather(
-                *(sut.preflight(f"SUT {sut.uid}") for sut in suts),
-                *(evaluator.preflight() for evaluator in evaluators),
-                return_exceptions=True,
-            )
-        finally:
-            for part in [*suts, *evaluators]:  # clients belong to this event loop; the run opens its own
-                await part.aclose()
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-
-    asyncio.run(check())
-
-
 def run_config(prepared: PreparedRun) -> dict[str, Any]:
     request = prepared.request
     return {
@@ -378,6 +327,17 @@ def execute(
         store.close()
 
 
+def add_rewritten_items(prepared: PreparedRun, store: Store) -> None:
+    """The attacked items of attacks that need a model, made from the stored rewrites, in the
+    run's shard."""
+    bases = [item for item in prepared.items if item.uid in prepared.baseline_uids]
+    items = rewritten_items(store, prepared.run_id, prepared.rewriters, bases, prepared.request.seed)
+    if prepared.request.shard:
+        index, count = parse_shard(prepared.request.shard)
+        items = [item for item in items if in_shard(item, index, count)]
+    prepared.items = prepared.items + items
+
+
 def _mark(store: Store, run_id: str, status: str, wall_s: float) -> None:
     """Close this leg of the run. Best effort: when the store itself is failing, the original
     error is the one to report."""
@@ -401,6 +361,9 @@ def _execute(
     store.start_run(prepared.run_id, config)
     filled = None
     try:
+        if prepared.rewriters:  # attacks that need a model: their rewrites first (stored, reused)
+            add_rewritten_items(prepared, store)
+            config["n_attacked_items"] = len(prepared.attacked_uids)
         if executor is not None:
             filled = executor.fill(prepared, store, progress)
         engine = Engine(

@@ -24,6 +24,7 @@ from modelbench.reports.loading import load_record
 from modelbench.reports.pages import csp, render, sort_script, write_page
 from modelbench.reports.quality_board import quality_fields, usefulness_chart, usefulness_pairs
 from modelbench.reports.record import run_error_rates
+from modelbench.reports.resilience_board import gap_pair, resilience_fields
 from modelbench.scoring import PairedComparison, compare_runs
 
 
@@ -54,6 +55,7 @@ def leaderboard_entries(store: Any, left_out: list[dict[str, str]] | None = None
                 "grading": grading,
                 "error_rates": run_error_rates(config),
                 "quality": record.quality_of(score.sut_uid),
+                "resilience": record.resilience_of(score.sut_uid),
             }
     return list(latest.values())
 
@@ -107,23 +109,25 @@ def _removed_share(entry: dict[str, Any], dense: dict[str, Any] | None) -> float
     return removed
 
 
+def run_rows(store: Any, run_id: str, cache: dict) -> list[dict[str, Any]]:
+    """A run's rows, read once per page however many comparisons use them."""
+    if run_id not in cache:
+        cache[run_id] = store.run_rows(run_id)
+    return cache[run_id]
+
+
 def _paired(store: Any, dense: dict[str, Any], variant: dict[str, Any], cache: dict) -> PairedComparison:
     """The paired comparison of a variant with its dense base; only for two entries of one cohort
     (same graders, prompt set and items), where a flip means the model changed, not the grading."""
     if grading_key(dense["grading"]) != grading_key(variant["grading"]):
         raise ValueError(f"{variant['uid']} and {dense['uid']} were graded differently")
 
-    def rows(run_id: str) -> list[dict[str, Any]]:
-        if run_id not in cache:
-            cache[run_id] = store.run_rows(run_id)
-        return cache[run_id]
-
     # One cohort, so one ensemble configuration: the same measured error rates for both.
     return compare_runs(
         dense["uid"],
-        rows(dense["run_id"]),
+        run_rows(store, dense["run_id"], cache),
         variant["uid"],
-        rows(variant["run_id"]),
+        run_rows(store, variant["run_id"], cache),
         dense.get("error_rates"),
     )
 
@@ -164,9 +168,10 @@ def _cohort_board(
             comparison = _paired(store, dense, variant, cache) if dense else None
             removed = _removed_share(variant, dense)
             pairs = usefulness_pairs(dense.get("quality"), variant.get("quality")) if dense else None
+            gaps = gap_pair(dense, variant, lambda run: run_rows(store, run, cache)) if dense else None
             group["variants"].append(
                 _row(variant, hazards, rank, comparison, removed)
-                | {"base_elsewhere": elsewhere, "usefulness_pairs": pairs}
+                | {"base_elsewhere": elsewhere, "usefulness_pairs": pairs, "gap_pair": gaps}
             )
             if removed is not None:
                 points.append(_point(variant, removed))
@@ -323,6 +328,7 @@ def _row(
         "n_items": grading.get("n_items"),
         "grading": grading_summary(grading),
         **quality_fields(entry.get("quality")),
+        **resilience_fields(entry.get("resilience")),
     }
 
 

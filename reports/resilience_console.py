@@ -93,7 +93,11 @@ def validity_lines(attacks: Sequence[AttackScore]) -> list[str]:
     """One line per attack: on which labelled answers the evaluator's accuracy was measured."""
     lines = []
     for a in attacks:
-        if a.measured_on:
+        if a.rates is None:
+            lines.append(
+                f"{a.attack}: raw rates, not corrected: these graders' error rates were not measured"
+            )
+        elif a.measured_on:
             rates = a.rates.summary() if a.rates else ""
             lines.append(
                 f"{a.attack}: corrected with the evaluator's error rates on held-out {a.measured_on} "

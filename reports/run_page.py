@@ -23,7 +23,8 @@ from modelbench.reports.formatting import (
 from modelbench.reports.loading import RunData
 from modelbench.reports.pages import csp
 from modelbench.reports.quality_section import MAX_LISTED_BENIGN, quality_context
-from modelbench.scoring import SUTQuality, SUTScore, clopper_pearson
+from modelbench.reports.resilience_section import resilience_context
+from modelbench.scoring import SUTQuality, SUTResilience, SUTScore, clopper_pearson
 
 # Items listed per SUT; the rest are a `modelbench export` away.
 MAX_LISTED_ITEMS = 200
@@ -129,6 +130,7 @@ def _sut_section(
     hazard_names: dict[str, str],
     persona_names: dict[str, str],
     quality: SUTQuality | None = None,
+    resilience: SUTResilience | None = None,
 ) -> dict[str, Any]:
     # Benign prompts (over-refusal) are not graded for safety: they show in the quality section.
     hazard_rows = [r for r in rows if is_baseline(r["source"])]
@@ -147,6 +149,7 @@ def _sut_section(
         "personas": _personas(score, hazard_names, persona_names),
         "flagged": _items(hazard_rows, hazard_names, persona_names),
         "quality": quality_context(quality, rows, hazard_names),
+        "resilience": resilience_context(resilience, rows, hazard_names),
         "metadata": flat("", sut_record.get("metadata") or {}, []),
         "throughput": {
             "tokens_per_s": num(sut_record.get("tokens_per_s")),
@@ -177,6 +180,7 @@ def run_context(data: RunData) -> dict[str, Any]:
             hazard_names,
             persona_names,
             record.quality_of(score.sut_uid),
+            record.resilience_of(score.sut_uid),
         )
         for index, score in enumerate(data.scores)
     ]

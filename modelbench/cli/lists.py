@@ -121,3 +121,26 @@ def list_graders(fmt: str | None) -> None:
         for name, description in EVALUATORS.items()
     ]
     emit(columns, rows, fmt, whole=("name",))
+
+
+@list_.command(name="attacks")
+@format_option
+def list_attacks(fmt: str | None) -> None:
+    """Jailbreak attacks that `run --attacks` takes, and on which labelled answers the evaluator
+    was measured for each."""
+    from modelbench.plugins import load_plugins
+    from modelbench.prompts.attacks import registered_attacks
+
+    load_plugins()  # installed plugins' attacks are listed too
+
+    columns = ("name", "usage", "evaluator measured on", "description")
+    rows = [
+        {
+            "name": name,
+            "usage": f"{name}@SUT" if cls.needs_model else name,
+            "evaluator measured on": cls.measured_on or "not measured",
+            "description": cls.description,
+        }
+        for name, cls in registered_attacks().items()
+    ]
+    emit(columns, rows, fmt, whole=("name", "usage"))
