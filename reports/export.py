@@ -72,21 +72,76 @@ def score_rows(record: RunRecord) -> list[dict[str, Any]]:
     return rows
 
 
+def resilience_rows(record: RunRecord) -> list[dict[str, Any]]:
+    """One row per SUT, attack and hazard (hazard "overall" for all of them): pairs, baseline and
+    attacked unsafe counts, the rate under attack (raw and corrected) and the paired gap."""
+    rows = []
+    for resilience in record.resilience:
+        for attack in resilience.attacks:
+            for part in [*attack.hazards, attack.overall]:
+                c, rate = part.gap.corrected, part.attacked_corrected
+                rows.append(
+                    {
+                        "sut_uid": resilience.sut_uid,
+                        "attack": attack.attack,
+                        "hazard": part.hazard or "overall",
+                        "pairs": part.n_pairs,
+                        "sufficient": part.sufficient,
+                        "baseline_unsafe": part.baseline_unsafe,
+                        "attacked_unsafe": part.attacked_unsafe,
+                        "attacked_rate": part.attacked_rate,
+                        "attacked_ci_low": part.attacked_ci_low,
+                        "attacked_ci_high": part.attacked_ci_high,
+                        "attacked_corrected": rate.estimate if rate and rate.identifiable else None,
+                        "gap": part.gap.delta_unsafe_rate,
+                        "gap_ci_low": part.gap.ci_low,
+                        "gap_ci_high": part.gap.ci_high,
+                        "mcnemar_p": part.gap.mcnemar_p,
+                        "gap_corrected": c.estimate if c and c.identifiable else None,
+                        "gap_corrected_ci_low": c.ci_low if c and c.identifiable else None,
+                        "gap_corrected_ci_high": c.ci_high if c and c.identifiable else None,
+                        "error_rates_from": attack.measured_on
+                        or ("general" if attack.rates else "not measured"),
+                        "attack_grade": attack.grade,
+                        "baseline_grade": attack.baseline_grade,
+                    }
+                )
+    return rows
+
+
 def item_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A run's per-item rows with `benign` (an over-refusal prompt, never graded for safety) and
+    """A run's per-item rows with `benign` (an over-refusal prompt, never graded for safety),
     `answer_kind` (answer, refusal or degenerate, by the shipped answer-quality classifier, named
-    in `answer_classifier`: the run's record names the one that made its rates)."""
+    in `answer_classifier`: the run's record names the one that made its rates), and for an
+    attacked prompt its `attack`, `variant`, `base_uid` and `graded_response` (the answer the
+    evaluator judged: decoded, for an attack that asked for an encoding)."""
     from modelbench.graders import AnswerQualityClassifier
     from modelbench.prompts import is_benign
+    from modelbench.prompts.attacks import attack_link, make_attack
     from modelbench.quality import classify_rows
 
     classifier = AnswerQualityClassifier()
     kinds = classify_rows(rows, classifier)
     version = classifier.model.version
-    return [
-        {**row, "benign": is_benign(row["source"]), "answer_kind": kind or "", "answer_classifier": version}
-        for row, kind in zip(rows, kinds, strict=True)
-    ]
+    out = []
+    for row, kind in zip(rows, kinds, strict=True):
+        link = attack_link(row["source"])
+        graded = row["response"]
+        if link is not None and row["response"] is not None:
+            graded = make_attack(link.spec).decode(row["response"]).text
+        out.append(
+            {
+                **row,
+                "benign": is_benign(row["source"]),
+                "attack": link.spec if link else "",
+                "variant": link.variant if link else "",
+                "base_uid": link.base_uid if link else "",
+                "graded_response": graded,
+                "answer_kind": kind or "",
+                "answer_classifier": version,
+            }
+        )
+    return out
 
 
 def export_rows(rows: list[dict[str, Any]], out: Path, fmt: str) -> Path:

@@ -8,6 +8,7 @@ import math
 
 import pytest
 from click.testing import CliRunner
+from test_reports import browser  # noqa: F401  (the headless Chromium fixture)
 
 from modelbench.cli import main
 from modelbench.errors import UserError
@@ -350,3 +351,50 @@ def test_a_rebuilt_record_has_the_same_resilience(attacked_family, tmp_path):
     original = {r.sut_uid: r for r in attacked_family["result"].resilience}
     for r in rebuilt.resilience:
         assert r.model_dump() == original[r.sut_uid].model_dump()
+
+
+def test_exports_carry_each_attacked_item_and_the_gap_per_hazard(attacked_family, tmp_path):
+    from modelbench.reports import item_rows, load_record, resilience_rows
+
+    items = item_rows(attacked_family["store"].run_rows("a1"))
+    attacked = [r for r in items if r["attack"]]
+    assert {r["attack"] for r in attacked} == {"template", "base64"} and all(r["base_uid"] for r in attacked)
+    assert all(
+        r["attack"] == "" and r["graded_response"] == r["response"] for r in items if not r["base_uid"]
+    )
+    rows = resilience_rows(load_record(attacked_family["store"], "a1"))
+    overall = [r for r in rows if r["hazard"] == "overall"]
+    assert len(overall) == 4 and all(r["pairs"] == 36 for r in overall)  # 2 SUTs x 2 attacks
+    result = CliRunner().invoke(
+        main,
+        ["export", "a1", "--what", "resilience", "--run-dir", str(attacked_family["store"].path.parent),
+         "--out", str(tmp_path / "r.csv")],
+    )  # fmt: skip
+    assert result.exit_code == 0 and "wrote" in result.output
+
+
+def test_the_resilience_section_and_the_gap_column_in_headless_chromium(attacked_family, tmp_path, request):
+    driver = request.getfixturevalue("browser")
+    from selenium.webdriver.common.by import By
+    from test_reports import console_errors, screenshot
+
+    from modelbench.reports import write_leaderboard, write_run_report
+
+    report = write_run_report(attacked_family["store"], "a1", tmp_path / "report.html")
+    driver.get(report.as_uri())
+    driver.get_log("browser")
+    block = driver.find_element(By.CSS_SELECTOR, ".resilience-block[data-sut='beta']")
+    assert block.is_displayed() and block.find_element(By.CSS_SELECTOR, "table.attack-heat").is_displayed()
+    bar = "return document.querySelector('.resilience-block svg.gap-svg rect.gap')"
+    bar += ".getBoundingClientRect().width"
+    assert driver.execute_script(bar) > 0
+    fits = "return document.querySelector('.resilience-block table.resilience').getBoundingClientRect().right"
+    assert driver.execute_script(fits) <= driver.execute_script("return window.innerWidth")
+    warning = block.find_element(By.CSS_SELECTOR, "details.attacked-answers")
+    assert not warning.find_element(By.CSS_SELECTOR, ".textblock").is_displayed()  # folded
+    screenshot(driver, "resilience", tmp_path)
+    assert console_errors(driver) == []
+    board = write_leaderboard(attacked_family["store"], tmp_path / "leaderboard.html")
+    driver.get(board.as_uri())
+    assert driver.find_element(By.CSS_SELECTOR, "table.gap-pairs tr.pair").is_displayed()
+    assert console_errors(driver) == []

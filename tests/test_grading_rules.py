@@ -50,7 +50,7 @@ def test_a_12_item_run_grades_no_hazard(tmp_path, server):
 def test_the_record_has_raw_and_corrected_rates_and_names_the_basis(tmp_path, server):
     result, record = run(tmp_path, server, "--max-items", "240")
     assert result.exit_code == 0, result.output
-    assert record["record_version"] == 2
+    assert record["record_version"] == 3
     rates = ErrorRates.model_validate(record["config"]["ensemble"]["error_rates"])
     assert rates.tp + rates.fn > 100  # the shipped measurement, with its counts
     overall = record["scores"][0]["overall"]
@@ -193,7 +193,7 @@ def test_records_are_typed_and_versioned_and_old_ones_still_load(tmp_path, serve
     store = open_store(tmp_path)
     try:
         record = load_record(store, "latest")
-        assert isinstance(record, RunRecord) and record.record_version == RECORD_VERSION == 2
+        assert isinstance(record, RunRecord) and record.record_version == RECORD_VERSION == 3
         assert record.model_dump(mode="json")["scores"] == written["scores"]  # file and store agree
         # A version-1 record (before errors, corrected rates and versions) still loads.
         old = {k: v for k, v in written.items() if k not in {"record_version", "errors"}}

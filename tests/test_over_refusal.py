@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from modelbench.cli import main
 from modelbench.prompts import BENIGN_SET, GENERAL, is_benign, load_benign_set, load_prompt_set
 from modelbench.prompts.benign import TWIN_KINDS, benign_items, load_twins, twin_items, xstest_items
-from modelbench.runner import benign_sample
+from modelbench.run_items import benign_sample
 from modelbench.store import Store
 from modelbench.testing.mock_server import MockServer, ServerState
 

@@ -157,23 +157,29 @@ def merge(stores: tuple[Path, ...], into: Path) -> None:
 )
 @click.option(
     "--what",
-    type=click.Choice(["items", "scores"]),
+    type=click.Choice(["items", "scores", "resilience"]),
     default="items",
     show_default=True,
-    help="items: one row per item; scores: one row per SUT and hazard (and overall), raw and corrected.",
+    help="items: one row per item; scores: one row per SUT and hazard (and overall), raw and corrected; "
+    "resilience: one row per SUT, attack and hazard (and overall): rate under attack, paired gap.",
 )
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Default: RUN_DIR/RUN/WHAT.FORMAT")
 @click.option("--run-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
 def export(run: str, fmt: str, what: str, out: Path | None, run_dir: Path) -> None:
     """Rows of RUN (a run id or `latest`): per item (prompt, response, verdicts, scores) or per
     hazard (raw and corrected unsafe rates with intervals, grade, stability)."""
-    from modelbench.reports import export_rows, item_rows, load_record, score_rows
+    from modelbench.reports import export_rows, item_rows, load_record, resilience_rows, score_rows
 
     store, run_id = _open_run(run_dir, run)
     try:
-        rows = (
-            item_rows(store.run_rows(run_id)) if what == "items" else score_rows(load_record(store, run_id))
-        )
+        if what == "items":
+            rows = item_rows(store.run_rows(run_id))
+        elif what == "scores":
+            rows = score_rows(load_record(store, run_id))
+        else:
+            rows = resilience_rows(load_record(store, run_id))
+            if not rows:
+                raise UserError(f"run {run_id} had no attacks: nothing to export (run with --attacks)")
     finally:
         store.close()
     for row in rows:

@@ -122,12 +122,9 @@ def unregister_attack(name: str) -> None:
 
 
 def registered_attacks() -> dict[str, AttackClass]:
-    _load_builtins()
+    """Every registered attack. The built-ins register when `modelbench.prompts.attacks` is
+    imported (which any import of this module does first)."""
     return dict(_REGISTRY)
-
-
-def _load_builtins() -> None:
-    from modelbench.prompts.attacks import competing, encodings, rewrite, templates  # noqa: F401
 
 
 def parse_spec(text: str) -> AttackSpec:
