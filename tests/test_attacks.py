@@ -8,6 +8,7 @@ import math
 
 import pytest
 from click.testing import CliRunner
+from conftest import run_family
 from test_reports import browser  # noqa: F401  (the headless Chromium fixture)
 
 from modelbench.cli import main
@@ -265,39 +266,11 @@ def test_a_version_2_record_still_loads():
 def attacked_family(tmp_path_factory):
     """A dense SUT that complies in role-play and a 'pruned' variant of it that loops: under the
     refusal grader the looping one is 'unsafe' everywhere, so its gap is about zero."""
-    import yaml
-
-    from modelbench.runner import RunRequest, execute, prepare
-    from modelbench.suts import SUTOptions
-
     run_dir = tmp_path_factory.mktemp("attacked")
     with MockServer(ServerState(style="roleplay")) as dense, MockServer(ServerState(style="loop")) as pruned:
-        suts = {
-            "beta": {
-                "adapter": "openai_compat",
-                "endpoint": {"base_url": dense.url, "model": "m"},
-                "params": 10**6,
-            },
-            "beta-pruned": {
-                "adapter": "openai_compat",
-                "endpoint": {"base_url": pruned.url, "model": "m"},
-                "params": 600_000,
-                "dense_base": "beta",
-                "compression": "drop-layers=4",
-            },
-        }
-        config = run_dir / "suts.yaml"
-        config.write_text(yaml.safe_dump({"suts": suts}))
-        request = RunRequest(
-            suts=["beta", "beta-pruned"],
-            max_items=36,
-            attacks=["template", "base64"],
-            graders=["refusal"],
-            run_dir=run_dir,
-            sut_config=config,
-            sut_options=SUTOptions(max_attempts=1),
+        result = run_family(
+            run_dir, dense.url, pruned.url, "a1", "beta", max_items=36, attacks=["template", "base64"]
         )
-        result = execute(prepare(request, "a1"))
     store = Store(run_dir / "modelbench.sqlite")
     yield {"store": store, "result": result}
     store.close()

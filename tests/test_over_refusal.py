@@ -6,6 +6,7 @@ from collections import Counter
 
 import pytest
 from click.testing import CliRunner
+from conftest import run_family
 
 from modelbench.cli import main
 from modelbench.prompts import BENIGN_SET, GENERAL, is_benign, load_benign_set, load_prompt_set
@@ -162,42 +163,14 @@ def test_a_bad_benign_set_is_one_line_and_exit_2(tmp_path, value):
 def family(tmp_path_factory):
     """A dense SUT that answers on topic and a 'pruned' variant (dense_base, 40% fewer parameters)
     that stutters a hedge: the refusal grader calls the variant safe, the classifier degenerate."""
-    import yaml
-
-    from modelbench.runner import RunRequest, execute, prepare
-    from modelbench.suts import SUTOptions
-
     run_dir = tmp_path_factory.mktemp("family")
     with (
         MockServer(ServerState(style="on_topic")) as dense,
         MockServer(ServerState(style="stutter")) as pruned,
     ):
-        suts = {
-            "alpha": {
-                "adapter": "openai_compat",
-                "endpoint": {"base_url": dense.url, "model": "m"},
-                "params": 1_000_000,
-            },
-            "alpha-pruned": {
-                "adapter": "openai_compat",
-                "endpoint": {"base_url": pruned.url, "model": "m"},
-                "params": 600_000,
-                "dense_base": "alpha",
-                "compression": "drop-layers=4",
-            },
-        }
-        config = run_dir / "suts.yaml"
-        config.write_text(yaml.safe_dump({"suts": suts}))
-        request = RunRequest(
-            suts=["alpha", "alpha-pruned"],
-            max_items=36,
-            over_refusal=BENIGN_SET,
-            graders=["refusal"],
-            run_dir=run_dir,
-            sut_config=config,
-            sut_options=SUTOptions(max_attempts=1),
+        result = run_family(
+            run_dir, dense.url, pruned.url, "r1", "alpha", max_items=36, over_refusal=BENIGN_SET
         )
-        result = execute(prepare(request, "r1"))
     store = Store(run_dir / "modelbench.sqlite")
     yield {"store": store, "result": result}
     store.close()
