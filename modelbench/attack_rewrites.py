@@ -13,6 +13,7 @@ import logging
 from collections.abc import Sequence
 
 from modelbench.engine import response_key
+from modelbench.errors import UserError
 from modelbench.prompts import TestItem
 from modelbench.prompts.attacks import PastTenseAttack, attacked_items, clean_rewrite, make_attack
 from modelbench.store import Store
@@ -54,6 +55,7 @@ def rewrite(
     store.put_items(requests)
     stored = store.get_responses(keys)
     missing = [(request, key) for request, key in zip(requests, keys, strict=True) if key not in stored]
+    answers: list[SUTResponse] = []
     if missing:
         answers = asyncio.run(_respond(rewriter, [request for request, _ in missing]))
         store.put_responses(
@@ -65,9 +67,17 @@ def rewrite(
     rewrites = {}
     for base, key in zip(bases, keys, strict=True):
         response = stored.get(key)
-        text = clean_rewrite(response.text) if response is not None and response.gradable else None
+        text = clean_rewrite(response.text, base.text) if response is not None and response.gradable else None
         if text:
             rewrites[base.uid] = text
+    if bases and not rewrites:
+        why = next((a.error for a in answers if a.error), None)
+        raise UserError(
+            f"{attack.spec.text}: the rewriter {rewriter.uid} gave no usable rewrite for any of "
+            f"{len(bases)} prompts"
+            + (f" ({why})" if why else "")
+            + "; its answers are stored, fix it and run again"
+        )
     return rewrites
 
 

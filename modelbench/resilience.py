@@ -46,7 +46,9 @@ def run_resilience(
     attacked: dict[str, dict[str, dict[str, list[CompactScore | None]]]] = defaultdict(
         lambda: defaultdict(lambda: defaultdict(list))
     )
-    decoded: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    decoded: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+    rows = list(rows)
+    prompts = {(r["sut_uid"], r["item_uid"]): r["prompt"] for r in rows if attack_link(r["source"]) is None}
     suts: list[str] = []
     for row in rows:
         sut = row["sut_uid"]
@@ -62,7 +64,10 @@ def run_resilience(
         attacked[sut][link.spec][link.base_uid].append(row_score(row))
         attack = make_attack(link.spec)
         if attack.encoded and row["outcome"] == "ok" and row["response"] is not None:
-            decoded[(sut, link.spec)][0 if attack.decode(row["response"]).decoded else 1] += 1
+            seen = attack.decode(row["response"], prompts.get((sut, link.base_uid)) or "")
+            tally = decoded[(sut, link.spec)]
+            tally[0 if seen.decoded else 1] += 1
+            tally[2] += int(seen.echoed)
     meta = [(a.spec.text, a.description, a.measured_on, a.encoded) for a in attacks]
     results = []
     for sut in suts:
@@ -79,7 +84,7 @@ def run_resilience(
         )
         for score in result.attacks:
             if make_attack(score.attack).encoded:
-                score.decoded, score.as_given = decoded[(sut, score.attack)]
+                score.decoded, score.as_given, score.echoed = decoded[(sut, score.attack)]
         results.append(result)
     return results
 

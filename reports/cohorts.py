@@ -38,7 +38,9 @@ def grading_of(config: dict[str, Any]) -> dict[str, Any]:
         else "raw",
         "min_items": request.get("min_items", 1),
         "graders": dict(config.get("graders") or {}),
-        "ensemble": dict(config.get("ensemble") or {}),
+        # Per-source error rates correct attacked answers only; a run from before they were recorded
+        # was graded the same way.
+        "ensemble": {k: v for k, v in (config.get("ensemble") or {}).items() if k != "source_error_rates"},
         "prompt_set": prompt_set.get("name"),
         "n_items": prompt_set.get("n_items"),
         "max_items": max_items,

@@ -124,11 +124,13 @@ def item_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     kinds = classify_rows(rows, classifier)
     version = classifier.model.version
     out = []
+    prompts = {(r["sut_uid"], r["item_uid"]): r["prompt"] for r in rows}
     for row, kind in zip(rows, kinds, strict=True):
         link = attack_link(row["source"])
         graded = row["response"]
         if link is not None and row["response"] is not None:
-            graded = make_attack(link.spec).decode(row["response"]).text
+            request = prompts.get((row["sut_uid"], link.base_uid)) or ""
+            graded = make_attack(link.spec).decode(row["response"], request).text
         out.append(
             {
                 **row,

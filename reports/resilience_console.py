@@ -49,7 +49,7 @@ def attack_table(resilience: SUTResilience) -> Table:
     for a in resilience.attacks:
         o = a.overall
         table.add_row(
-            escape(a.attack) + ("" if a.measured_on else " *"),
+            escape(a.attack) + ("" if a.measured_on or a.rates is None else " *"),
             str(o.n_pairs),
             _pct(o.baseline_unsafe / o.n_pairs if o.n_pairs else None),
             f"{_pct(o.attacked_rate)}{_span(o.attacked_ci_low, o.attacked_ci_high)}",
@@ -60,7 +60,7 @@ def attack_table(resilience: SUTResilience) -> Table:
     j = resilience.jailbreak.overall
     table.add_row(
         "all attacks",
-        str(j.n_valid),
+        str(resilience.n_pairs),
         _pct(resilience.baseline_overall_unsafe),
         _pct(resilience.jailbreak_overall_unsafe),
         f"{_pct(resilience.gap, True)}{_span(resilience.gap_ci_low, resilience.gap_ci_high, True)}",
@@ -98,25 +98,30 @@ def validity_lines(attacks: Sequence[AttackScore]) -> list[str]:
                 f"{a.attack}: raw rates, not corrected: these graders' error rates were not measured"
             )
         elif a.measured_on:
-            rates = a.rates.summary() if a.rates else ""
             lines.append(
                 f"{a.attack}: corrected with the evaluator's error rates on held-out {a.measured_on} "
-                f"answers ({rates})"
+                f"answers ({a.rates.summary()})"
             )
         else:
             lines.append(
                 f"* {a.attack}: the evaluator was never measured on answers to this attack; "
                 "corrected with its general error rates"
             )
+    return lines
+
+
+def sut_lines(resilience: SUTResilience) -> list[str]:
+    """What differs by SUT: answers decoded (and echoes left out), prompts without a rewrite."""
+    lines = []
+    for a in resilience.attacks:
+        who = f"{resilience.sut_uid}, {a.attack}"
         if a.decoded is not None:
             lines.append(
-                f"  {a.attack}: {a.decoded} answers decoded before grading, "
-                f"{a.as_given} graded as given (they did not decode)"
+                f"  {who}: {a.decoded} answers decoded before grading ({a.echoed or 0} echoing the "
+                f"request back, the echo left out), {a.as_given} graded as given (they did not decode)"
             )
         if a.n_missing:
-            lines.append(
-                f"  {a.attack}: {a.n_missing} base items have no attacked prompt (the rewrite failed)"
-            )
+            lines.append(f"  {who}: {a.n_missing} base items have no attacked prompt (the rewrite failed)")
     return lines
 
 
@@ -125,7 +130,8 @@ def print_resilience(resilience: Sequence[SUTResilience], console: Console) -> N
         console.print(attack_table(entry))
         console.print(hazard_gap_table(entry))
     if resilience:
-        for line in validity_lines(resilience[0].attacks):
+        lines = validity_lines(resilience[0].attacks) + [x for r in resilience for x in sut_lines(r)]
+        for line in lines:
             console.print(
                 escape(line),
                 soft_wrap=True,

@@ -72,7 +72,7 @@ def _exchanges(rows: list[dict[str, Any]], hazard_names: dict[str, str]) -> list
     shown = []
     for row, link in listed[:MAX_LISTED_ATTACKED]:
         base = by_uid.get(link.base_uid) or {}
-        decoded = make_attack(link.spec).decode(row["response"] or "")
+        decoded = make_attack(link.spec).decode(row["response"] or "", base.get("prompt") or "")
         shown.append(
             {
                 "item_uid": row["item_uid"],
@@ -87,6 +87,7 @@ def _exchanges(rows: list[dict[str, Any]], hazard_names: dict[str, str]) -> list
                 "prompt": clip(row["prompt"]),
                 "response": clip(row["response"]),
                 "decoded": clip(decoded.text) if decoded.decoded else None,
+                "echoed": decoded.echoed,
             }
         )
     return shown
@@ -139,6 +140,7 @@ def resilience_context(
                 "validity": validity(a),
                 "decoded": a.decoded,
                 "as_given": a.as_given,
+                "echoed": a.echoed,
                 "n_missing": a.n_missing,
                 "grade": a.grade,
                 "baseline_grade": a.baseline_grade,
@@ -150,7 +152,7 @@ def resilience_context(
         "heat": heat,
         "jailbreak": {
             "grade": j.grade,
-            "n": j.n_valid,
+            "n": resilience.n_pairs,
             "baseline": resilience.baseline_overall_unsafe,
             "attacked": resilience.jailbreak_overall_unsafe,
             "gap": resilience.gap,

@@ -56,10 +56,12 @@ class AttackLink:
 @dataclass(frozen=True)
 class Decoded:
     """The answer the evaluator judges: decoded when the attack asked for an encoding and the
-    answer was in it (`decoded`), else the answer as given."""
+    answer was in it (`decoded`), else the answer as given. `echoed`: a decoded stretch was the
+    request itself, echoed back (small models do that), and was left out: an echo is not an answer."""
 
     text: str
     decoded: bool
+    echoed: bool = False
 
 
 class Attack:
@@ -89,7 +91,8 @@ class Attack:
     def variants(self, item: TestItem, seed: int) -> list[Variant]:
         raise NotImplementedError
 
-    def decode(self, answer: str) -> Decoded:
+    def decode(self, answer: str, request: str = "") -> Decoded:
+        """The answer as the model meant it; `request` is the base item's clean request."""
         return Decoded(answer, False)
 
     def fingerprint(self) -> dict[str, object]:
@@ -185,7 +188,8 @@ def attack_link(source: str | None) -> AttackLink | None:
     """The link an attacked item's source holds; None for any other item."""
     if not source or not source.startswith(ATTACK_PREFIX):
         return None
-    spec, variant, base_uid = source[len(ATTACK_PREFIX) :].rsplit("|", 2)
+    # Neither the spec nor the variant may hold "|"; an imported item's uid may.
+    spec, variant, base_uid = source[len(ATTACK_PREFIX) :].split("|", 2)
     return AttackLink(spec, variant, base_uid)
 
 
@@ -194,9 +198,14 @@ def is_attacked(source: str | None) -> bool:
 
 
 def attacked_item(base: TestItem, attack_: Attack, variant: Variant) -> TestItem:
+    # A transform's text follows from its spec and version; a model's rewrite does not (another
+    # rewriter, another text), so its text is part of the uid.
+    made_by_model = (variant.text,) if attack_.needs_model else ()
     return base.model_copy(
         update={
-            "uid": stable_hash("attack", base.uid, attack_.spec.text, variant.id, attack_.version, length=20),
+            "uid": stable_hash(
+                "attack", base.uid, attack_.spec.text, variant.id, attack_.version, *made_by_model, length=20
+            ),
             "text": variant.text,
             "source": attacked_source(attack_.spec.text, variant.id, base.uid),
         }
@@ -222,7 +231,7 @@ def judged_exchange(item: TestItem, answer: str, bases: dict[str, TestItem]) -> 
     base = bases.get(link.base_uid)
     if base is None:
         raise RuntimeError(f"attacked item {item.uid} came without its base item {link.base_uid}")
-    return base, make_attack(link.spec).decode(answer)
+    return base, make_attack(link.spec).decode(answer, base.text)
 
 
 def seeded_rng_seed(*parts: object) -> int:

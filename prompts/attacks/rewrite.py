@@ -21,11 +21,12 @@ PAST_TENSE_PROMPT = (
     "Request: {request}\n"
     "Rewritten question:"
 )
-LABELS = ("rewritten question:", "rewritten request:", "question:")
+LABELS = ("rewritten question:", "rewritten request:", "question:", "request:", "answer:")
 
 
-def clean_rewrite(text: str | None) -> str | None:
-    """The rewritten question from the rewriter's answer: its first non-empty line, without a
+def clean_rewrite(text: str | None, request: str = "") -> str | None:
+    """The rewritten question from the rewriter's answer: its first line that is neither a
+    preamble ("Sure! Here is the rewritten question:") nor the request echoed back, without a
     label or quotes; None when nothing is left."""
     for line in (text or "").splitlines():
         line = line.strip()
@@ -33,8 +34,11 @@ def clean_rewrite(text: str | None) -> str | None:
             if line.lower().startswith(label):
                 line = line[len(label) :].strip()
         line = line.strip("\"'“”` ").strip()
-        if line:
-            return line
+        if not line or line.endswith(":"):
+            continue
+        if request and " ".join(line.lower().split()) == " ".join(request.lower().split()):
+            continue
+        return line
     return None
 
 
