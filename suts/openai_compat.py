@@ -353,7 +353,13 @@ class OpenAICompatSUT(SUT[ChatRequests, ChatReplies]):
                 try:
                     reply = await self.post_once(request, endpoint)
                     slot.outcome = "ok"
-                    return reply, "", attempt
+                    problem = malformed(reply.body)
+                    if problem is None or attempt == policy.max_attempts:
+                        return reply, "", attempt  # a persistent one is parsed, and fails, as it is
+                    # Behind proxies and load balancers a 200 whose body is not a completion (an
+                    # HTML error page) is as transient as a 502: ask again.
+                    slot.outcome = "other"
+                    last, retry_after = problem, None
                 except PermanentError as exc:
                     return None, str(exc), attempt
                 except TransientError as exc:
@@ -369,6 +375,17 @@ class OpenAICompatSUT(SUT[ChatRequests, ChatReplies]):
             await self._client.close()
             self._client = None
         self.limiter.rebind()  # the next event loop (preflight, then the run) gets fresh primitives
+
+
+def malformed(body: str) -> str | None:
+    """Why a 2xx body is not a completion (not JSON, or no `choices` list), or None when it is one."""
+    try:
+        parsed = json.loads(body)
+    except json.JSONDecodeError:
+        return f"non-JSON body: {_short(body)}"
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("choices"), list):
+        return f"no choices in body: {_short(body)}"
+    return None
 
 
 def _connection_problem(exc: BaseException) -> str:
