@@ -67,7 +67,7 @@ class HuggingFaceSUT(SUT[GenerationRequest, Generation]):
         self.model_path = Path(model_path)
         self.options = options or SUTOptions()
         self.system_prompt = system_prompt
-        self.dtype = dtype
+        self.dtype = dtype or self.options.dtype
         self._metadata = metadata or {}
         # The cache asked for; becomes "dynamic" when an automatic static cache is not supported.
         self.kv_cache: str | None = self.options.kv_cache

@@ -25,6 +25,9 @@ class SUTOptions(BaseModel):
     max_attempts: int = 5
     secrets_file: Path | None = None
     kv_cache: Literal["dynamic", "static"] | None = None
+    # Local models: the dtype to run in. None: bfloat16 on a GPU or a CPU with native bf16, else
+    # float32, so the same command may give other answers on another CPU; pin it to compare.
+    dtype: Literal["float32", "bfloat16", "float16"] | None = None
 
 
 class Endpoint(BaseModel):

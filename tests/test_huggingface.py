@@ -82,6 +82,15 @@ def test_fingerprint_changes_with_generation_settings(tiny_llama):
     assert a != b and a == HuggingFaceSUT("tiny", tiny_llama, SUTOptions(max_new_tokens=10)).fingerprint()
 
 
+def test_a_pinned_dtype_is_used_and_fingerprinted_on_any_cpu(tiny_llama, items):
+    # Unpinned, the dtype follows the CPU (bf16 where it is native); pinned, every machine agrees.
+    for dtype in ("float32", "bfloat16"):
+        sut = make_sut(f"hf:{tiny_llama}", SUTOptions(max_new_tokens=3, dtype=dtype))
+        assert sut.fingerprint()["dtype"] == dtype
+        sut.respond_sync(items[:1])
+        assert str(sut._loaded.model.dtype) == f"torch.{dtype}"
+
+
 def test_specs_and_errors(tiny_llama, tmp_path):
     sut = make_sut(f"hf:{tiny_llama}", SUTOptions(max_new_tokens=5, batch_size=3))
     assert sut.uid == f"hf:{tiny_llama}" and sut.batch_size == 3

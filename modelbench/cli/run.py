@@ -57,6 +57,14 @@ _RUN_OPTIONS = [
     click.option("--batch-size", type=int, default=None, help="Local model batch size. Default: automatic."),
     click.option("--device", default=None, help="cpu, cuda, cuda:1 ... Default: cuda when present."),
     click.option(
+        "--dtype",
+        type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
+        default="auto",
+        show_default=True,
+        help="Local model dtype; auto = bfloat16 on a GPU or a CPU with native bf16, else float32. "
+        "Pin it to get the same answers on every machine (and on every Ray node).",
+    ),
+    click.option(
         "--kv-cache",
         type=click.Choice(["auto", "dynamic", "static"]),
         default="auto",
@@ -146,6 +154,7 @@ def _request(options: dict, standards: str | None = None):
             batch_size=options["batch_size"],
             device=options["device"],
             kv_cache=None if options["kv_cache"] == "auto" else options["kv_cache"],
+            dtype=None if options["dtype"] == "auto" else options["dtype"],
             concurrency=options["concurrency"],
             timeout_s=options["timeout_s"],
             max_attempts=options["max_attempts"],
