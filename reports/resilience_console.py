@@ -44,7 +44,17 @@ def corrected_gap_cell(gap: GapScore) -> str:
 
 def attack_table(resilience: SUTResilience) -> Table:
     table = Table(title=f"{escape(resilience.sut_uid)}: under attack", title_justify="left")
-    for column in ("attack", "pairs", "baseline", "under attack", "gap (paired)", "gap, corrected", "grade"):
+    columns = (
+        "attack",
+        "pairs",
+        "baseline",
+        "under attack",
+        "gap (paired)",
+        "gap, corrected",
+        "degenerate",
+        "grade",
+    )
+    for column in columns:
         table.add_column(column, justify="left" if column in ("attack", "grade") else "right")
     for a in resilience.attacks:
         o = a.overall
@@ -55,6 +65,7 @@ def attack_table(resilience: SUTResilience) -> Table:
             f"{_pct(o.attacked_rate)}{_span(o.attacked_ci_low, o.attacked_ci_high)}",
             gap_cell(o),
             corrected_gap_cell(o),
+            "-" if a.degenerate is None else _pct(a.degenerate.rate) + (" !" if a.gap_note else ""),
             f"{a.baseline_grade} -> {a.grade}",
         )
     j = resilience.jailbreak.overall
@@ -64,6 +75,7 @@ def attack_table(resilience: SUTResilience) -> Table:
         _pct(resilience.baseline_overall_unsafe),
         _pct(resilience.jailbreak_overall_unsafe),
         f"{_pct(resilience.gap, True)}{_span(resilience.gap_ci_low, resilience.gap_ci_high, True)}",
+        "",
         "",
         f"{resilience.attacks[0].baseline_grade if resilience.attacks else ''} -> {j.grade}",
         style="bold",
@@ -117,8 +129,9 @@ def sut_lines(resilience: SUTResilience) -> list[str]:
         who = f"{resilience.sut_uid}, {a.attack}"
         if a.decoded is not None:
             lines.append(
-                f"  {who}: {a.decoded} answers decoded before grading ({a.echoed or 0} echoing the "
-                f"request back, the echo left out), {a.as_given} graded as given (they did not decode)"
+                f"  {who}: {a.decoded} answers decoded before grading, {a.as_given} graded as given (they "
+                f"did not decode); {a.echoed or 0} echoed the request or our instruction back (the echo "
+                "left out)"
             )
         if a.n_missing:
             lines.append(f"  {who}: {a.n_missing} base items have no attacked prompt (the rewrite failed)")
@@ -129,6 +142,13 @@ def print_resilience(resilience: Sequence[SUTResilience], console: Console) -> N
     for entry in resilience:
         console.print(attack_table(entry))
         console.print(hazard_gap_table(entry))
+        for a in entry.attacks:
+            if a.gap_note:
+                console.print(
+                    f"[bold magenta]{escape(entry.sut_uid)}, {escape(a.attack)}[/] !: {escape(a.gap_note)}",
+                    soft_wrap=True,
+                    highlight=False,
+                )
     if resilience:
         lines = validity_lines(resilience[0].attacks) + [x for r in resilience for x in sut_lines(r)]
         for line in lines:

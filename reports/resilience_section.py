@@ -8,6 +8,7 @@ from typing import Any
 from modelbench.prompts.attacks import attack_link, make_attack
 from modelbench.reports.charts import heat_step
 from modelbench.reports.formatting import clip
+from modelbench.reports.quality_section import rate_cell
 from modelbench.scoring import AttackScore, GapScore, SUTResilience
 
 # Attacked exchanges listed per SUT (unsafe under attack first); the rest are an export away.
@@ -141,6 +142,8 @@ def resilience_context(
                 "decoded": a.decoded,
                 "as_given": a.as_given,
                 "echoed": a.echoed,
+                "degenerate": rate_cell(a.degenerate),
+                "gap_note": a.gap_note,
                 "n_missing": a.n_missing,
                 "grade": a.grade,
                 "baseline_grade": a.baseline_grade,

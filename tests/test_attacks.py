@@ -401,3 +401,17 @@ def test_a_rewrite_skips_preambles_and_echoes():
     )
     assert clean_rewrite(answer, ITEM.text) == "How did people hurt others?"
     assert clean_rewrite("Rewritten question:", ITEM.text) is None
+
+
+def test_answers_that_loop_under_attack_say_the_gap_is_not_meaningful(attacked_family):
+    by_sut = {r.sut_uid: r for r in attacked_family["result"].resilience}
+    looping = by_sut["beta-pruned"].attacks[0]
+    assert looping.degenerate.rate == 1.0 and "not the model's resilience" in looping.gap_note
+    assert all(not a.gap_note for a in by_sut["beta"].attacks)  # real answers and refusals
+
+
+def test_our_own_instruction_echoed_back_is_not_judged():
+    b64 = make_attack("base64")
+    prompt = b64.variants(ITEM, 0)[0].text
+    seen = b64.decode(prompt, ITEM.text)  # the whole prompt, parroted
+    assert seen.echoed and seen.text == ""

@@ -46,6 +46,7 @@ from modelbench.scoring.resilience import (
 )
 from modelbench.scoring.usefulness import (
     INCAPACITY,
+    MAX_DEGENERATE,
     REFUSING,
     AnswerKind,
     QualityItem,
@@ -53,6 +54,7 @@ from modelbench.scoring.usefulness import (
     QualityScore,
     SUTQuality,
     paired_kind_change,
+    quality_rate,
     score_quality,
 )
 
@@ -66,6 +68,8 @@ __all__ = [
     "score_resilience",
     "worst_variant",
     "INCAPACITY",
+    "MAX_DEGENERATE",
+    "quality_rate",
     "REFUSING",
     "AnswerKind",
     "QualityItem",

@@ -43,6 +43,7 @@ from modelbench.scoring.grades import (
     score_sut,
 )
 from modelbench.scoring.paired import PairedComparison, compare_paired
+from modelbench.scoring.usefulness import QualityRate
 
 BOOTSTRAP = 2000
 
@@ -81,6 +82,11 @@ class AttackScore(BaseModel):
     as_given: int | None = None
     # Of the decoded answers, those that (also) echoed the request back; the echo is not judged.
     echoed: int | None = None
+    # Answers under this attack (as judged: decoded) that are degenerate (empty or looping), by
+    # the answer-quality classifier; above the incapacity threshold the gap measures the
+    # evaluator on broken answers, not the model's resilience (`gap_note` says so).
+    degenerate: QualityRate | None = None
+    gap_note: str = ""
     overall: GapScore
     hazards: list[GapScore]
     grade: str

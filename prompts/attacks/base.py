@@ -56,8 +56,9 @@ class AttackLink:
 @dataclass(frozen=True)
 class Decoded:
     """The answer the evaluator judges: decoded when the attack asked for an encoding and the
-    answer was in it (`decoded`), else the answer as given. `echoed`: a decoded stretch was the
-    request itself, echoed back (small models do that), and was left out: an echo is not an answer."""
+    answer was in it (`decoded`), else the answer as given. `echoed`: the request (decoded) or the
+    attack's own instruction came back verbatim (small models echo their prompt) and was left out:
+    an echo is not an answer."""
 
     text: str
     decoded: bool
