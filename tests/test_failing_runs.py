@@ -300,3 +300,29 @@ def test_a_reason_every_failure_shares_keeps_the_servers_numbers():
         "3 responses from sut failed: invalid_response: non-JSON body: <html>502 Bad Gateway</html>" in lines
     )
     assert "2 responses from sut failed: HTTP 400: you asked for N tokens" in lines
+
+
+def test_a_run_through_20_percent_mixed_transient_faults_exits_0_with_every_item_answered(tmp_path):
+    # Seeded: 429s with Retry-After, 500s, stalls past the timeout, and 200s with an HTML page.
+    state = ServerState(fault_rate=0.2, seed=11, retry_after_s=0.01, hang_s=3.0, record_requests=False)
+    with MockServer(state) as server:
+        args = ["run", "--sut", f"openai-compat:m@{server.url}", "--graders", "refusal", "--max-items", "48"]
+        args += ["--run-dir", str(tmp_path), "--timeout", "0.5", "--max-attempts", "6"]
+        result = CliRunner().invoke(main, args)
+        faults = {k: v for k, v in server.state.served.items() if k != "ok"}
+    assert result.exit_code == 0, result.output
+    assert "garbage" in faults and "timeout" in faults and sum(faults.values()) >= 5  # the schedule bit
+    record = json.loads(next(tmp_path.glob("*/record.json")).read_text())
+    assert record["counts"]["response_errors"] == 0 and record["scores"][0]["overall"]["n_valid"] == 48
+
+
+def test_a_server_that_always_answers_html_exits_3_with_the_reason_within_the_attempt_limit(tmp_path):
+    with MockServer() as server:
+        server.script(*["garbage"] * 12)
+        args = ["--sut", f"openai-compat:m@{server.url}", "--graders", "refusal"]
+        result = run(tmp_path, *args, "--max-attempts", "3", "--no-preflight")
+        asked = server.state.served["garbage"] + server.state.served["ok"]
+    assert result.exit_code == 3, result.output
+    text = " ".join(result.output.split())
+    assert "invalid_response: non-JSON body: <html>502 Bad Gateway</html>" in text
+    assert asked == 12  # 4 items x 3 attempts, and no more
