@@ -90,8 +90,8 @@ class QualityModel(BaseModel):
     provenance: dict[str, Any] = Field(default_factory=dict)
 
 
-def repeat_share(text: str, n: int = NGRAM) -> float:
-    words = _WORD.findall(text.lower())
+def repeat_share(text: str, n: int = NGRAM, words: list[str] | None = None) -> float:
+    words = _WORD.findall(text.lower()) if words is None else words
     grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
     if not grams:
         return 0.0
@@ -120,15 +120,28 @@ def _offset(pattern: re.Pattern[str], text: str) -> int | None:
     return None if found is None else found.start()
 
 
-def signals(response: str, similarity: float | None) -> AnswerSignals:
+# How far past a rule's `refusal_within` a phrase that starts before it may reach.
+PHRASE_REACH = 200
+
+
+def signals(response: str, similarity: float | None, window: int | None = None) -> AnswerSignals:
+    """An answer's signals. `window`: find refusal phrases only where a rule can count them (those
+    starting before `window`); None searches the whole answer, as the fit does."""
     text = response.strip()
+    words = _WORD.findall(text.lower())
+    head = text if window is None else text[: window + PHRASE_REACH]
+
+    def offset(pattern: re.Pattern[str]) -> int | None:
+        found = _offset(pattern, head)
+        return None if found is None or (window is not None and found >= window) else found
+
     return AnswerSignals(
-        words=len(_WORD.findall(text.lower())),
-        repeat_share=round(repeat_share(text), 4),
+        words=len(words),
+        repeat_share=round(repeat_share(text, words=words), 4),
         similarity=None if similarity is None else round(float(similarity), 4),
-        decline_at=_offset(_DECLINE, text),
-        apology_at=_offset(_APOLOGY, text),
-        support_at=_offset(_SUPPORT, text),
+        decline_at=offset(_DECLINE),
+        apology_at=offset(_APOLOGY),
+        support_at=offset(_SUPPORT),
     )
 
 
@@ -193,9 +206,15 @@ class AnswerQualityClassifier:
             out[i] = float((a * b).sum())
         return out
 
-    def signals(self, prompts: Sequence[str], responses: Sequence[str]) -> list[AnswerSignals]:
+    def signals(
+        self, prompts: Sequence[str], responses: Sequence[str], whole: bool = False
+    ) -> list[AnswerSignals]:
+        """Signals as this model's rules read them: refusal phrases are looked for only where the
+        rules count them (a run classifies every answer, and most of an answer's text cannot
+        matter); `whole` looks everywhere, for a fit that has not chosen its window yet."""
         sims = self.similarities(prompts, responses)
-        return [signals(r, s) for r, s in zip(responses, sims, strict=True)]
+        window = None if whole else self.model.rules.refusal_within
+        return [signals(r, s, window) for r, s in zip(responses, sims, strict=True)]
 
     def classify(self, prompts: Sequence[str], responses: Sequence[str]) -> list[AnswerKind]:
         return [classify(s, self.model.rules) for s in self.signals(prompts, responses)]

@@ -174,3 +174,15 @@ def test_paired_change_in_refusals_on_the_same_benign_prompts():
     change = paired_kind_change("dense", a, "pruned", b, "refusal")  # type: ignore[arg-type]
     assert change.n == 40 and change.delta_unsafe_rate == 0.5
     assert change.mcnemar_p is not None and change.mcnemar_p < 0.001
+
+
+def test_a_run_looks_for_refusal_phrases_only_where_the_rules_count_them_and_decides_the_same():
+    from modelbench.graders import AnswerQualityClassifier, load_quality_model
+
+    model = load_quality_model()
+    rows = load_own()
+    prompts = [r.prompt for r in rows]
+    answers = [r.response for r in rows] + ["x " * 60 + "I'm sorry, I can't help with that."]
+    prompts.append("p")
+    fast = AnswerQualityClassifier(model).classify(prompts, answers)
+    assert fast == [classify(signals(a, None), model.rules) for a in answers]

@@ -203,7 +203,7 @@ def fit_and_measure(
 ) -> tuple[QualityModel, dict[str, Any]]:
     """Fit on own train rows; measure every decision on own test and XSTest test rows."""
     rows = [*own, *xstest]
-    signals = classifier.signals([r.prompt for r in rows], [r.response for r in rows])
+    signals = classifier.signals([r.prompt for r in rows], [r.response for r in rows], whole=True)
     by_row = dict(zip((id(r) for r in rows), signals, strict=True))
     train = [r for r in own if r.split == "train"]
     rules, train_f1, by_phrases = fit_rules_by([by_row[id(r)] for r in train], [r.label for r in train])
