@@ -289,3 +289,19 @@ def test_worker_slots_are_sized_per_node_and_follow_what_uses_the_device():
     executor.resources = {"CPU": 2.0}
     assert executor._kind(local, [on_device]) == "CPU"  # no GPUs: everything on CPUs
     assert executor.resume_flags == " --executor ray --workers 3 --unit-size 64"
+
+
+def test_a_worker_ray_cannot_place_stops_the_run_with_one_line(cluster, tmp_path, monkeypatch):
+    from modelbench.executors import RayExecutor
+
+    # A worker that asks for a resource no node has: Ray would wait for it forever.
+    monkeypatch.setattr(
+        RayExecutor, "_resources_for", lambda self, kind: {"num_cpus": 1, "resources": {"tpu": 1}}
+    )
+    config = write_config(tmp_path / "suts.yaml", ["slow"], latency_s=0.01)
+    started = time.perf_counter()
+    result = invoke(run_args(config, tmp_path, ["slow"], "--executor", "ray", "--placement-timeout", "2"))
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "Ray could not place a worker for slow within 2s" in text and "'tpu': 1" in text
+    assert "Traceback" not in result.output and time.perf_counter() - started < 30

@@ -274,6 +274,13 @@ def _execute(request, console: Console, run_id: str | None = None, executor=None
     "local models when it has GPUs, else CPUs) shared among the SUTs.",
 )
 @click.option(
+    "--placement-timeout",
+    type=float,
+    default=300.0,
+    show_default=True,
+    help="With --executor ray: seconds to wait for Ray to place a worker before stopping with why.",
+)
+@click.option(
     "--attacks",
     "attacks",
     multiple=True,
@@ -296,6 +303,7 @@ def run(
     workers: int | None,
     unit_size: int,
     attacks: tuple[str, ...],
+    placement_timeout: float,
     **options,
 ) -> None:
     """Run SUTs on a prompt set, grade every response, score and record."""
@@ -333,7 +341,7 @@ def run(
     if executor == "ray":
         from modelbench.executors import RayExecutor
 
-        ray = RayExecutor(ray_address, workers, unit_size)
+        ray = RayExecutor(ray_address, workers, unit_size, placement_timeout_s=placement_timeout)
     elif ray_address or workers is not None:
         raise UserError("--ray-address and --workers go with --executor ray")
     try:

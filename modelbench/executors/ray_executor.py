@@ -41,9 +41,16 @@ class _Actor:
     kind: str  # "GPU" or "CPU": the slot it holds
     handle: Any
     in_flight: dict[Any, Unit] = field(default_factory=dict)
+    # Until Ray has placed the actor (its built-in `__ray_ready__` answers), the run watches the
+    # clock: a worker no node can host would otherwise wait forever.
+    asks: dict[str, Any] = field(default_factory=dict)
+    created: float = field(default_factory=time.monotonic)
+    ready_ref: Any = None
+    placed: bool = False
 
 
 PROBE_TIMEOUT_S = 5.0
+DEFAULT_PLACEMENT_TIMEOUT_S = 300.0
 
 
 def probe_address(address: str) -> None:
@@ -75,7 +82,10 @@ class RayExecutor:
         workers: int | None = None,
         unit_size: int = DEFAULT_UNIT_SIZE,
         max_restarts: int = 3,
+        placement_timeout_s: float = DEFAULT_PLACEMENT_TIMEOUT_S,
     ):
+        if placement_timeout_s <= 0:
+            raise UserError(f"--placement-timeout must be positive, got {placement_timeout_s:g}")
         if workers is not None and workers < 1:
             raise UserError(f"--workers must be at least 1, got {workers}")
         if unit_size < 1:
@@ -84,6 +94,7 @@ class RayExecutor:
         self.workers = workers
         self.unit_size = unit_size
         self.max_restarts = max_restarts
+        self.placement_timeout_s = placement_timeout_s
         self.started_here = False
         self.resources: dict[str, float] = {}
         self._ray: Any = None
@@ -227,7 +238,9 @@ class RayExecutor:
                         and len(mine) < min(per_sut[uid], len(queue) + sum(len(a.in_flight) for a in mine))
                         and sum(1 for a in actors if a.kind == kind) < capacity[kind]
                     ):
-                        actor = _Actor(uid, kind, make(suts[uid], kind))
+                        asks = self._resources_for(kind)
+                        actor = _Actor(uid, kind, make(suts[uid], asks), asks=asks)
+                        actor.ready_ref = actor.handle.__ray_ready__.remote()
                         actors.append(actor)
                         mine.append(actor)
                         created += 1
@@ -238,6 +251,7 @@ class RayExecutor:
                         unit = queue.popleft()
                         result.dispatched(unit.sut_uid)
                         actor.in_flight[actor.handle.process.remote(unit)] = unit
+                self._check_placement(actors)
                 refs = [ref for a in actors for ref in a.in_flight]
                 if not refs:
                     continue
@@ -264,10 +278,7 @@ class RayExecutor:
         graders_fp = {e.uid: e.fingerprint() for e in prepared.evaluators}
         remote = ray.remote(UnitWorker)
 
-        cpus_per_gpu = self._cpus_per_gpu()
-
-        def make(sut: SUT, kind: str) -> Any:
-            resources = {"num_cpus": cpus_per_gpu, "num_gpus": 1} if kind == "GPU" else {"num_cpus": 1}
+        def make(sut: SUT, resources: dict[str, Any]) -> Any:
             return remote.options(
                 **resources,
                 max_restarts=self.max_restarts,
@@ -284,6 +295,31 @@ class RayExecutor:
             )
 
         return make
+
+    def _resources_for(self, kind: str) -> dict[str, Any]:
+        """What one worker asks Ray for: a GPU and its share of the node's CPUs, or one CPU."""
+        return {"num_cpus": self._cpus_per_gpu(), "num_gpus": 1} if kind == "GPU" else {"num_cpus": 1}
+
+    def _check_placement(self, actors: list[_Actor]) -> None:
+        """One line, not an endless wait, when Ray has not placed a worker within the timeout."""
+        ray = self._ray
+        for actor in actors:
+            if actor.placed:
+                continue
+            done, _ = ray.wait([actor.ready_ref], num_returns=1, timeout=0)
+            if done:
+                actor.placed = True
+            elif time.monotonic() - actor.created > self.placement_timeout_s:
+                have = (
+                    ", ".join(f"{k} {v:g}" for k, v in self.resources.items() if k in ("CPU", "GPU"))
+                    or "nothing"
+                )
+                raise UserError(
+                    f"Ray could not place a worker for {actor.sut_uid} within {self.placement_timeout_s:g}s: "
+                    f"it asks for {actor.asks}, and the cluster has {have} (busy, or no node has what "
+                    "it asks); "
+                    "free or add resources, or raise --placement-timeout"
+                )
 
     def _get(self, ref: Any, unit: Unit) -> UnitResult:
         ray = self._ray
