@@ -104,6 +104,26 @@ def test_calibrate_then_the_reference_sut_grades_good_or_better(tmp_path, api_se
         assert record["config"]["standard"]["name"] == "mine"
 
 
+def test_calibrate_that_cannot_make_a_standard_after_its_work_exits_3_not_2(tmp_path, api_server):
+    # 5 items per hazard against the default minimum of 10: answered, stored, but no standard.
+    api = f"openai-compat:mock@{api_server.url}"
+    args = [
+        "calibrate",
+        "--sut",
+        api,
+        "--graders",
+        "refusal",
+        "--max-items",
+        "60",
+        "--run-dir",
+        str(tmp_path),
+    ]
+    result = CliRunner(env=WIDE).invoke(main, args)
+    assert result.exit_code == 3, result.output
+    assert "too few valid items" in result.output and "is stored" in result.output
+    assert not (tmp_path / "standards").exists() and list(tmp_path.glob("*/record.json"))
+
+
 def test_compare_and_export(tmp_path, api_server, tiny_llama):
     runner = CliRunner(env=WIDE)
     api = f"openai-compat:mock@{api_server.url}"
