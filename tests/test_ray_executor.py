@@ -189,8 +189,16 @@ def test_model_loads_once_per_sut_and_worker_not_per_unit(cluster, tmp_path):
     args = run_args(config, tmp_path / "runs", ["m1", "m2"], "--executor", "ray", "--workers", "2")
     first = invoke([*args, "--unit-size", "3"])
     assert first.exit_code == 0, first.output
-    executor = record_of(tmp_path / "runs", first.output)["executor"]
+    record = record_of(tmp_path / "runs", first.output)
+    executor = record["executor"]
     assert executor["units_run"] == 16  # 2 SUTs x 24 items / 3
+    # Each unit's answering time as its worker measured it (no grading, no slot wait): the SUT's
+    # tokens/s compares with a local run's; the cluster's aggregate is kept apart.
+    for unit in executor["units"]:
+        assert 0 < unit["generation_s"] <= unit["wall_s"] and unit["tokens_per_s"] > 0
+    for uid in ("m1", "m2"):
+        per_worker = record["suts"][uid]["tokens_per_s"]
+        assert per_worker and executor["aggregate_tokens_per_s"][uid] > 0
     lines = loads(loads_file)
     print(f"units {executor['units_run']}, model loads {len(lines)}: {lines}")
     assert len(lines) == 4 == executor["model_loads"] == executor["actors"]  # 2 SUTs x 2 workers

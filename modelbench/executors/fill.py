@@ -24,9 +24,13 @@ class SUTFill:
     outcomes: dict[str, int] = field(default_factory=dict)
     first_start: float | None = None
     last_end: float | None = None
+    # Summed over units, as each worker measured them: answering only (see `UnitResult`).
+    worker_generation_s: float = 0.0
+    worker_tokens: int = 0
 
     @property
-    def generation_s(self) -> float:
+    def wall_s(self) -> float:
+        """From the SUT's first unit sent to its last stored: slot waits and grading included."""
         if self.first_start is None or self.last_end is None:
             return 0.0
         return self.last_end - self.first_start
@@ -61,6 +65,8 @@ class FillResult:
         """Count a unit the driver has just stored."""
         fill = self.suts[result.sut_uid]
         fill.last_end = time.perf_counter()
+        fill.worker_generation_s += result.generation_s
+        fill.worker_tokens += result.completion_tokens
         counts = UnitCounts(answered=len(result.responses))
         for key, response in result.responses:
             if response.gradable:
@@ -88,6 +94,10 @@ class FillResult:
                 "worker": result.worker,
                 "start_s": round(result.started_at - self.executor.get("started_at_unix", 0.0), 3),
                 "wall_s": round(result.wall_s, 3),
+                "generation_s": round(result.generation_s, 3),
+                "tokens_per_s": round(result.completion_tokens / result.generation_s, 1)
+                if result.generation_s > 0 and result.completion_tokens
+                else None,
                 "built": result.built,
                 "build_s": round(result.build_s, 3),
             }
@@ -105,8 +115,10 @@ class FillResult:
             stats.completion_tokens += fill.completion_tokens
             for name, n in fill.outcomes.items():
                 stats.outcomes[name] = stats.outcomes.get(name, 0) + n
-            if fill.generation_s:
-                stats.generation_s = fill.generation_s
+            # Per worker, as a local run measures one device: comparable with a local run's
+            # tokens/s. The aggregate over all workers is in the record's executor section.
+            if fill.worker_generation_s:
+                stats.generation_s = fill.worker_generation_s
         outcome.verdicts_new += self.verdicts_new
         outcome.verdicts_reused -= self.verdicts_new
 
@@ -123,4 +135,10 @@ class FillResult:
                 "max": max(walls, default=0.0),
             },
             "units": self.units,
+            # Every worker together: tokens over the SUT's wall time on the cluster.
+            "aggregate_tokens_per_s": {
+                uid: round(fill.completion_tokens / fill.wall_s, 1)
+                for uid, fill in self.suts.items()
+                if fill.wall_s > 0 and fill.completion_tokens
+            },
         }

@@ -51,6 +51,10 @@ class UnitResult:
     worker: str = ""
     started_at: float = 0.0  # time.time() on the worker
     wall_s: float = 0.0
+    # The unit's answering time and tokens as the worker's engine measured them (no grading, no
+    # wait for a slot): what a local run's tokens/s counts, so the two compare.
+    generation_s: float = 0.0
+    completion_tokens: int = 0
     # The SUT and evaluators were built (a model loaded) for this unit: the worker's first.
     built: bool = False
     build_s: float = 0.0

@@ -105,12 +105,14 @@ class UnitWorker:
             context_items=unit.bases,
         )
         try:
-            await engine.run(unit.items)
+            outcome = await engine.run(unit.items)
         except UserError as exc:
             result.problem = f"worker {worker_name()}: {exc}"
             return result
         result.responses = store.new_responses
         result.verdicts = store.new_verdicts
+        stats = outcome.sut_stats[self.sut.uid]
+        result.generation_s, result.completion_tokens = stats.generation_s, stats.completion_tokens
         result.wall_s = time.perf_counter() - started
         self.units_done += 1
         return result
