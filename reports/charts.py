@@ -44,9 +44,11 @@ def band_position(u: float, reference_unsafe: float) -> float:
 
 
 def band_ticks() -> list[dict[str, Any]]:
-    labels = ("0%", "½ × ref", "1.5 × ref", "3 × ref", "100%")
+    # Short labels (r: the reference unsafe rate, as the section's text says), so that they never
+    # run into each other on a narrow bar.
+    labels = ("0%", "½r", "1.5r", "3r", "100%")
     ticks = [{"x": x, "label": label} for x, label in zip(BAND_STOPS, labels, strict=True)]
-    ticks.insert(2, {"x": band_position(0.1, 0.1), "label": "ref"})
+    ticks.insert(2, {"x": band_position(0.1, 0.1), "label": "r"})
     return ticks
 
 
