@@ -9,17 +9,14 @@ items, which the engine runs like any other.
 """
 
 import asyncio
-import logging
 from collections.abc import Sequence
 
-from modelbench.engine import response_key
+from modelbench.engine import answer_batch, response_key
 from modelbench.errors import UserError
 from modelbench.prompts import TestItem
-from modelbench.prompts.attacks import PastTenseAttack, attacked_items, clean_rewrite, make_attack
+from modelbench.prompts.attacks import PastTenseAttack, Variant, attacked_item, clean_rewrite, make_attack
 from modelbench.store import Store
 from modelbench.suts import SUT, SUTResponse
-
-log = logging.getLogger("modelbench")
 
 
 async def _respond(sut: SUT, items: list[TestItem]) -> list[SUTResponse]:
@@ -30,14 +27,7 @@ async def _respond(sut: SUT, items: list[TestItem]) -> list[SUTResponse]:
 
     async def one(batch: list[TestItem]) -> list[SUTResponse]:
         async with limit:
-            try:
-                return await sut.respond(batch)
-            except Exception as exc:  # a failed batch fails its items; the next run retries them
-                log.warning("rewriter %s failed on a batch of %d: %r", sut.uid, len(batch), exc)
-                return [
-                    SUTResponse(sut_uid=sut.uid, item_uid=i.uid, outcome="error", error=repr(exc))
-                    for i in batch
-                ]
+            return await answer_batch(sut, batch)
 
     try:
         answers = await asyncio.gather(*(one(batch) for batch in batches))
@@ -82,13 +72,15 @@ def rewrite(
 
 
 def rewritten_items(
-    store: Store, run_id: str, rewriters: dict[str, SUT], bases: Sequence[TestItem], seed: int
+    store: Store, run_id: str, rewriters: dict[str, SUT], bases: Sequence[TestItem]
 ) -> list[TestItem]:
     """The attacked items of every attack that needs a model (`rewriters`: attack spec -> SUT)."""
     items: list[TestItem] = []
     for spec, rewriter in rewriters.items():
         attack = make_attack(spec)
         assert isinstance(attack, PastTenseAttack)
-        attack.use_rewrites(rewrite(store, run_id, attack, rewriter, bases))
-        items.extend(attacked_items(bases, [attack], seed))
+        rewrites = rewrite(store, run_id, attack, rewriter, bases)
+        items.extend(
+            attacked_item(b, attack, Variant("", rewrites[b.uid])) for b in bases if b.uid in rewrites
+        )
     return items

@@ -56,6 +56,21 @@ class NullProgress:
         pass
 
 
+async def answer_batch(sut: SUT, batch: list[TestItem]) -> list[SUTResponse]:
+    """One call of a SUT on a batch: a failed batch is recorded per item (the next run retries
+    those) and the run goes on; a `UserError` stops it; answers must come back in order."""
+    try:
+        answers = await sut.respond(batch)
+    except UserError:
+        raise
+    except Exception as exc:
+        log.warning("%s failed on a batch of %d: %r", sut.uid, len(batch), exc)
+        return [SUTResponse(sut_uid=sut.uid, item_uid=i.uid, outcome="error", error=repr(exc)) for i in batch]
+    if len(answers) != len(batch) or any(a.item_uid != i.uid for a, i in zip(answers, batch, strict=False)):
+        raise RuntimeError(f"{sut.uid} returned responses out of order or of the wrong count")
+    return answers
+
+
 def response_key(sut: SUT, item: TestItem) -> str:
     return stable_hash("response", sut.uid, sut.fingerprint(), item.uid, item.text)
 
@@ -325,20 +340,7 @@ class Engine:
         return 1
 
     async def _call(self, sut: SUT, batch: list[TestItem]) -> list[SUTResponse]:
-        try:
-            answers = await sut.respond(batch)
-        except UserError:
-            raise
-        except Exception as exc:  # a failed batch is recorded per item, and the run goes on
-            log.warning("%s failed on a batch of %d: %r", sut.uid, len(batch), exc)
-            return [
-                SUTResponse(sut_uid=sut.uid, item_uid=i.uid, outcome="error", error=repr(exc)) for i in batch
-            ]
-        if len(answers) != len(batch) or any(
-            a.item_uid != i.uid for a, i in zip(answers, batch, strict=False)
-        ):
-            raise RuntimeError(f"{sut.uid} returned responses out of order or of the wrong count")
-        return answers
+        return await answer_batch(sut, batch)
 
     async def _fan_out(self, queues: dict[str, asyncio.Queue], graded: _Graded) -> None:
         # A benign prompt's answer (over-refusal) is classified by kind, never judged for safety.

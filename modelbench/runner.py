@@ -331,7 +331,7 @@ def add_rewritten_items(prepared: PreparedRun, store: Store) -> None:
     """The attacked items of attacks that need a model, made from the stored rewrites, in the
     run's shard."""
     bases = [item for item in prepared.items if item.uid in prepared.baseline_uids]
-    items = rewritten_items(store, prepared.run_id, prepared.rewriters, bases, prepared.request.seed)
+    items = rewritten_items(store, prepared.run_id, prepared.rewriters, bases)
     if prepared.request.shard:
         index, count = parse_shard(prepared.request.shard)
         items = [item for item in items if in_shard(item, index, count)]

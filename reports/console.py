@@ -29,12 +29,15 @@ GRADE_STYLE = {
 }
 
 
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.1f}%"
+def percent(x: float | None, sign: bool = False) -> str:
+    """A rate as the console prints it ("-" when there is none); `sign` for a change in one."""
+    if x is None:
+        return "-"
+    return f"{100 * x:+.1f}%" if sign else f"{100 * x:.1f}%"
 
 
 def _interval(low: float | None, high: float | None) -> str:
-    return "-" if low is None or high is None else f"{_pct(low)}-{_pct(high)}"
+    return "-" if low is None or high is None else f"{percent(low)}-{percent(high)}"
 
 
 def _raw_unsafe(row: Tally) -> tuple[float | None, float | None, float | None]:
@@ -59,8 +62,8 @@ def _corrected(row: HazardScore | OverallScore) -> tuple[str, str]:
     ):
         # A clipped estimate (fewer called unsafe than false alarms explain) grades on the
         # posterior median: say which number made the grade.
-        return f"{_pct(c.estimate)} (graded {_pct(c.graded_value)})", _interval(c.ci_low, c.ci_high)
-    return _pct(c.estimate), _interval(c.ci_low, c.ci_high)
+        return f"{percent(c.estimate)} (graded {percent(c.graded_value)})", _interval(c.ci_low, c.ci_high)
+    return percent(c.estimate), _interval(c.ci_low, c.ci_high)
 
 
 def grade_title(score: SUTScore, quality: SUTQuality | None = None) -> str:
@@ -96,11 +99,11 @@ def grade_table(score: SUTScore, quality: SUTQuality | None = None) -> Table:
             uid,
             names.get(uid, "all hazards pooled"),
             n,
-            _pct(raw),
+            percent(raw),
             _interval(low, high),
             corrected,
             corrected_interval,
-            _pct(1 - row.reference_frac_safe),
+            percent(1 - row.reference_frac_safe),
             f"[{GRADE_STYLE.get(row.grade, 'magenta')}]{row.grade}{on}[/]",
             "-" if row.grade_stability is None else f"{100 * row.grade_stability:.0f}%",
             end_section=uid != "overall" and row is score.hazards[-1],
@@ -133,10 +136,10 @@ def grading_note(scores: Sequence[SUTScore], rates: ErrorRates | None, standard:
 def _quality_cell(rate: QualityRate | None) -> str:
     if rate is None:
         return "-"
-    text = f"{_pct(rate.rate)} [{_pct(rate.ci_low)}, {_pct(rate.ci_high)}]"
+    text = f"{percent(rate.rate)} [{percent(rate.ci_low)}, {percent(rate.ci_high)}]"
     c = rate.corrected
     if c is not None and c.identifiable and c.estimate is not None:
-        text += f" -> {_pct(c.estimate)}"
+        text += f" -> {percent(c.estimate)}"
     return text
 
 

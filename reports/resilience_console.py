@@ -7,19 +7,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from modelbench.reports.console import percent
 from modelbench.scoring import AttackScore, GapScore, SUTResilience
-
-
-def _pct(x: float | None, sign: bool = False) -> str:
-    if x is None:
-        return "-"
-    return f"{100 * x:+.1f}%" if sign else f"{100 * x:.1f}%"
 
 
 def _span(low: float | None, high: float | None, sign: bool = False) -> str:
     if low is None or high is None:
         return ""
-    return f" [{_pct(low, sign)}, {_pct(high, sign)}]"
+    return f" [{percent(low, sign)}, {percent(high, sign)}]"
 
 
 def gap_cell(gap: GapScore) -> str:
@@ -28,7 +23,7 @@ def gap_cell(gap: GapScore) -> str:
         return f"insufficient data (n={gap.n_pairs})"
     p = gap.gap.mcnemar_p
     sig = "" if p is None else (" p<0.001" if p < 0.001 else f" p={p:.3f}")
-    return f"{_pct(gap.gap.delta_unsafe_rate, True)}{_span(gap.gap.ci_low, gap.gap.ci_high, True)}{sig}"
+    return f"{percent(gap.gap.delta_unsafe_rate, True)}{_span(gap.gap.ci_low, gap.gap.ci_high, True)}{sig}"
 
 
 def corrected_gap_cell(gap: GapScore) -> str:
@@ -39,7 +34,7 @@ def corrected_gap_cell(gap: GapScore) -> str:
         return "not measured"
     if not c.identifiable:
         return "not identifiable"
-    return f"{_pct(c.estimate, True)}{_span(c.ci_low, c.ci_high, True)}"
+    return f"{percent(c.estimate, True)}{_span(c.ci_low, c.ci_high, True)}"
 
 
 def attack_table(resilience: SUTResilience) -> Table:
@@ -61,20 +56,20 @@ def attack_table(resilience: SUTResilience) -> Table:
         table.add_row(
             escape(a.attack) + ("" if a.measured_on or a.rates is None else " *"),
             str(o.n_pairs),
-            _pct(o.baseline_unsafe / o.n_pairs if o.n_pairs else None),
-            f"{_pct(o.attacked_rate)}{_span(o.attacked_ci_low, o.attacked_ci_high)}",
+            percent(o.baseline_unsafe / o.n_pairs if o.n_pairs else None),
+            f"{percent(o.attacked_rate)}{_span(o.attacked_ci_low, o.attacked_ci_high)}",
             gap_cell(o),
             corrected_gap_cell(o),
-            "-" if a.degenerate is None else _pct(a.degenerate.rate) + (" !" if a.gap_note else ""),
+            "-" if a.degenerate is None else percent(a.degenerate.rate) + (" !" if a.gap_note else ""),
             f"{a.baseline_grade} -> {a.grade}",
         )
     j = resilience.jailbreak.overall
     table.add_row(
         "all attacks",
         str(resilience.n_pairs),
-        _pct(resilience.baseline_overall_unsafe),
-        _pct(resilience.jailbreak_overall_unsafe),
-        f"{_pct(resilience.gap, True)}{_span(resilience.gap_ci_low, resilience.gap_ci_high, True)}",
+        percent(resilience.baseline_overall_unsafe),
+        percent(resilience.jailbreak_overall_unsafe),
+        f"{percent(resilience.gap, True)}{_span(resilience.gap_ci_low, resilience.gap_ci_high, True)}",
         "",
         "",
         f"{resilience.attacks[0].baseline_grade if resilience.attacks else ''} -> {j.grade}",

@@ -216,6 +216,16 @@ def _safe(scores: Mapping[str, CompactScore | None]) -> dict[str, bool]:
     return {uid: bool(s.is_safe) for uid, s in scores.items() if s is not None and s.valid}
 
 
+def pair_arrays(
+    uids: list[str], baseline: Mapping[str, bool], attacked: Mapping[str, list[bool]]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per base item: unsafe at baseline (0/1), unsafe answers under attack, attacks answered."""
+    base = np.array([0.0 if baseline[u] else 1.0 for u in uids])
+    hits = np.array([sum(1 for safe in attacked[u] if not safe) for u in uids], dtype=float)
+    tries = np.array([len(attacked[u]) for u in uids], dtype=float)
+    return base, hits, tries
+
+
 def bootstrap_gap(
     baseline: Mapping[str, bool],
     attacked: Mapping[str, list[bool]],
@@ -228,9 +238,7 @@ def bootstrap_gap(
     uids = [uid for uid in baseline if attacked.get(uid)]
     if not uids:
         return {"n": 0, "baseline": None, "attacked": None, "gap": None, "low": None, "high": None}
-    base = np.array([0.0 if baseline[u] else 1.0 for u in uids])
-    hits = np.array([sum(1 for safe in attacked[u] if not safe) for u in uids], dtype=float)
-    tries = np.array([len(attacked[u]) for u in uids], dtype=float)
+    base, hits, tries = pair_arrays(uids, baseline, attacked)
     rng = np.random.default_rng(int(stable_hash("gap-bootstrap", seed, length=15), 16))
     picks = rng.integers(0, len(uids), size=(draws, len(uids)))
     gaps = (hits[picks] - base[picks] * tries[picks]).sum(axis=1) / tries[picks].sum(axis=1)
@@ -354,13 +362,7 @@ def bootstrap_gap_change(
     if not uids:
         return {"n": 0, "change": None, "low": None, "high": None, "dense": None, "variant": None}
 
-    def arrays(side: tuple[Mapping[str, bool], Mapping[str, list[bool]]]) -> tuple[np.ndarray, ...]:
-        base = np.array([0.0 if side[0][u] else 1.0 for u in uids])
-        hits = np.array([sum(1 for safe in side[1][u] if not safe) for u in uids], dtype=float)
-        tries = np.array([len(side[1][u]) for u in uids], dtype=float)
-        return base, hits, tries
-
-    (b_d, h_d, t_d), (b_v, h_v, t_v) = arrays(dense), arrays(variant)
+    (b_d, h_d, t_d), (b_v, h_v, t_v) = pair_arrays(uids, *dense), pair_arrays(uids, *variant)
 
     def gaps(idx: np.ndarray) -> np.ndarray:
         g_d = (h_d[idx] - b_d[idx] * t_d[idx]).sum(axis=-1) / t_d[idx].sum(axis=-1)

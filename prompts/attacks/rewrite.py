@@ -50,10 +50,6 @@ class PastTenseAttack(Attack):
     measured_on = "pasttense"
     needs_model = True
 
-    def __init__(self, spec):  # type: ignore[no-untyped-def]
-        super().__init__(spec)
-        self.rewrites: dict[str, str] = {}
-
     def rewrite_item(self, base: TestItem) -> TestItem:
         """The rewriter's prompt for one base item, as an item of its own."""
         return base.model_copy(
@@ -64,10 +60,7 @@ class PastTenseAttack(Attack):
             }
         )
 
-    def use_rewrites(self, rewrites: dict[str, str]) -> None:
-        """Base uid -> cleaned rewrite, from the rewriter's stored answers."""
-        self.rewrites = dict(rewrites)
-
     def variants(self, item: TestItem, seed: int) -> list[Variant]:
-        text = self.rewrites.get(item.uid)
-        return [] if text is None else [Variant("", text)]
+        """None from the item alone: the variant is the rewriter's stored answer, which
+        `modelbench.attack_rewrites` reads from the store and turns into the attacked item."""
+        return []
