@@ -102,9 +102,13 @@ def main() -> None:
         synthetic_items(args.items, prompts)
         specs = [f"openai-compat:m{i}@http://127.0.0.1:9/v1" for i in range(args.suts)]
         request = RunRequest(
-            suts=specs, prompt_set=str(prompts), graders=["refusal"], run_dir=folder / "runs", preflight=False,
+            suts=specs,
+            prompt_set=str(prompts),
+            graders=["refusal"],
+            run_dir=folder / "runs",
+            preflight=False,
             sut_options=SUTOptions(max_attempts=1),
-        )  # fmt: skip
+        )
         started = time.perf_counter()
         prepared = prepare(request)
         evaluator = make_evaluator("refusal")
