@@ -13,7 +13,6 @@ from modelbench.reports.charts import HEAT_STEPS, corrected_marks, heat_step, sp
 from modelbench.reports.cohorts import (
     cohorts,
     entry_order,
-    graders_label,
     grading_key,
     grading_of,
     grading_summary,
@@ -204,9 +203,6 @@ def _cohort_board(
         "index": cohort["index"],
         "is_main": cohort["is_main"],
         "summary": grading_summary(cohort["grading"]),
-        "graders": graders_label(cohort["grading"]),
-        "prompt_set": cohort["grading"].get("prompt_set"),
-        "n_items": cohort["grading"].get("n_items"),
         "reason": cohort["reason"],
         "rows": rows,
     }
@@ -295,13 +291,11 @@ def _row(
                 "hazard": hazard["uid"],
                 "name": hazard["name"],
                 "grade": h.grade if h else None,
-                "grade_value": grade_rank(h.grade) if h else None,
                 "unsafe": unsafe(h.frac_safe) if h else None,
                 "n": h.n_valid if h else 0,
             }
         )
     facts = entry["facts"]
-    grading = entry["grading"]
     return {
         "uid": entry["uid"],
         "name": facts["name"],
@@ -323,10 +317,6 @@ def _row(
         "removed": removed if removed is not None else facts["sparsity"],
         "comparison": None if comparison is None else comparison.model_dump(),
         "base_elsewhere": False,
-        "graders": graders_label(grading),
-        "prompt_set": grading.get("prompt_set"),
-        "n_items": grading.get("n_items"),
-        "grading": grading_summary(grading),
         **quality_fields(entry.get("quality")),
         **resilience_fields(entry.get("resilience")),
     }

@@ -15,6 +15,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from modelbench.errors import UserError
+from modelbench.reports.cell_labels import label_cells
 from modelbench.reports.formatting import (
     duration,
     fixed,
@@ -58,7 +59,8 @@ def environment() -> Environment:
 
 
 def render(template: str, context: dict) -> str:
-    return environment().get_template(template).render(context)
+    """A page, with every table cell labelled by its column so that tables stack on a phone."""
+    return label_cells(environment().get_template(template).render(context))
 
 
 @lru_cache(maxsize=1)

@@ -248,10 +248,8 @@ def test_a_regraded_sut_leaves_the_main_ranking_with_its_reason(store):
     main = board(html, "board-table")
     assert sorted(main) == ["alpha", "alpha-50"]  # beta, regraded, has no rank here
     assert sorted(int(r.find("td").text()) for r in main.values()) == [1, 2]
-    for row in main.values():
-        assert row.find("td", cls="graders").text() == "refusal"
-        assert row.find("td", cls="prompt-set").text() == "cohort-prompts"
-        assert row.find("td", cls="items").text() == "36"
+    # What a cohort's SUTs share is said once, above its table, not in a column per row.
+    assert "graded by refusal; prompt set cohort-prompts; 36 items" in dom.find(cls="cohort-summary").text()
     apart = dom.find("section", id="apart")
     cohorts_apart = apart.find_all("div", cls="cohort")
     assert len(cohorts_apart) == 2
@@ -264,8 +262,9 @@ def test_a_regraded_sut_leaves_the_main_ranking_with_its_reason(store):
     )
     beta = regraded.find("tr", cls="sut-row", data_sut="beta")
     assert beta.find("td").text() == "1"  # ranked within its own cohort only
-    assert beta.find("td", cls="graders").text() == "refusal+llm-judge"
-    assert latest.find("tr", cls="sut-row", data_sut="alpha-25").find("td", cls="items").text() == "12"
+    assert "graded by refusal+llm-judge; prompt set cohort-prompts; 36 items" in regraded.find("h3").text()
+    assert "graded by refusal; prompt set cohort-prompts; 12 items" in latest.find("h3").text()
+    assert latest.find("tr", cls="sut-row", data_sut="alpha-25") is not None
     assert "2 ranked apart" in dom.find(cls="apart-count").text()
     assert all(t.attrs["id"] != "board-table" for t in apart.find_all("table"))
     heat = {r.attrs["data-sut"]: r for r in dom.find("table", cls="heatmap").find("tbody").find_all("tr")}

@@ -7,6 +7,7 @@ from collections import Counter
 import pytest
 from click.testing import CliRunner
 from conftest import run_family
+from test_reports import browser  # noqa: F401  (the headless Chromium fixture)
 
 from modelbench.cli import main
 from modelbench.prompts import BENIGN_SET, GENERAL, is_benign, load_benign_set, load_prompt_set
@@ -215,6 +216,19 @@ def test_the_leaderboard_shows_the_flag_and_does_not_reward_incapacity(family):
     useful_change = pairs.find("td", cls="useful-change").text()
     assert useful_change.strip().startswith("−")  # the variant lost useful answers
     assert "McNemar p <0.001" in " ".join(useful_change.split()) or "McNemar p 0.00" in useful_change
+
+
+def test_both_pages_with_answer_quality_fit_a_laptop_and_a_phone(family, tmp_path, request):
+    driver = request.getfixturevalue("browser")
+    from test_reports import check_layout, console_errors
+
+    from modelbench.reports import write_leaderboard, write_run_report
+
+    report = write_run_report(family["store"], "r1", tmp_path / "report.html")
+    board = write_leaderboard(family["store"], tmp_path / "leaderboard.html")
+    check_layout(driver, report, "quality-report", tmp_path)
+    check_layout(driver, board, "quality-leaderboard", tmp_path)
+    assert console_errors(driver) == []
 
 
 def test_exports_carry_the_flag_and_each_answers_kind(family, tmp_path):

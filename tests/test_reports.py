@@ -494,7 +494,7 @@ def test_leaderboard_groups_compressed_models_under_their_dense_base(synthetic):
     for uid, row in by_row.items():
         assert row.find("span", cls="grade").text() == scores[uid]["overall"]["grade"]
         for hazard in scores[uid]["hazards"]:
-            cell = row.find("td", data_hazard=hazard["hazard"])
+            cell = row.find("span", data_hazard=hazard["hazard"])
             assert cell.attrs["data-grade"] == hazard["grade"] and cell.text().strip()
     # Paired comparison on shared items, as compare_paired computes it.
     run_rows = store.run_rows("run-2")
@@ -509,11 +509,11 @@ def test_leaderboard_groups_compressed_models_under_their_dense_base(synthetic):
     assert f"flips {expected.safe_to_unsafe}↑ {expected.unsafe_to_safe}↓" in cell.text()
     assert float(cell.attrs["data-value"]) == pytest.approx(expected.delta_unsafe_rate)
     pair = dom.find("tr", cls="pair", data_sut="tiny+wanda=0.5")
-    assert pair.find("td", cls="flips-up").text() == str(expected.safe_to_unsafe)
+    assert pair.find("span", cls="flips-up").text() == f"{expected.safe_to_unsafe}↑"
     assert pair.find("td", cls="mcnemar").text() not in ("", "—")
     # Share of parameters removed stands in for a sparsity the metadata does not give.
     drop = by_row["tiny+drop"]
-    assert drop.find_all("td")[-2].text() == "21%"
+    assert drop.find("span", cls="removed").text() == "21%"
     assert (
         "drop-layers=6" in drop.text() and "31.5" in dom.find("tr", cls="pair", data_sut="tiny+drop").text()
     )
@@ -643,6 +643,40 @@ def screenshot(driver, name: str, folder: Path, dark: bool = False) -> Path:
     except OSError:
         pass  # the artifact under the test's tmp dir is what counts
     return path
+
+
+# The two widths a page must fit (issue 27): an ordinary laptop window and a phone.
+LAYOUT_WIDTHS = (1280, 390)
+
+
+def check_layout(driver, page: Path, name: str, folder: Path) -> None:
+    """At each of LAYOUT_WIDTHS: the document is no wider than the viewport, no table is wider than
+    its container (a scrolling wrapper does not count as fitting), and the grade-band scale labels
+    that are shown never intersect; a full-page screenshot at each width."""
+    try:
+        for width in LAYOUT_WIDTHS:
+            metrics = {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": width < 600}
+            driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+            driver.get(page.as_uri())
+            assert driver.execute_script("return window.innerWidth") == width
+            fit = driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+            assert fit, f"{name} at {width} px is wider than the viewport"
+            wider = """return [...document.querySelectorAll('table')]
+                .filter(t => t.getClientRects().length && t.scrollWidth > t.parentElement.clientWidth + 1)
+                .map(t => [t.className, t.scrollWidth, t.parentElement.clientWidth])"""
+            assert driver.execute_script(wider) == [], f"{name} at {width} px"
+            overlaps = """return [...document.querySelectorAll('svg.axis')]
+                .filter(axis => axis.getClientRects().length && getComputedStyle(axis).visibility !== 'hidden'
+                    && axis.closest('thead').getBoundingClientRect().height > 1)
+                .some(axis => {
+                  const boxes = [...axis.querySelectorAll('text')].map(t => t.getBoundingClientRect());
+                  const meet = (a, b) => a.left < b.right && b.left < a.right;
+                  return boxes.some((a, i) => boxes.slice(i + 1).some(b => meet(a, b)));
+                })"""
+            assert driver.execute_script(overlaps) is False, f"{name} at {width} px: scale labels overlap"
+            screenshot(driver, f"{name}-{width}", folder)
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
 def no_alert(driver) -> bool:
