@@ -11,12 +11,18 @@
 (c) a cached re-run of a finished 1,200-item run through the CLI, wall time including startup.
 (d) peak RSS of an engine run at 10,000 and 100,000 items (an instant in-process SUT, so that
     the engine and store are what is measured), in a fresh process each.
+(e) fixed costs, whole processes: `modelbench run` (refusal grader, fresh run folder, its record
+    and report included) against the frozen bare client `benchmarks/bare_client.py` (the openai
+    SDK, a semaphore, nothing stored), alternated --whole-runs times on the same prompts and
+    server; the median of bare time / modelbench time, and the run's own answering time over the
+    ideal (prompts / concurrency x latency).
 """
 
 import argparse
 import asyncio
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -106,6 +112,37 @@ def cached_rerun(url: str) -> tuple[float, float]:
     return first, second
 
 
+def whole_processes(url: str, items: list[TestItem], concurrency: int, runs: int) -> dict:
+    """(e): bare client and `modelbench run` alternated, each a fresh process on the same prompts."""
+    bare_script = Path(__file__).with_name("bare_client.py")
+    bare, ours, answering = [], [], []
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    with tempfile.TemporaryDirectory() as tmp:
+        prompts = Path(tmp) / "prompts.jsonl"
+        write_items(items, prompts)
+        for i in range(runs):
+            started = time.perf_counter()
+            subprocess.run(
+                [sys.executable, str(bare_script), url, str(prompts), str(concurrency)],
+                check=True, capture_output=True,
+            )  # fmt: skip
+            bare.append(time.perf_counter() - started)
+            run_dir = Path(tmp) / f"runs-{i}"
+            command = [
+                sys.executable, "-m", "modelbench.cli", "run", "--sut", f"openai-compat:mock@{url}",
+                "--prompt-set", str(prompts), "--graders", "refusal", "--concurrency", str(concurrency),
+                "--run-dir", str(run_dir),
+            ]  # fmt: skip
+            started = time.perf_counter()
+            subprocess.run(command, check=True, capture_output=True, env=env)
+            ours.append(time.perf_counter() - started)
+            (record,) = run_dir.glob("*/record.json")
+            suts = json.loads(record.read_text())["suts"]
+            answering.append(max(s["generation_s"] for s in suts.values()))
+    ratios = sorted(b / o for b, o in zip(bare, ours, strict=True))
+    return {"bare": bare, "ours": ours, "ratios": ratios, "answering": answering}
+
+
 RSS_CHILD = r"""
 import asyncio, json, resource, sys, tempfile, time
 from pathlib import Path
@@ -159,12 +196,31 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.1)
     parser.add_argument("--rss", default="10000,100000")
     parser.add_argument("--skip-rss", action="store_true")
+    parser.add_argument("--whole-runs", type=int, default=5, help="(e): alternations; 0 skips it")
+    parser.add_argument("--only-whole", action="store_true", help="run (e) alone")
     args = parser.parse_args()
     items = items_n(args.prompts)
     ideal = args.concurrency / args.latency
     table = Table(title="modelbench engine benchmarks (one run, one machine)")
     for column in ("measure", "value", "note"):
         table.add_column(column)
+    if args.whole_runs:
+        with mock_server_process(latency_s=args.latency) as url:
+            whole = whole_processes(url, items, args.concurrency, args.whole_runs)
+        ideal_s = args.prompts / ideal
+        median = statistics.median(whole["ratios"])
+        table.add_row(
+            f"(e) bare client / modelbench, whole processes, {args.whole_runs} alternations",
+            f"{median:.2f}",
+            f"ratios {', '.join(f'{r:.2f}' for r in whole['ratios'])} (target >= 1.1); "
+            f"bare {min(whole['bare']):.2f}-{max(whole['bare']):.2f} s, "
+            f"modelbench {min(whole['ours']):.2f}-{max(whole['ours']):.2f} s; answering "
+            f"{statistics.median(whole['answering']) / ideal_s:.2f}x the ideal {ideal_s:.2f} s "
+            "(target <= 1.3x)",
+        )
+    if args.only_whole:
+        Console().print(table)
+        return
     with mock_server_process(latency_s=args.latency) as url:
         engine_run(url, items[:128], args.concurrency)  # warm up
         ours = args.prompts / engine_run(url, items, args.concurrency)

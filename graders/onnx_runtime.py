@@ -52,6 +52,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from modelbench.cache import cache_dir
 from modelbench.errors import UserError
 from modelbench.hashing import file_sha256, stable_hash
 
@@ -107,8 +108,7 @@ def tool_versions() -> dict[str, str]:
 
 def cache_root() -> Path:
     """$MODELBENCH_CACHE/onnx, else ~/.cache/modelbench/onnx."""
-    root = os.environ.get("MODELBENCH_CACHE") or Path.home() / ".cache" / "modelbench"
-    return Path(root).expanduser() / "onnx"
+    return cache_dir("onnx")
 
 
 def cache_key(identity: dict[str, Any], quantisation: Quantisation) -> str:

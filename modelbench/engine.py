@@ -32,6 +32,7 @@ from modelbench.suts import SUT, SUTResponse
 log = logging.getLogger("modelbench")
 WRITER_MAX_OPS = 1024
 WRITER_QUEUE = 4096  # pending write operations before producers wait for the writer
+WRITE_ORDER = ("responses", "links", "verdicts", "scores")
 LOOKUP_CHUNK = 1000
 
 
@@ -245,12 +246,23 @@ class Engine:
         else:
             self.store.put_item_scores(self.run_id, rows, commit=False)
 
+    def _apply_burst(self, ops: list[tuple[str, list]]) -> None:
+        """A burst of write operations, one statement per kind rather than one per operation (an
+        API SUT answers one item per batch, so a burst holds hundreds of one-row operations).
+        Responses go first: the links and verdicts of a burst refer to them."""
+        merged: dict[str, list] = {kind: [] for kind in WRITE_ORDER}
+        for kind, rows in ops:
+            merged[kind].extend(rows)
+        for kind in WRITE_ORDER:
+            if merged[kind]:
+                self._apply((kind, merged[kind]))
+
     async def _writer(self) -> None:
         while True:
             op = await self._writes.get()
             if op is None:
                 return
-            self._apply(op)
+            burst = [op]
             done = False
             for _ in range(WRITER_MAX_OPS):
                 if self._writes.empty():
@@ -259,7 +271,8 @@ class Engine:
                 if nxt is None:
                     done = True
                     break
-                self._apply(nxt)
+                burst.append(nxt)
+            self._apply_burst(burst)
             self.store.commit()
             if done:
                 return
@@ -268,10 +281,12 @@ class Engine:
             await asyncio.sleep(self.flush_interval_s if self._writes.qsize() < WRITER_QUEUE // 2 else 0)
 
     def _flush_now(self) -> None:
+        burst = []
         while not self._writes.empty():
             op = self._writes.get_nowait()
             if op is not None:
-                self._apply(op)
+                burst.append(op)
+        self._apply_burst(burst)
         self.store.commit()
 
     # -- SUT side ------------------------------------------------------------------------------

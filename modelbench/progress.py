@@ -73,6 +73,7 @@ class RichProgress:
             console=console,
         )
         self.tasks: dict[str, TaskID] = {}
+        self.is_terminal = console.is_terminal  # asked once: it is a system call per question
 
     def __enter__(self) -> "RichProgress":
         self.progress.start()
@@ -102,7 +103,7 @@ class RichProgress:
         if skipped:
             fields["skipped"] = task.fields.get("skipped", 0) + n
         self.progress.update(task_id, advance=n, **fields)
-        if self.console.is_terminal or n == 0:
+        if self.is_terminal or n == 0:
             return
         now = time.monotonic()
         if task.finished or now - self._last_line.get(label, 0.0) >= self.every_s:

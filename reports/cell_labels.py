@@ -6,13 +6,14 @@ side, but it reads well as cards. The cell needs that name as a `data-label` att
 writing it by hand beside every `<td>` of every template would drift from the headers. So the
 rendered page is read once: each table's header row gives the names, and each body cell of one
 column gets its column's name, inserted into its start tag. Nothing else in the page changes (the
-insertions are made at offsets into the original text), and a page with no tables comes back as
-it went in.
+insertions are made at offsets into the original text), a page with no tables comes back as it
+went in, and only the tables are read (a run page is mostly answers behind disclosures).
 
 A header cell may carry its own `data-label` (when its visible text is a drawing, say); a cell
 that already has one, or spans several columns, is left as it is.
 """
 
+import re
 from html import escape, unescape
 from html.parser import HTMLParser
 from itertools import accumulate
@@ -112,15 +113,37 @@ def _span(value: str | None) -> int:
         return 1
 
 
+_TABLE_TAG = re.compile(r"<(/?)table\b", re.IGNORECASE)
+
+
+def outer_tables(html: str) -> list[tuple[int, int]]:
+    """(start, end) of each outermost `<table>...</table>` in the page. Model output is escaped
+    (`&lt;table`), so a literal tag is always one of ours; only these slices need reading."""
+    spans, depth, start = [], 0, 0
+    for match in _TABLE_TAG.finditer(html):
+        if not match.group(1):
+            if depth == 0:
+                start = match.start()
+            depth += 1
+        elif depth:
+            depth -= 1
+            if depth == 0:
+                spans.append((start, html.index(">", match.end()) + 1))
+    return spans
+
+
 def label_cells(html: str) -> str:
     """The page with each body cell labelled by its column header (see the module's docstring)."""
-    labeller = _CellLabeller(html)
-    labeller.feed(html)
-    labeller.close()
-    if not labeller.insertions:
+    insertions: list[tuple[int, str]] = []
+    for start, end in outer_tables(html):
+        labeller = _CellLabeller(html[start:end])
+        labeller.feed(html[start:end])
+        labeller.close()
+        insertions.extend((start + offset, text) for offset, text in labeller.insertions)
+    if not insertions:
         return html
     parts, last = [], 0
-    for offset, text in sorted(labeller.insertions):
+    for offset, text in sorted(insertions):
         parts.append(html[last:offset])
         parts.append(text)
         last = offset

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
 import shutil
 import tempfile
@@ -37,6 +36,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from modelbench.cache import cache_dir
 from modelbench.errors import UserError
 from modelbench.hashing import stable_hash
 from modelbench.specs import parse_transforms
@@ -320,8 +320,7 @@ def cache_key(
 
 def default_cache_root() -> Path:
     """MODELBENCH_CACHE, else ~/.cache/modelbench; compressed checkpoints go under `compressed/`."""
-    root = os.environ.get("MODELBENCH_CACHE") or Path.home() / ".cache" / "modelbench"
-    return Path(root).expanduser() / "compressed"
+    return cache_dir("compressed")
 
 
 def load_cached(folder: Path) -> CompressionMetadata | None:

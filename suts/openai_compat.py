@@ -1,14 +1,14 @@
 """OpenAI-compatible chat APIs as SUTs: OpenAI, vLLM, llama.cpp's server, Ollama, Together.
 
 The three steps of `SUT`: `build_request` (pure: one chat body per item), `call` (the only
-network step: every body sent through the openai SDK's async client, concurrently, with retries),
-`parse_response` (pure: each raw body to a SUTResponse). We read the raw body rather than the SDK's
-parsed object so that a non-JSON body, a response without choices and a content-filter stop each
+network step: every body sent over one aiohttp session, concurrently, with retries),
+`parse_response` (pure: each raw body to a SUTResponse). We read the raw body rather than a client
+library's parsed object so that a non-JSON body, a response without choices and a content-filter stop each
 become their own recorded outcome instead of one opaque exception.
 
 Transient failures (429, 5xx, timeouts, refused connections) are retried with backoff and jitter,
 honouring Retry-After, up to `max_attempts`; after that the item is an error row (never a safe or
-empty answer) and the run goes on. The SDK's own retries are off so attempts are counted here.
+empty answer) and the run goes on. Every attempt is counted here.
 """
 
 import asyncio
@@ -22,6 +22,7 @@ from modelbench.prompts import TestItem
 from modelbench.secrets import redact
 from modelbench.suts.base import SUT, SUTResponse
 from modelbench.suts.concurrency import AdaptiveLimiter
+from modelbench.suts.http_json import JsonClient, TransportError
 from modelbench.suts.options import Endpoint, SUTOptions
 from modelbench.suts.retry import RetryPolicy
 
@@ -30,25 +31,12 @@ PREFLIGHT_TIMEOUT_S = 15.0
 PREFLIGHT_HEADER = "X-Modelbench-Preflight"
 RETRIABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 ENDPOINT_PATHS = {"chat": "/chat/completions", "completions": "/completions"}
-REQUEST_OPTIONS: dict[str, Any] = {"security": {"bearer_auth": True}}
 
 
-def make_async_client(base_url: str, api_key: str, timeout_s: float, connections: int) -> Any:
-    """The openai SDK's async client on its aiohttp transport, with one kept-alive connection
-    per request in flight.
-
-    On 2 cores at concurrency 64 against a 100 ms server, the SDK's default httpx transport
-    spent 1.1 ms of CPU per request (its connection pool scans every connection for every
-    request) and the aiohttp transport about 0.55 ms (benchmarks/sut_throughput.py api).
-    """
-    import httpx2
-    import openai
-
-    limits = httpx2.Limits(max_connections=connections, max_keepalive_connections=connections)
-    http_client = openai.DefaultAioHttpClient(timeout=timeout_s, limits=limits)
-    return openai.AsyncOpenAI(
-        base_url=base_url, api_key=api_key, max_retries=0, timeout=timeout_s, http_client=http_client
-    )
+def make_async_client(base_url: str, api_key: str, timeout_s: float, connections: int) -> JsonClient:
+    """The HTTP client of one SUT: a kept-alive connection per request in flight (see
+    `suts/http_json.py` for why it is plain aiohttp and not the openai SDK)."""
+    return JsonClient(base_url, api_key, timeout_s, connections)
 
 
 @dataclass
@@ -128,9 +116,9 @@ class OpenAICompatSUT(SUT[ChatRequests, ChatReplies]):
         self.system_prompt = system_prompt
         self.retry = (retry or RetryPolicy()).model_copy(update={"max_attempts": self.options.max_attempts})
         self.concurrency = self.options.concurrency
-        self._api_key = api_key or "EMPTY"  # local servers ignore it; the SDK insists on one
+        self._api_key = api_key or "EMPTY"  # local servers ignore it; some proxies want a header
         self._metadata = metadata or {}
-        self._client: Any = None
+        self._client: JsonClient | None = None
         self.limiter = AdaptiveLimiter(self.options.concurrency, self.options.timeout_s, adaptive_concurrency)
 
     def fingerprint(self) -> dict[str, Any]:
@@ -187,7 +175,7 @@ class OpenAICompatSUT(SUT[ChatRequests, ChatReplies]):
         sent = await asyncio.gather(*(self.send(body) for body in request.bodies))
         return ChatReplies(sent=[Sent(reply, error, attempts) for reply, error, attempts in sent])
 
-    def _ensure_client(self) -> Any:
+    def _ensure_client(self) -> JsonClient:
         if self._client is None:
             self._client = make_async_client(
                 self.endpoint.base_url, self._api_key, self.options.timeout_s, self.options.concurrency
@@ -198,71 +186,48 @@ class OpenAICompatSUT(SUT[ChatRequests, ChatReplies]):
         self, request: dict[str, Any], endpoint: str = "chat", headers: dict[str, str] | None = None
     ) -> RawReply:
         """One HTTP attempt. Raises TransientError or PermanentError; returns any 2xx body as text.
-        `endpoint` is "chat" (/chat/completions) or "completions" (/completions, raw prompts).
-
-        The request goes through the SDK client's own `post` (base URL, auth, timeouts, error
-        types) with our already-built JSON body: `chat.completions.create` would first walk the
-        body against its typed parameter schema, which cost a third of the client's CPU per
-        request at concurrency 64 and changes nothing for a body we built ourselves.
-        """
-        import httpx2
-        import openai
-
+        `endpoint` is "chat" (/chat/completions) or "completions" (/completions, raw prompts)."""
         client = self._ensure_client()
-        path = ENDPOINT_PATHS[endpoint]
         started = time.perf_counter()
         try:
-            options = REQUEST_OPTIONS | {"headers": headers} if headers else REQUEST_OPTIONS
-            raw = await client.post(path, cast_to=httpx2.Response, body=request, options=options)
-        except openai.APIStatusError as exc:
-            message = f"HTTP {exc.status_code}: {self._short(exc.response.text)}"
-            if exc.status_code in RETRIABLE_STATUS:
-                raise TransientError(
-                    message,
-                    exc.response.headers.get("retry-after"),
-                    congestion=exc.status_code in CONGESTION_STATUS,
-                ) from None
-            raise PermanentError(message) from None
-        except openai.APIConnectionError as exc:  # APITimeoutError included
-            cause = _root_cause(exc)
-            timed_out = isinstance(cause, TimeoutError) or not isinstance(cause, OSError)
-            if isinstance(exc, openai.APITimeoutError) and timed_out:
+            reply = await client.request("POST", ENDPOINT_PATHS[endpoint], request, headers)
+        except TransportError as exc:
+            if exc.timed_out:
                 timeout = self.options.timeout_s
                 raise TransientError(f"timed out after {timeout:g}s", congestion=True) from None
-            # The aiohttp transport files a refused connection under "connect timeout"; the
-            # underlying OSError says what happened.
+            cause = exc.cause
             raise TransientError(
                 f"connection error: {type(cause).__name__}: {self._short(str(cause))}"
             ) from None
-        return RawReply(status=raw.status_code, body=raw.text, latency_s=time.perf_counter() - started)
+        if reply.status >= 400:
+            message = f"HTTP {reply.status}: {self._short(reply.body)}"
+            if reply.status in RETRIABLE_STATUS:
+                raise TransientError(message, reply.retry_after, congestion=reply.status in CONGESTION_STATUS)
+            raise PermanentError(message)
+        return RawReply(status=reply.status, body=reply.body, latency_s=time.perf_counter() - started)
 
     # -- before the run ------------------------------------------------------------------------
     async def served_models(self, who: str) -> list[str] | None:
         """The model names the server lists (GET /models), or None when it has no such list.
         Raises UserError when the server cannot be reached or refuses the key."""
-        import httpx2
-        import openai
-
         client = self._ensure_client()
         url = self.endpoint.base_url
         try:
-            raw = await client.get(
-                "/models", cast_to=httpx2.Response, options={"timeout": PREFLIGHT_TIMEOUT_S}
-            )
-        except openai.APIStatusError as exc:
-            status = exc.status_code
+            raw = await client.request("GET", "/models", timeout_s=PREFLIGHT_TIMEOUT_S)
+        except TransportError as exc:
+            raise UserError(f"{who}: cannot reach {url}: {_connection_problem(exc)}") from None
+        status = raw.status
+        if status >= 400:
             if status in (401, 403):
                 key = f"set {self.endpoint.api_key_env}" if self.endpoint.api_key_env else "give a key"
-                answer = f"HTTP {status}: {self._short(exc.response.text)}"
-                raise UserError(f"{who}: {url} refused the API key ({answer}); {key}") from None
+                answer = f"HTTP {status}: {self._short(raw.body)}"
+                raise UserError(f"{who}: {url} refused the API key ({answer}); {key}")
             if status in (404, 405, 501):
                 return None
-            answer = f"HTTP {status}: {self._short(exc.response.text)}"
-            raise UserError(f"{who}: {url}/models answered {answer}") from None
-        except openai.APIConnectionError as exc:
-            raise UserError(f"{who}: cannot reach {url}: {_connection_problem(exc)}") from None
+            answer = f"HTTP {status}: {self._short(raw.body)}"
+            raise UserError(f"{who}: {url}/models answered {answer}")
         try:
-            data = json.loads(raw.text).get("data")
+            data = json.loads(raw.body).get("data")
             return [str(m["id"]) for m in data if isinstance(m, dict) and "id" in m]
         except (json.JSONDecodeError, AttributeError, TypeError):
             return None
@@ -388,24 +353,16 @@ def malformed(body: str) -> str | None:
     return None
 
 
-def _connection_problem(exc: BaseException) -> str:
+def _connection_problem(exc: TransportError) -> str:
     """What a failed connection means, in words a user can act on."""
-    import openai
-
-    cause = _root_cause(exc)
+    cause = exc.cause
     if isinstance(cause, ConnectionRefusedError):
         return "connection refused (is the server running, and on this port?)"
-    if isinstance(exc, openai.APITimeoutError) and not isinstance(cause, OSError):
+    if exc.timed_out:
         return f"no answer within {PREFLIGHT_TIMEOUT_S:g}s"
     if isinstance(cause, OSError) and "name" in str(cause).lower():
         return f"unknown host ({_short(str(cause))})"
     return f"{type(cause).__name__}: {_short(str(cause))}"
-
-
-def _root_cause(exc: BaseException) -> BaseException:
-    while exc.__cause__ is not None:
-        exc = exc.__cause__
-    return exc
 
 
 def _short(text: str, limit: int = 120) -> str:

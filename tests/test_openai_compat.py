@@ -208,3 +208,38 @@ def test_cli_run_against_the_server_never_writes_the_key(tmp_path, monkeypatch):
     record = json.loads(next(tmp_path.glob("*/record.json")).read_text())
     assert record["counts"]["responses_new"] == 24 and len(record["scores"][0]["hazards"]) == 12
     assert os.environ["OPENAI_COMPAT_API_KEY"] == key
+
+
+def _preflight(sut) -> None:
+    async def check():
+        try:
+            await sut.preflight("SUT remote")
+        finally:
+            await sut.aclose()
+
+    asyncio.run(check())
+
+
+def test_a_closed_port_and_an_unknown_host_are_each_one_plain_line():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    closed = make_sut(f"openai-compat:m@http://127.0.0.1:{port}/v1", SUTOptions())
+    with pytest.raises(UserError, match=r"cannot reach .*: connection refused \(is the server running"):
+        _preflight(closed)
+    nowhere = make_sut("openai-compat:m@http://no-such-host.invalid/v1", SUTOptions())
+    with pytest.raises(UserError, match=r"cannot reach http://no-such-host.invalid/v1: unknown host"):
+        _preflight(nowhere)
+
+
+def test_the_key_travels_as_a_bearer_header_and_a_latin1_body_is_read(server, monkeypatch):
+    from modelbench.suts.http_json import _decode
+
+    server.state.record_requests = True
+    monkeypatch.setenv("OPENAI_COMPAT_API_KEY", "sk-test")
+    sut = make_sut(f"openai-compat:m@{server.url}", SUTOptions())
+    [response] = answer(sut)
+    assert response.outcome == "ok"
+    assert server.state.requests[-1]["headers"]["authorization"] == "Bearer sk-test"
+    assert _decode("café".encode("latin-1"), "latin-1") == "café"
+    assert _decode(b"caf\xc3\xa9", "no-such-charset") == "café"  # an unknown charset falls back to UTF-8
