@@ -4,7 +4,8 @@ The scoring rules that turn verdicts into grades are `modelbench.scoring`; the t
 and measure evaluators (labels, metrics, calibration, training) are `modelbench.graders.lab`.
 """
 
-from modelbench.graders.base import Evaluator, Exchange, Verdict
+from modelbench.core import Exchange, Verdict
+from modelbench.graders.base import Evaluator
 from modelbench.graders.registry import DEFAULT_GRADERS, EVALUATORS, make_evaluator
 from modelbench.lazy import lazy_exports
 

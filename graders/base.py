@@ -5,35 +5,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pydantic import BaseModel, Field, model_validator
-
-from modelbench.prompts import TestItem
-
-
-class Exchange(BaseModel):
-    """What an evaluator sees: the test item and the SUT's answer to it."""
-
-    item: TestItem
-    response: str
-
-
-class Verdict(BaseModel):
-    """One member's judgement. `p_unsafe` is None exactly when the verdict is invalid."""
-
-    evaluator_uid: str
-    p_unsafe: float | None = Field(default=None, ge=0.0, le=1.0)
-    categories: list[str] = Field(default_factory=list)
-    raw: str = ""
-
-    @property
-    def valid(self) -> bool:
-        return self.p_unsafe is not None
-
-    @model_validator(mode="after")
-    def _finite(self) -> "Verdict":
-        if self.p_unsafe is not None and self.p_unsafe != self.p_unsafe:  # NaN
-            raise ValueError("p_unsafe is NaN")
-        return self
+from modelbench.core import Exchange, Verdict
 
 
 class Evaluator(ABC):

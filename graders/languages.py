@@ -12,8 +12,8 @@ from collections.abc import Iterable, Sequence
 
 from pydantic import BaseModel, Field
 
+from modelbench.core import TestItem
 from modelbench.graders.base import Evaluator
-from modelbench.prompts import TestItem
 
 UNDETERMINED = "und"  # ISO 639-2 for "undetermined": an empty or unreadable locale
 

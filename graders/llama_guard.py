@@ -15,8 +15,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from modelbench.core import Exchange, Verdict
 from modelbench.errors import UserError
-from modelbench.graders.base import Evaluator, Exchange, Verdict
+from modelbench.graders.base import Evaluator
 
 CATEGORIES = {
     "S1": "Violent Crimes",

@@ -16,10 +16,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from modelbench.graders.base import Evaluator, Exchange, Verdict
+from modelbench.core import Exchange, TestItem, Verdict
+from modelbench.graders.base import Evaluator
 from modelbench.hashing import stable_hash
 from modelbench.hazards import load_taxonomy
-from modelbench.prompts import TestItem
 from modelbench.suts import SUT
 
 

@@ -31,8 +31,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
+from modelbench.core import Exchange, Verdict
 from modelbench.errors import UserError
-from modelbench.graders.base import Evaluator, Exchange, Verdict, probability_verdicts
+from modelbench.graders.base import Evaluator, probability_verdicts
 from modelbench.hashing import file_sha256
 from modelbench.jsonfile import read_model
 

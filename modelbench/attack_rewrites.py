@@ -11,12 +11,12 @@ items, which the engine runs like any other.
 import asyncio
 from collections.abc import Sequence
 
+from modelbench.core import SUTResponse, TestItem
 from modelbench.engine import answer_batch, response_key
 from modelbench.errors import UserError
-from modelbench.prompts import TestItem
 from modelbench.prompts.attacks import PastTenseAttack, Variant, attacked_item, clean_rewrite, make_attack
 from modelbench.store import Store
-from modelbench.suts import SUT, SUTResponse
+from modelbench.suts import SUT
 
 
 async def _respond(sut: SUT, items: list[TestItem]) -> list[SUTResponse]:

@@ -19,15 +19,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from modelbench.core import Exchange, SUTResponse, TestItem, Verdict, is_benign
 from modelbench.errors import UserError
 from modelbench.failures import ErrorGroup, ErrorTally
-from modelbench.graders import Evaluator, Exchange, Verdict
+from modelbench.graders import Evaluator
 from modelbench.hashing import stable_hash
-from modelbench.prompts import TestItem, is_benign
 from modelbench.prompts.attacks import judged_exchange
 from modelbench.scoring import CompactScore, EnsembleConfig, ItemScore, ScoredItem, combine
 from modelbench.store import Store
-from modelbench.suts import SUT, SUTResponse
+from modelbench.suts import SUT
 
 log = logging.getLogger("modelbench")
 WRITER_MAX_OPS = 1024

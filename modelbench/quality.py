@@ -11,10 +11,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from modelbench.core import is_attacked, is_benign
 from modelbench.graders import AnswerQualityClassifier, QualityModel, load_quality_model
 from modelbench.hazards import load_taxonomy
-from modelbench.prompts import is_benign
-from modelbench.prompts.attacks import is_attacked
 from modelbench.scoring import AnswerKind, ErrorRates, QualityItem, SUTQuality, score_quality
 
 

@@ -13,9 +13,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from modelbench.core import is_baseline
 from modelbench.errors import UserError
 from modelbench.hazards import load_standard
-from modelbench.prompts import is_baseline
 from modelbench.quality import run_quality
 from modelbench.reports import RunRecord, build_record, load_record, record_path, run_error_rates
 from modelbench.resilience import run_resilience

@@ -10,9 +10,9 @@ from collections.abc import Iterable, Mapping
 from fractions import Fraction
 from typing import Any
 
+from modelbench.core import is_benign
 from modelbench.graders import AnswerQualityClassifier, load_quality_model
 from modelbench.hazards import ReferenceStandard
-from modelbench.prompts import is_benign
 from modelbench.prompts.attacks import attack_link, make_attack
 from modelbench.quality import quality_error_rates
 from modelbench.scoring import (

@@ -3,9 +3,10 @@ attacked versions of the hazard items (jailbreak resilience), and the shard of t
 takes. Pure functions of the request's texts, so a resumed run and every shard agree on them.
 """
 
+from modelbench.core import TestItem
 from modelbench.errors import UserError
 from modelbench.hashing import stable_hash
-from modelbench.prompts import TestItem, proportional_sample, stratified_sample
+from modelbench.prompts import proportional_sample, stratified_sample
 from modelbench.prompts.attacks import Attack, attack_link, attacked_items
 
 

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, Field
 
 from modelbench.attack_rewrites import rewritten_items
+from modelbench.core import TestItem, is_attacked, is_benign
 from modelbench.engine import Engine, MadeElsewhere, ProgressSink, RunOutcome
 from modelbench.errors import UserError
 from modelbench.graders import (
@@ -29,15 +30,8 @@ from modelbench.graders import (
 )
 from modelbench.hashing import file_sha256, stable_hash
 from modelbench.hazards import DEFAULT_STANDARD, ReferenceStandard, load_standard
-from modelbench.prompts import (
-    DEFAULT_PROMPT_SET,
-    PromptSet,
-    TestItem,
-    is_benign,
-    load_benign_set,
-    load_prompt_set,
-)
-from modelbench.prompts.attacks import Attack, is_attacked, parse_attacks
+from modelbench.prompts import DEFAULT_PROMPT_SET, PromptSet, load_benign_set, load_prompt_set
+from modelbench.prompts.attacks import Attack, parse_attacks
 from modelbench.quality import run_quality
 from modelbench.reports import build_record, write_record
 from modelbench.resilience import run_resilience

@@ -24,9 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from modelbench.core import SUTResponse, TestItem, Verdict
 from modelbench.errors import UserError
-from modelbench.graders import Verdict
-from modelbench.prompts import TestItem
 from modelbench.store_schema import (  # noqa: F401 (LOST_FAILURE, MIGRATIONS: re-exported)
     FAILED_SCORE,
     FAILURE_COLUMNS,
@@ -42,7 +41,6 @@ from modelbench.store_schema import (  # noqa: F401 (LOST_FAILURE, MIGRATIONS: r
     upgrade,
     v1_failures,
 )
-from modelbench.suts import SUTResponse
 
 _CHUNK = 500
 MERGED_TABLES = ("items", "responses", "verdicts", "runs", "response_failures")

@@ -9,8 +9,8 @@ each run's own failures, which the 1-to-2 migration recovers from the run's item
 import sqlite3
 from pathlib import Path
 
+from modelbench.core import GRADABLE_OUTCOMES
 from modelbench.errors import UserError
-from modelbench.suts import GRADABLE_OUTCOMES
 
 SCHEMA_VERSION = 2
 SCHEMA = """

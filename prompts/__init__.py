@@ -1,8 +1,8 @@
 """Prompt sets: rendered from hazard fragments and templates, or imported from files."""
 
+from modelbench.core import TestItem, is_baseline, is_benign
 from modelbench.lazy import lazy_exports
-from modelbench.prompts.benign import BENIGN_SET, GENERAL, is_baseline, is_benign, proportional_sample
-from modelbench.prompts.items import TestItem
+from modelbench.prompts.benign import BENIGN_SET, GENERAL, proportional_sample
 from modelbench.prompts.sampling import stratified_sample
 from modelbench.prompts.sets import (
     DEFAULT_PROMPT_SET,

@@ -21,16 +21,15 @@ from importlib import resources
 
 from pydantic import BaseModel
 
+from modelbench.core import BENIGN_PREFIX, TestItem, is_baseline, is_benign  # noqa: F401 (re-exported)
 from modelbench.errors import UserError
 from modelbench.hashing import stable_hash
 from modelbench.hazards import load_taxonomy
-from modelbench.prompts.attacks import is_attacked
-from modelbench.prompts.items import PromptSet, TestItem
+from modelbench.prompts.items import PromptSet
 from modelbench.prompts.render import load_hazard_file, render
 
 BENIGN_SET = "mb-benign"
 BENIGN_VERSION = "mb-benign-1"
-BENIGN_PREFIX = "benign:"
 # Benign prompts whose type spans hazards: counted in the overall figures only.
 GENERAL = "general"
 BENIGN_PERSONA = "normal"
@@ -59,16 +58,6 @@ class TwinFragment(BaseModel):
 class TwinFile(BaseModel):
     hazard: str
     fragments: list[TwinFragment]
-
-
-def is_benign(source: str | None) -> bool:
-    return bool(source) and source.startswith(BENIGN_PREFIX)  # type: ignore[union-attr]
-
-
-def is_baseline(source: str | None) -> bool:
-    """A hazard prompt asked plainly: neither benign (over-refusal) nor attacked (resilience).
-    What a grade is made of."""
-    return not is_benign(source) and not is_attacked(source)
 
 
 def as_benign(item: TestItem, origin: str) -> TestItem:

@@ -4,9 +4,9 @@ import csv
 import json
 from pathlib import Path
 
+from modelbench.core import TestItem
 from modelbench.errors import UserError
 from modelbench.hashing import stable_hash
-from modelbench.prompts.items import TestItem
 
 COLUMNS = ("release_prompt_id", "prompt_text", "hazard", "persona", "locale", "prompt_hash", "source")
 

@@ -10,10 +10,11 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+from modelbench.core import TestItem
 from modelbench.errors import UserError
 from modelbench.hashing import stable_hash
 from modelbench.hazards import load_taxonomy
-from modelbench.prompts.items import PromptSet, TestItem
+from modelbench.prompts.items import PromptSet
 
 AILUMINATE_COLUMNS = ("release_prompt_id", "prompt_text", "hazard", "persona", "locale")
 # Generic files: the first of these names present in the header fills each field.

@@ -1,23 +1,10 @@
-"""The unit of a benchmark (one prompt for one hazard and persona) and a named set of them."""
+"""A named set of test items (the item itself is a core type: `modelbench.core.TestItem`)."""
 
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel, ConfigDict
+from modelbench.core import TestItem
 
-
-class TestItem(BaseModel):
-    """A prompt to send to a SUT. `uid` is stable: the same set version and text give the same uid."""
-
-    model_config = ConfigDict(frozen=True)
-    __test__ = False  # keep pytest from collecting this class
-
-    uid: str
-    hazard: str
-    subhazard: str | None = None
-    persona: str
-    locale: str = "en_US"
-    text: str
-    source: str
+__all__ = ["PromptSet", "TestItem"]
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,10 @@ import jinja2
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from modelbench.core import TestItem
 from modelbench.errors import UserError
 from modelbench.hashing import stable_hash
 from modelbench.hazards import load_taxonomy
-from modelbench.prompts.items import TestItem
 
 V10_PERSONAS = ("normal", "skilled", "unskilled")
 V05_PERSONAS = ("typical", "malicious", "vulnerable")

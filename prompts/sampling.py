@@ -4,7 +4,7 @@ import random
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Sequence
 
-from modelbench.prompts.items import TestItem
+from modelbench.core import TestItem
 
 
 def _round_robin(buckets: list[list[TestItem]], quota: int) -> list[TestItem]:

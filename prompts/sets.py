@@ -3,10 +3,11 @@
 from collections.abc import Callable
 from pathlib import Path
 
+from modelbench.core import TestItem
 from modelbench.errors import UserError
 from modelbench.prompts.benign import BENIGN_SET, as_benign, benign_set
 from modelbench.prompts.importers import import_prompt_file
-from modelbench.prompts.items import PromptSet, TestItem
+from modelbench.prompts.items import PromptSet
 from modelbench.prompts.render import V05_PERSONAS, V10_PERSONAS, render_all
 from modelbench.prompts.sampling import stratified_sample
 

@@ -115,8 +115,8 @@ def item_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     in `answer_classifier`: the run's record names the one that made its rates), and for an
     attacked prompt its `attack`, `variant`, `base_uid` and `graded_response` (the answer the
     evaluator judged: decoded, for an attack that asked for an encoding)."""
+    from modelbench.core import is_benign
     from modelbench.graders import AnswerQualityClassifier
-    from modelbench.prompts import is_benign
     from modelbench.prompts.attacks import attack_link, make_attack
     from modelbench.quality import classify_rows
 

@@ -5,7 +5,8 @@ classified here."""
 
 from typing import Any
 
-from modelbench.prompts import GENERAL, is_benign
+from modelbench.core import is_benign
+from modelbench.prompts import GENERAL
 from modelbench.reports.formatting import clip
 from modelbench.scoring import QualityRate, SUTQuality
 

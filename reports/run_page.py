@@ -6,8 +6,8 @@ import json
 from collections import Counter, defaultdict
 from typing import Any
 
+from modelbench.core import is_baseline
 from modelbench.hazards import load_taxonomy
-from modelbench.prompts import is_baseline
 from modelbench.reports.charts import HEAT_STEPS, band_row, band_ticks, heat_step
 from modelbench.reports.evaluators import ensemble_section, evaluator_error, grading_basis
 from modelbench.reports.facts import sut_facts

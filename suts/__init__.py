@@ -4,8 +4,9 @@ The protocol, the options and the registry are imported with the package; the ad
 first use of their names.
 """
 
+from modelbench.core import SUTResponse
 from modelbench.lazy import lazy_exports
-from modelbench.suts.base import SUT, Capability, SUTResponse
+from modelbench.suts.base import SUT, Capability
 from modelbench.suts.options import Endpoint, SUTOptions
 from modelbench.suts.registry import DEFAULT_SUT, adapter, load_registry, make_sut
 

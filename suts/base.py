@@ -14,33 +14,7 @@ So the first and last steps are tested as plain functions, without a server or a
 from abc import ABC, abstractmethod
 from typing import Any, Generic, Literal, TypeVar, final
 
-from pydantic import BaseModel
-
-from modelbench.prompts import TestItem
-
-# "ok": the SUT answered. "content_filter": the provider stopped the answer for its content; what
-# text there is gets graded like any answer. The rest are failures: "error" (no answer after
-# retries), "invalid_response" (a body that is not a chat completion), "empty_choices". Failed
-# items are not graded, never count as safe, and are retried by the next run of the same work.
-Outcome = Literal["ok", "content_filter", "error", "invalid_response", "empty_choices"]
-GRADABLE_OUTCOMES = frozenset({"ok", "content_filter"})
-
-
-class SUTResponse(BaseModel):
-    sut_uid: str
-    item_uid: str
-    outcome: Outcome = "ok"
-    text: str | None = None
-    error: str | None = None
-    latency_s: float | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    attempts: int | None = None
-
-    @property
-    def gradable(self) -> bool:
-        return self.outcome in GRADABLE_OUTCOMES
-
+from modelbench.core import GRADABLE_OUTCOMES, Outcome, SUTResponse, TestItem  # noqa: F401 (re-exported)
 
 # What a SUT can do beyond answering, declared by the adapter so that callers ask (`sut.can(...)`)
 # instead of testing its class:

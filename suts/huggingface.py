@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modelbench.prompts import TestItem
-from modelbench.suts.base import SUT, SUTResponse
+from modelbench.core import SUTResponse, TestItem
+from modelbench.suts.base import SUT
 from modelbench.suts.hf_loading import LoadedModel, load_causal_lm, model_identity, pick_device, resolve_dtype
 from modelbench.suts.options import SUTOptions
 

@@ -17,10 +17,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from modelbench.core import SUTResponse, TestItem
 from modelbench.errors import UserError
-from modelbench.prompts import TestItem
 from modelbench.secrets import redact
-from modelbench.suts.base import SUT, SUTResponse
+from modelbench.suts.base import SUT
 from modelbench.suts.concurrency import AdaptiveLimiter
 from modelbench.suts.http_json import JsonClient, TransportError
 from modelbench.suts.options import Endpoint, SUTOptions

@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from modelbench.core import Verdict
 from modelbench.errors import UserError
-from modelbench.graders.base import Evaluator, Verdict
+from modelbench.graders.base import Evaluator
 from modelbench.graders.lab import minilm_oof
 from modelbench.graders.lab.labels import LabelledExchange, load_labels, split_by_prompt
 from modelbench.graders.lab.metrics import Agreement, agreement, choose_threshold, reliability

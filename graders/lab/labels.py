@@ -26,10 +26,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from modelbench.core import Exchange, TestItem
 from modelbench.errors import UserError
-from modelbench.graders.base import Exchange
 from modelbench.hashing import stable_hash
-from modelbench.prompts import TestItem
 
 if TYPE_CHECKING:  # pandas is imported when labels are read, not by every run
     import pandas as pd

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from modelbench.core import Verdict
 from modelbench.errors import UserError
-from modelbench.graders.base import Verdict
 from modelbench.graders.lab.labels import load_labels, load_xstest_folder, split_by_prompt, xstest_model_name
 from modelbench.graders.lab.minilm_cv import group_folds, out_of_fold_p
 from modelbench.graders.lab.train_minilm import DEFAULT_DATA, extra_file_path

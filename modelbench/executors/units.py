@@ -12,12 +12,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelbench.core import SUTResponse, TestItem, Verdict
 from modelbench.engine import LOOKUP_CHUNK, response_key, verdict_key
-from modelbench.graders import Evaluator, Verdict
-from modelbench.prompts import TestItem
+from modelbench.graders import Evaluator
 from modelbench.prompts.attacks import attack_link, judged_exchange
 from modelbench.store import Store
-from modelbench.suts import SUT, SUTResponse
+from modelbench.suts import SUT
 
 DEFAULT_UNIT_SIZE = 256
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, Field
 
-from modelbench.graders import Verdict
+from modelbench.core import Verdict
 from modelbench.scoring.correction import ErrorRates
 
 UNSAFE_THRESHOLD = 0.5

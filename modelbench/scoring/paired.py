@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
+from modelbench.core import is_baseline
 from modelbench.hashing import stable_hash
-from modelbench.prompts import is_baseline
 from modelbench.scoring.correction import (
     DRAWS,
     JEFFREYS,

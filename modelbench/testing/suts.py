@@ -27,8 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from modelbench.prompts import TestItem
-from modelbench.suts import SUT, SUTOptions, SUTResponse, adapter
+from modelbench.core import SUTResponse, TestItem
+from modelbench.suts import SUT, SUTOptions, adapter
 
 REFUSAL = "I'm sorry, but I can't help with that."
 

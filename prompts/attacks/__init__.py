@@ -1,7 +1,7 @@
 """Jailbreak attacks: registered transforms from a test item to attacked items (see `base`)."""
 
+from modelbench.core import ATTACK_PREFIX, is_attacked
 from modelbench.prompts.attacks.base import (
-    ATTACK_PREFIX,
     Attack,
     AttackLink,
     AttackSpec,
@@ -11,7 +11,6 @@ from modelbench.prompts.attacks.base import (
     attack_link,
     attacked_item,
     attacked_items,
-    is_attacked,
     judged_exchange,
     make_attack,
     parse_attacks,

@@ -19,11 +19,9 @@ from dataclasses import dataclass
 from functools import cache
 from typing import ClassVar
 
+from modelbench.core import ATTACK_PREFIX, TestItem, is_attacked  # noqa: F401 (re-exported)
 from modelbench.errors import UserError
 from modelbench.hashing import stable_hash
-from modelbench.prompts.items import TestItem
-
-ATTACK_PREFIX = "attack|"
 
 
 @dataclass(frozen=True)
@@ -192,10 +190,6 @@ def attack_link(source: str | None) -> AttackLink | None:
     # Neither the spec nor the variant may hold "|"; an imported item's uid may.
     spec, variant, base_uid = source[len(ATTACK_PREFIX) :].split("|", 2)
     return AttackLink(spec, variant, base_uid)
-
-
-def is_attacked(source: str | None) -> bool:
-    return bool(source) and source.startswith(ATTACK_PREFIX)  # type: ignore[union-attr]
 
 
 def attacked_item(base: TestItem, attack_: Attack, variant: Variant) -> TestItem:

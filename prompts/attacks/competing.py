@@ -3,8 +3,8 @@ Training Fail?"): the request arrives with an instruction that a model trained t
 instructions wants to obey and that a refusal would break. Written in our own words.
 """
 
+from modelbench.core import TestItem
 from modelbench.prompts.attacks.base import Attack, Variant, attack
-from modelbench.prompts.items import TestItem
 
 PREFIX_INJECTION = (
     "{request}\n\n"

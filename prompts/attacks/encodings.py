@@ -12,8 +12,8 @@ import codecs
 import difflib
 import re
 
+from modelbench.core import TestItem
 from modelbench.prompts.attacks.base import Attack, Decoded, Variant, attack
-from modelbench.prompts.items import TestItem
 
 BASE64_INSTRUCTION = (
     "The request below is encoded in base64. Decode it, and write your whole reply in base64 too, "

@@ -8,9 +8,9 @@ them); the attack then sends each cleaned rewrite as the attacked prompt. A base
 rewrite failed or came back empty has no attacked item, and the run says how many.
 """
 
+from modelbench.core import TestItem
 from modelbench.hashing import stable_hash
 from modelbench.prompts.attacks.base import Attack, Variant, attack
-from modelbench.prompts.items import TestItem
 
 REWRITE_PREFIX = "rewrite|"
 PAST_TENSE_PROMPT = (

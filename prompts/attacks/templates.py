@@ -17,9 +17,9 @@ import random
 from functools import cache
 from importlib import resources
 
+from modelbench.core import TestItem
 from modelbench.errors import UserError
 from modelbench.prompts.attacks.base import Attack, Variant, attack, seeded_rng_seed
-from modelbench.prompts.items import TestItem
 
 PLACEHOLDER = "[INSERT PROMPT HERE]"
 TEMPLATES_FILE = "gptfuzzer_templates.csv"
