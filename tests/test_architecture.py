@@ -234,3 +234,58 @@ def test_every_package_is_installed():
     )
     found = {name for name, m in modules().items() if m.is_package}
     assert found == listed
+
+
+# The ground floor (`modelbench.core`): the data every part passes around. Its names are re-exported
+# by the packages above for users' code, but no module of ours takes a core type from upstairs.
+CORE = "modelbench.core"
+FLOOR_ALLOWED = {CORE, "modelbench.errors", "modelbench.hashing"}
+
+
+def core_names() -> set[str]:
+    tree = ast.parse((ROOT / "modelbench" / "core.py").read_text("utf-8"))
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef | ast.FunctionDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+    return names
+
+
+def test_the_ground_floor_imports_nothing_of_ours_above_it():
+    known = modules()
+    above = {t for t, _ in imports(known[CORE], known)} - FLOOR_ALLOWED
+    assert above == set()
+
+
+def test_no_module_takes_a_core_type_from_a_higher_floor():
+    names = core_names()
+    assert {"TestItem", "SUTResponse", "Verdict", "Exchange", "GRADABLE_OUTCOMES"} <= names
+    upstairs = []
+    for module in modules().values():
+        tree = ast.parse(module.path.read_text("utf-8"))
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.level == 0
+                and (node.module or "").startswith("modelbench")
+            ):
+                taken = sorted({a.name for a in node.names} & names)
+                if taken and node.module != CORE:
+                    upstairs.append(
+                        f"{module.path.relative_to(ROOT)}:{node.lineno} takes {taken} from {node.module}"
+                    )
+    assert upstairs == [], "\n".join(upstairs)
+
+
+def test_importing_the_scoring_loads_no_grader_sut_or_prompt_module():
+    """The scoring is arithmetic on verdicts and outcomes: in a fresh interpreter, importing it must
+    not load an evaluator, a model adapter or the prompt sets."""
+    script = "import json, sys, modelbench.scoring; print(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    loaded = json.loads(done.stdout)
+    upstairs = [m for m in loaded if m.split(".")[:2] in (["modelbench", "graders"], ["modelbench", "suts"])]
+    upstairs += [m for m in loaded if m.split(".")[:2] == ["modelbench", "prompts"]]
+    assert upstairs == []
