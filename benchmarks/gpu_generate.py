@@ -19,6 +19,7 @@ decoding step); the first call at each batch size pays the compile, reported sep
 """
 
 import argparse
+import asyncio
 import functools
 import json
 import os
@@ -47,6 +48,11 @@ SHAPES: dict[str, dict[str, Any]] = {
         rope_theta=500000.0, tie_word_embeddings=False,
     ),
 }  # fmt: skip
+
+
+def answer(sut, items):
+    """A SUT's answers through its one public door, `respond` (the three steps, locked)."""
+    return asyncio.run(sut.respond(items))
 
 
 def build_model(shape: str, tokenizer: Any, device: str) -> Any:
@@ -194,8 +200,8 @@ def compare_with_raw(
     raw_s, output = timed(raw, args.repeats)
     prompt_len = int(encoded["input_ids"].shape[1])
     assert output.shape[1] - prompt_len == args.max_new_tokens
-    sut.respond_sync(chosen)
-    adapter_s, responses = timed(lambda: sut.respond_sync(chosen), args.repeats)
+    answer(sut, chosen)
+    adapter_s, responses = timed(lambda: answer(sut, chosen), args.repeats)
     tokens = batch * args.max_new_tokens
     # Rows may differ where a random model emits the end-of-turn token: the adapter cuts there.
     decoded = tokenizer.batch_decode(output[:, prompt_len:].tolist(), skip_special_tokens=True)
@@ -219,7 +225,7 @@ def run_like_the_engine(
         seconds = []
         for start in range(0, len(run_items), args.run_batch):
             chunk = run_items[start : start + args.run_batch]
-            step_s, _ = timed(functools.partial(sut.respond_sync, chunk), 1)
+            step_s, _ = timed(functools.partial(answer, sut, chunk), 1)
             seconds.append(round(step_s, 2))
         tokens = len(run_items) * args.max_new_tokens
         record(
@@ -235,9 +241,9 @@ def static_rows(
     chosen = [items[i % len(items)] for i in range(batch)]
     sut.kv_cache, sut.options = "static", sut.options.model_copy(update={"batch_size": batch})
     started = time.perf_counter()
-    sut.respond_sync(chosen)
+    answer(sut, chosen)
     first_s = time.perf_counter() - started
-    static_s, _ = timed(functools.partial(sut.respond_sync, chosen), args.repeats)
+    static_s, _ = timed(functools.partial(answer, sut, chosen), args.repeats)
     tokens = batch * args.max_new_tokens
     record(
         shape=shape, kind="static", batch=batch, first_call_s=round(first_s, 1),

@@ -20,8 +20,8 @@ _LAZY = {
     "item_rows": "modelbench.reports.export",
     "load_record": "modelbench.reports.loading",
     "load_run": "modelbench.reports.loading",
-    "render_run_report": "modelbench.reports.html",
-    "write_run_report": "modelbench.reports.html",
+    "render_run_report": "modelbench.reports.run_page",
+    "write_run_report": "modelbench.reports.run_page",
     "render_leaderboard": "modelbench.reports.leaderboard",
     "write_leaderboard": "modelbench.reports.leaderboard",
 }

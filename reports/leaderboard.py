@@ -115,7 +115,9 @@ def run_rows(store: Any, run_id: str, cache: dict) -> list[dict[str, Any]]:
     return cache[run_id]
 
 
-def _paired(store: Any, dense: dict[str, Any], variant: dict[str, Any], cache: dict) -> PairedComparison:
+def paired_comparison(
+    store: Any, dense: dict[str, Any], variant: dict[str, Any], cache: dict
+) -> PairedComparison:
     """The paired comparison of a variant with its dense base; only for two entries of one cohort
     (same graders, prompt set and items), where a flip means the model changed, not the grading."""
     if grading_key(dense["grading"]) != grading_key(variant["grading"]):
@@ -164,7 +166,7 @@ def _cohort_board(
                 _point(dense, 0.0 if dense["facts"]["sparsity"] is None else dense["facts"]["sparsity"])
             )
         for variant in family["variants"]:
-            comparison = _paired(store, dense, variant, cache) if dense else None
+            comparison = paired_comparison(store, dense, variant, cache) if dense else None
             removed = _removed_share(variant, dense)
             pairs = usefulness_pairs(dense.get("quality"), variant.get("quality")) if dense else None
             gaps = gap_pair(dense, variant, lambda run: run_rows(store, run, cache)) if dense else None

@@ -4,6 +4,7 @@ and its per-item rows; nothing is scored here."""
 
 import json
 from collections import Counter, defaultdict
+from pathlib import Path
 from typing import Any
 
 from modelbench.core import is_baseline
@@ -20,8 +21,8 @@ from modelbench.reports.formatting import (
     num,
     unsafe,
 )
-from modelbench.reports.loading import RunData
-from modelbench.reports.pages import csp
+from modelbench.reports.loading import RunData, load_run
+from modelbench.reports.pages import csp, render, write_page
 from modelbench.reports.quality_section import MAX_LISTED_BENIGN, quality_context
 from modelbench.reports.resilience_section import resilience_context
 from modelbench.scoring import SUTQuality, SUTResilience, SUTScore, clopper_pearson
@@ -217,3 +218,12 @@ def run_context(data: RunData) -> dict[str, Any]:
         "grades": grade_legend(),
         "heat_steps": HEAT_STEPS,
     }
+
+
+def render_run_report(store: Any, run_id: str) -> str:
+    """One finished run's page (its stored record; nothing is re-scored)."""
+    return render("run_report.html", run_context(load_run(store, run_id)))
+
+
+def write_run_report(store: Any, run_id: str, out: Path) -> Path:
+    return write_page(render_run_report(store, run_id), out)

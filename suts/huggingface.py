@@ -161,10 +161,6 @@ class HuggingFaceSUT(SUT[GenerationRequest, Generation]):
             latency_s=time.perf_counter() - started,
         )
 
-    def respond_sync(self, items: list[TestItem]) -> list[SUTResponse]:
-        """The three steps in the calling thread (tests and benchmarks time generation alone)."""
-        return self.parse_response(items, self.call_sync(self.build_request(items)))
-
     def generate(self, loaded: LoadedModel, prompts: list[str]) -> tuple[list[list[int]], list[int]]:
         """Greedy generation for one batch: completion token ids (eos stripped), prompt lengths."""
         import torch

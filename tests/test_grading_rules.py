@@ -184,7 +184,7 @@ def test_a_calibrated_standard_never_has_a_zero_reference_rate():
 
 def test_records_are_typed_and_versioned_and_old_ones_still_load(tmp_path, server):
     from modelbench.errors import UserError
-    from modelbench.reports.html import load_record
+    from modelbench.reports import load_record
     from modelbench.reports.record import RECORD_VERSION, RunRecord
     from modelbench.store import open_store
 

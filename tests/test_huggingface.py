@@ -11,6 +11,11 @@ from modelbench.suts import SUTOptions, make_sut
 from modelbench.suts.huggingface import HuggingFaceSUT
 
 
+def answer(sut, items):
+    """A SUT's answers through its one public door, `respond` (the three steps, locked)."""
+    return asyncio.run(sut.respond(items))
+
+
 @pytest.fixture(scope="module")
 def items():
     demo = load_prompt_set("mb-demo").items
@@ -20,8 +25,8 @@ def items():
 
 def test_batched_greedy_equals_one_at_a_time(tiny_llama, items):
     sut = HuggingFaceSUT("tiny", tiny_llama, SUTOptions(max_new_tokens=10, batch_size=6), dtype="float32")
-    batched = sut.respond_sync(items)
-    single = [sut.respond_sync([item])[0] for item in items]
+    batched = answer(sut, items)
+    single = [answer(sut, [item])[0] for item in items]
     assert [r.text for r in batched] == [r.text for r in single]
     assert [r.completion_tokens for r in batched] == [r.completion_tokens for r in single]
     assert [r.item_uid for r in batched] == [i.uid for i in items]
@@ -38,7 +43,7 @@ def test_left_padding_and_token_counts(tiny_llama, items):
     assert len(set(lengths)) > 1
     for mask, n in zip(encoded["attention_mask"], lengths, strict=True):
         assert sum(mask) == n and mask[-1] == 1  # padding is on the left
-    responses = sut.respond_sync(items)
+    responses = answer(sut, items)
     assert [r.prompt_tokens for r in responses] == lengths
     assert all(0 <= r.completion_tokens <= 7 for r in responses)
     assert all(r.outcome == "ok" and r.latency_s > 0 for r in responses)
@@ -47,7 +52,7 @@ def test_left_padding_and_token_counts(tiny_llama, items):
 def test_base_model_uses_plain_format_with_a_warning(tiny_base_llama, items, caplog):
     sut = HuggingFaceSUT("base", tiny_base_llama, SUTOptions(max_new_tokens=3))
     with caplog.at_level(logging.WARNING, logger="modelbench"):
-        responses = sut.respond_sync(items[:2])
+        responses = answer(sut, items[:2])
     assert "no chat template" in caplog.text
     prompts = sut.build_prompts(sut._ensure_loaded().tokenizer, items[:1])
     assert prompts == [f"User: {items[0].text}\nAssistant:"]
@@ -87,7 +92,7 @@ def test_a_pinned_dtype_is_used_and_fingerprinted_on_any_cpu(tiny_llama, items):
     for dtype in ("float32", "bfloat16"):
         sut = make_sut(f"hf:{tiny_llama}", SUTOptions(max_new_tokens=3, dtype=dtype))
         assert sut.fingerprint()["dtype"] == dtype
-        sut.respond_sync(items[:1])
+        answer(sut, items[:1])
         assert str(sut._loaded.model.dtype) == f"torch.{dtype}"
 
 
@@ -108,7 +113,7 @@ def test_embedded_smollm2_answers_for_real():
     pytest.importorskip("gguf")
     sut = make_sut("smollm2-135m", SUTOptions(max_new_tokens=12))
     demo = load_prompt_set("mb-demo").items[:2]
-    responses = sut.respond_sync(demo)  # type: ignore[attr-defined]
+    responses = answer(sut, demo)  # type: ignore[attr-defined]
     assert all(r.outcome == "ok" and r.text and r.completion_tokens > 0 for r in responses)
     assert sut.metadata()["model_path"].endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
 
@@ -135,7 +140,7 @@ def test_registry_entries_resolve_from_the_hf_cache_offline(tiny_llama, tmp_path
     registry = load_registry(config)
     sut = make_sut("tiny-cached", SUTOptions(max_new_tokens=2), registry)
     assert sut.model_path == snapshot and sut.metadata()["params"] == 1000
-    assert sut.respond_sync(load_prompt_set("mb-demo").items[:1])[0].outcome == "ok"
+    assert answer(sut, load_prompt_set("mb-demo").items[:1])[0].outcome == "ok"
     with pytest.raises(
         UserError, match=r"weights for org/absent not found: looked in the Hugging Face cache"
     ):
@@ -158,8 +163,8 @@ def test_static_cache_gives_the_same_tokens_and_fills_short_batches(tiny_llama, 
     assert HuggingFaceSUT("auto", tiny_llama).cache_kind("cuda:0") == "static"
     assert HuggingFaceSUT("auto", tiny_llama).cache_kind("cpu") == "dynamic"
     short = items[:3]  # fewer than the batch size: filled up to 4 rows, cut back to 3
-    expected = dynamic.respond_sync(short)
-    got = static.respond_sync(short)
+    expected = answer(dynamic, short)
+    got = answer(static, short)
     assert [r.item_uid for r in got] == [i.uid for i in short]
     assert [r.text for r in got] == [r.text for r in expected]
     assert [(r.prompt_tokens, r.completion_tokens) for r in got] == [
@@ -167,7 +172,7 @@ def test_static_cache_gives_the_same_tokens_and_fills_short_batches(tiny_llama, 
     ]
     first_length = static._static_length
     assert first_length % 256 == 0 and first_length >= 8
-    static.respond_sync(items[:1])  # a shorter prompt reuses the cache length (no recompile on a GPU)
+    answer(static, items[:1])  # a shorter prompt reuses the cache length (no recompile on a GPU)
     assert static._static_length == first_length
 
 
@@ -193,7 +198,7 @@ def test_automatic_static_cache_falls_back_to_dynamic_for_models_without_one(tin
     """On a GPU the static cache is chosen automatically; an architecture that has none must not
     fail the run. Simulated on the CPU by asking for "auto" on a device that picks static."""
     sut = HuggingFaceSUT("tiny", tiny_llama, SUTOptions(max_new_tokens=6, batch_size=2), dtype="float32")
-    expected = [r.text for r in sut.respond_sync(items[:2])]
+    expected = [r.text for r in answer(sut, items[:2])]
     sut.cache_kind = lambda device: "static"  # what auto picks on a GPU
     model = sut._ensure_loaded().model
     original = model.generate
@@ -205,10 +210,10 @@ def test_automatic_static_cache_falls_back_to_dynamic_for_models_without_one(tin
 
     model.generate = generate
     with caplog.at_level(logging.WARNING, logger="modelbench"):
-        got = [r.text for r in sut.respond_sync(items[:2])]
+        got = [r.text for r in answer(sut, items[:2])]
     assert got == expected and sut.kv_cache == "dynamic"
     assert "no static KV cache" in caplog.text
     asked = HuggingFaceSUT("tiny", tiny_llama, SUTOptions(max_new_tokens=6, batch_size=2, kv_cache="static"))
     asked._ensure_loaded().model.generate = generate
     with pytest.raises(ValueError):  # asked for by name: the error stands
-        asked.respond_sync(items[:2])
+        answer(asked, items[:2])

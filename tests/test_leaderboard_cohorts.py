@@ -19,16 +19,16 @@ from test_reports import console_errors, parse
 
 from modelbench.cli import main
 from modelbench.hazards import load_taxonomy
-from modelbench.reports.html import (
-    _paired,
+from modelbench.reports import render_leaderboard
+from modelbench.reports.cohorts import (
     cohorts,
     grading_differences,
     grading_key,
     grading_of,
     grading_summary,
-    render_leaderboard,
     set_apart_reason,
 )
+from modelbench.reports.leaderboard import paired_comparison
 from modelbench.runner import RunRequest, execute, prepare
 from modelbench.store import Store
 from modelbench.suts import SUTOptions
@@ -144,7 +144,7 @@ def test_paired_comparison_refuses_entries_of_different_cohorts():
     dense = entry("dense", config(REFUSAL)) | {"run_id": "r1"}
     variant = entry("variant", config(MINILM)) | {"run_id": "r2"}
     with pytest.raises(ValueError, match="graded differently"):
-        _paired(None, dense, variant, {})
+        paired_comparison(None, dense, variant, {})
 
 
 # -- a real store ----------------------------------------------------------------------------------

@@ -21,17 +21,15 @@ from modelbench.graders.base import Verdict
 from modelbench.hashing import stable_hash
 from modelbench.hazards import load_standard
 from modelbench.prompts.items import TestItem
-from modelbench.reports.html import (
-    BAND_STOPS,
-    MAX_TEXT_CHARS,
-    band_position,
-    clip,
+from modelbench.reports import (
     load_record,
     render_leaderboard,
     render_run_report,
     write_leaderboard,
     write_run_report,
 )
+from modelbench.reports.charts import BAND_STOPS, band_position
+from modelbench.reports.formatting import MAX_TEXT_CHARS, clip
 from modelbench.reports.record import build_record, write_record
 from modelbench.rescore import rebuild_record
 from modelbench.scoring.ensemble import EnsembleConfig, combine

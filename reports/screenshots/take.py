@@ -73,9 +73,12 @@ def main() -> None:
         if args.page == "leaderboard":
             page = write_leaderboard(store, Path(tmp) / "leaderboard.html")
         else:
-            run_id = args.run or store.db.execute(
-                "SELECT run_id FROM runs WHERE status = 'finished' ORDER BY rowid DESC LIMIT 1"
-            ).fetchone()[0]
+            run_id = (
+                args.run
+                or store.db.execute(
+                    "SELECT run_id FROM runs WHERE status = 'finished' ORDER BY rowid DESC LIMIT 1"
+                ).fetchone()[0]
+            )
             page = write_run_report(store, run_id, Path(tmp) / "report.html")
         browser = driver()
         try:
