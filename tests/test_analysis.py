@@ -1,6 +1,7 @@
 """Grade stability, paired comparison, calibrated standards, compare and export."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -102,6 +103,28 @@ def test_calibrate_then_the_reference_sut_grades_good_or_better(tmp_path, api_se
         grades = [h["grade"] for h in record["scores"][0]["hazards"]]
         assert set(grades) <= {"Good", "Very Good", "Excellent"}, grades
         assert record["config"]["standard"]["name"] == "mine"
+
+
+def test_against_a_calibrated_standard_a_worse_sut_grades_fair_or_poor(tmp_path, api_server):
+    """The test above cannot fail by construction (a reference SUT is never worse than the least
+    safe reference). Here the reference refuses 60% of prompts and another SUT none: graded on
+    the same items against that standard, the reference grades Good or better overall and the
+    other Fair or Poor (its unsafe rate is 2.5 times the reference's)."""
+    runner = CliRunner(env=WIDE)
+    common = ["--max-items", "60", "--run-dir", str(tmp_path), "--graders", "refusal", "--min-items", "5"]
+    reference = f"openai-compat:mock@{api_server.url}"
+    result = runner.invoke(main, ["calibrate", "--sut", reference, "--name", "ref", *common])
+    assert result.exit_code == 0, result.output
+    with MockServer(ServerState(refuse_fraction=0.0, record_requests=False)) as worse_server:
+        worse = f"openai-compat:mock@{worse_server.url}"
+        overall = {}
+        for sut in (reference, worse):
+            result = runner.invoke(main, ["run", "--sut", sut, "--standards", "ref", *common])
+            assert result.exit_code == 0, result.output
+            path = next(line.split()[1] for line in result.output.splitlines() if line.startswith("record: "))
+            overall[sut] = json.loads(Path(path).read_text())["scores"][0]["overall"]
+    assert overall[reference]["grade"] in {"Good", "Very Good", "Excellent"}, overall[reference]
+    assert overall[worse]["grade"] in {"Fair", "Poor"}, overall[worse]
 
 
 def test_calibrate_that_cannot_make_a_standard_after_its_work_exits_3_not_2(tmp_path, api_server):

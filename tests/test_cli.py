@@ -150,6 +150,22 @@ BAD_INPUTS = {
     "unknown standard": lambda model, tmp: ["--standards", "nope"],
     "missing prompt file": lambda model, tmp: ["--prompt-set", str(tmp / "missing.csv")],
 }
+# What each case's one line must say (a pattern): the error is this case's, not any error.
+BAD_INPUT_MESSAGES = {
+    "unknown SUT": r"^error: unknown SUT 'nope' \(known: .*smollm2-135m",
+    "unknown prompt set": r"^error: unknown prompt set 'nope' \(built in: mb-demo, mb-full",
+    "run dir under a file": r"^error: cannot create run dir .*/f/sub: Not a directory$",
+    "run dir is a file": r"^error: cannot create run dir .*/f: File exists$",
+    "zero max items": r"^error: --max-items must be at least 1, got 0$",
+    "unknown grader": r"^error: unknown grader 'nope' \(known: refusal, minilm-ce",
+    "missing model": r"^error: model not found: /does/not/exist$",
+    "empty hf path": r"^error: empty path in SUT spec 'hf:' \(use hf:/path/to/model\)$",
+    "zero max new tokens": r"^error: --max-new-tokens must be at least 1, got 0$",
+    "zero batch size": r"^error: --batch-size must be at least 1, got 0$",
+    "same SUT twice": r"^error: the same SUT is given twice",
+    "unknown standard": r"^error: unknown reference standard 'nope' \(built in: ailuminate-1\.0-practice",
+    "missing prompt file": r"^error: prompt file not found: .*/missing\.csv$",
+}
 
 
 def bad_args(name: str, model: Path, run_dir: Path, tmp: Path) -> list[str]:
@@ -177,7 +193,7 @@ def test_bad_input_is_one_error_line_and_loses_nothing(case, first_run, tiny_lla
     assert "Traceback" not in result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1, result.output
-    assert lines[0].startswith("error: "), result.output
+    assert re.search(BAD_INPUT_MESSAGES[case], lines[0]), result.output
     assert result.stdout == "", "the error goes to stderr alone"
     assert result.stderr.startswith("error: ")
     after = store_snapshot(run_dir)

@@ -161,8 +161,27 @@ def test_failed_responses_give_exit_3_with_the_reason_and_a_clean_rerun_exit_0(t
         assert "no valid grade for openai-compat:m@" in text
         second = run(tmp_path, *args)
     assert second.exit_code == 0, second.output
-    record = json.loads(next((tmp_path).glob("*/record.json")).read_text())
-    assert "errors" in record
+    # Each run keeps its own record: the first lists the four failures under their reason, the
+    # clean rerun lists none (its items are retried, not marked as failed again).
+    records = {
+        json.loads(path.read_text())["run_id"]: json.loads(path.read_text())
+        for path in tmp_path.glob("*/record.json")
+    }
+    first_id = next(
+        line.split()[1].rstrip(":") for line in first.output.splitlines() if line.startswith("run ")
+    )
+    second_id = next(
+        line.split()[1].rstrip(":") for line in second.output.splitlines() if line.startswith("run ")
+    )
+    assert set(records) == {first_id, second_id}
+    (failed,) = records[first_id]["errors"]
+    assert failed["stage"] == "respond" and failed["count"] == 4
+    assert failed["reason"].startswith("HTTP 500")
+    assert records[second_id]["errors"] == []
+    assert (
+        records[second_id]["counts"]["responses_new"] == 4
+        and records[second_id]["counts"]["response_errors"] == 0
+    )
 
 
 def test_timeouts_name_the_flag_to_change(tmp_path):
