@@ -40,9 +40,14 @@ def test_reliability_priors_scale_weights():
 
 
 def test_all_zero_weights_fall_back_to_the_plain_mean():
-    score = combine([v("a", 0.5), v("b", 0.5), v("c", 0.5)], EnsembleConfig())
-    assert score.p_unsafe == 0.5 and score.is_safe is False  # unsafe at p >= 0.5
-    assert score.uncertain
+    """Every weight is 0, by both routes: "a" says 0.5 (no information), "b" and "c" have
+    reliability 0. Their probabilities differ, so the plain mean (0.55) is told apart from the
+    entropy-weighted mean without priors (0.74), the median (0.5), any one member and 0.5."""
+    config = EnsembleConfig(reliability={"b": 0.0, "c": 0.0})
+    score = combine([v("a", 0.5), v("b", 0.2), v("c", 0.95)], config)
+    assert score.p_unsafe == pytest.approx((0.5 + 0.2 + 0.95) / 3)  # 0.55
+    assert score.is_safe is False and score.n_valid == 3  # unsafe at p >= 0.5
+    assert score.uncertain  # H(0.55) = 0.993
 
 
 def test_invalid_members_are_dropped_and_min_valid_applies():

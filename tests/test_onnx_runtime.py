@@ -156,7 +156,7 @@ def test_default_spec_and_fingerprints():
 
 
 def exchanges(source: str) -> tuple[list[str], list[str]]:
-    """"card": the reference exchanges shipped in the evaluator's card (always there); "xstest":
+    """The "card": the reference exchanges shipped in the evaluator's card (always there); "xstest":
     30 seeded XSTest answers from ../shared/data (the test skips where it is absent)."""
     if source == "card":
         from modelbench.graders.cross_encoder import load_card

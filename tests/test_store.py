@@ -1,7 +1,10 @@
 """The SQLite store: content-addressed reuse, error rows retried, clear errors on bad files."""
 
+import re
+
 import pytest
 
+from modelbench import store as store_module
 from modelbench.errors import UserError
 from modelbench.graders.base import Verdict
 from modelbench.prompts.items import TestItem
@@ -40,11 +43,23 @@ def test_valid_verdicts_round_trip_and_invalid_ones_are_not_reused(tmp_path):
     store.close()
 
 
-def test_many_keys_are_fetched_in_chunks(tmp_path):
+def test_many_keys_are_fetched_in_chunks(tmp_path, monkeypatch):
+    """SQLite caps the bound parameters of one statement (999 in older builds, 32766 in newer),
+    so a lookup of many keys must be split. Any key count below the local cap passes without
+    chunking, so the chunk is shrunk to 100 and the lookup queries are counted: 250 keys must be
+    3 queries of 100, 100 and 50 keys, and every key must come back."""
+    monkeypatch.setattr(store_module, "_CHUNK", 100)
     store = Store(tmp_path / "s.sqlite")
-    rows = [(f"k{i}", SUTResponse(sut_uid="s", item_uid=f"i{i}", text=str(i))) for i in range(1234)]
+    rows = [(f"k{i}", SUTResponse(sut_uid="s", item_uid=f"i{i}", text=str(i))) for i in range(250)]
     store.put_responses(rows)
-    assert len(store.get_responses([k for k, _ in rows])) == 1234
+    statements: list[str] = []
+    store.db.set_trace_callback(statements.append)
+    found = store.get_responses([k for k, _ in rows])
+    store.db.set_trace_callback(None)
+    lookups = [s for s in statements if s.startswith("SELECT") and "FROM responses" in s]
+    # The trace shows each statement with its values bound: count the keys each one asked for.
+    assert [len(re.findall(r"'k\d+'", s)) for s in lookups] == [100, 100, 50]
+    assert found == dict(rows)
     store.close()
 
 
