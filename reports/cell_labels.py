@@ -16,7 +16,6 @@ that already has one, or spans several columns, is left as it is.
 import re
 from html import escape, unescape
 from html.parser import HTMLParser
-from itertools import accumulate
 
 
 class _Table:
@@ -35,7 +34,9 @@ class _Table:
 class _CellLabeller(HTMLParser):
     def __init__(self, text: str) -> None:
         super().__init__(convert_charrefs=False)
-        self.line_starts = [0, *accumulate(len(line) for line in text.splitlines(keepends=True))]
+        # HTMLParser counts lines at "\n" alone (str.splitlines also breaks at \r, \x85, \u2028,
+        # ...), and model text in a cell may hold any of them.
+        self.line_starts = [0, *(match.end() for match in re.finditer("\n", text))]
         self.tables: list[_Table] = []
         self.insertions: list[tuple[int, str]] = []
 
@@ -118,7 +119,8 @@ _TABLE_TAG = re.compile(r"<(/?)table\b", re.IGNORECASE)
 
 def outer_tables(html: str) -> list[tuple[int, int]]:
     """(start, end) of each outermost `<table>...</table>` in the page. Model output is escaped
-    (`&lt;table`), so a literal tag is always one of ours; only these slices need reading."""
+    (`&lt;table`), so a literal tag is always one of ours; only these slices need reading. (Our
+    templates put no `<table` in a comment or a script, which this does not look inside.)"""
     spans, depth, start = [], 0, 0
     for match in _TABLE_TAG.finditer(html):
         if not match.group(1):
@@ -128,7 +130,8 @@ def outer_tables(html: str) -> list[tuple[int, int]]:
         elif depth:
             depth -= 1
             if depth == 0:
-                spans.append((start, html.index(">", match.end()) + 1))
+                close = html.find(">", match.end())
+                spans.append((start, len(html) if close < 0 else close + 1))
     return spans
 
 

@@ -17,6 +17,7 @@ from markupsafe import Markup
 
 from modelbench.cache import cache_dir
 from modelbench.errors import UserError
+from modelbench.hashing import stable_hash
 from modelbench.reports.cell_labels import label_cells
 from modelbench.reports.formatting import (
     duration,
@@ -47,11 +48,25 @@ class _TemplateCache(FileSystemBytecodeCache):
             pass
 
 
+# What compiled templates depend on besides their source: Jinja's release and the options that
+# are compiled in. A change of either gets a folder of its own instead of stale code.
+# autoescape: every template, whatever its extension: model text is untrusted.
+ENVIRONMENT_OPTIONS = {"autoescape": True, "trim_blocks": True, "lstrip_blocks": True}
+
+
 def template_cache() -> BytecodeCache | None:
-    folder = cache_dir("templates")
+    """A private folder (0700: the cache holds code that is loaded and run) for this Jinja release
+    and these options, or None when there is no home or it cannot be made."""
+    import jinja2
+
+    options = {**ENVIRONMENT_OPTIONS, "undefined": StrictUndefined.__name__}
+    key = stable_hash({"jinja2": jinja2.__version__, "options": options}, length=12)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
+        folder = cache_dir("templates") / key
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if folder.stat().st_mode & 0o077:
+            return None  # someone else can write there: compile every time instead
+    except (OSError, RuntimeError):  # RuntimeError: no home directory to cache under
         return None
     return _TemplateCache(str(folder))
 
@@ -61,10 +76,8 @@ def environment() -> Environment:
     env = Environment(
         loader=FileSystemLoader(TEMPLATES),
         bytecode_cache=template_cache(),
-        autoescape=True,  # every template, whatever its extension: model text is untrusted
         undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
+        **ENVIRONMENT_OPTIONS,
     )
     env.filters.update(
         pct=pct,

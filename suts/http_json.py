@@ -3,24 +3,38 @@
 Why not the openai SDK's client: we already build each body, read the raw reply, count attempts
 and retry ourselves, so the SDK's request machinery (typed options, its own URL and header
 models, its retry loop) was pure overhead. Measured in one sitting on 2 cores, 2,000 chat
-requests at concurrency 64 against a 100 ms server, whole process: the SDK on its aiohttp
-transport 4.7-5.7 s, plain aiohttp 3.6-3.7 s (the ideal is 3.1 s); importing the SDK alone cost
-about half a second of every run. What the SDK did that matters is kept here: the bearer key,
-proxies from the environment (`trust_env`), certificates from certifi when it is installed, one
-kept-alive connection per request in flight, and a timeout per request.
+requests at concurrency 64 against a 100 ms server, whole processes: a bare SDK client took
+4.7-5.7 s, a bare aiohttp client 3.6-3.7 s (the ideal is 3.1 s), and importing the SDK alone cost
+about half a second of every run (`benchmarks/engine.py` (e) times our whole run against the
+SDK). What the SDK's transport did that users rely on is kept here:
 
-Failures come back as the adapter's own two kinds (see `suts/openai_compat.py`): an HTTP status
-(with the body and Retry-After) or a transport failure (connection, timeout), never an
-aiohttp-specific exception, so that the adapter's retry rules read the same as before.
+- the bearer key, sent as one `Authorization` header (never `~/.netrc`: aiohttp's `trust_env`
+  would read it and then refuse the request for carrying two kinds of auth);
+- proxies from `HTTP(S)_PROXY` / `NO_PROXY`, looked up once per session;
+- certificates: `SSL_CERT_FILE` / `SSL_CERT_DIR` when set (a company's interception CA, an
+  internal server's private CA), else the system's store plus certifi's bundle;
+- one kept-alive connection per request in flight, idle ones closed after 5 s (servers on uvicorn,
+  vLLM and `transformers serve`, close theirs at 5 s: reusing one they are closing costs a retry);
+- redirects are not followed (a redirect is the server's answer, and the key must not travel on);
+- a timeout per request.
+
+Failures come back as the adapter's own two kinds (see `suts/openai_compat.py`): an HTTP reply of
+any status, or a `TransportError` (no reply: refused, unknown host, timed out, dropped). The
+error keeps only the failure's kind and message, never the exception, whose request details
+would include the key.
 """
 
 import asyncio
 import json
+import os
+import socket
 import ssl
 from dataclasses import dataclass
 from typing import Any
 
 from modelbench import __version__
+
+IDLE_CONNECTION_S = 5.0
 
 
 @dataclass
@@ -31,22 +45,49 @@ class HttpReply:
 
 
 class TransportError(Exception):
-    """The request got no HTTP answer. `timed_out`: no answer within the timeout; `cause`: the
-    underlying error (ConnectionRefusedError, a DNS failure, a dropped connection)."""
+    """The request got no HTTP reply. `kind` names the failure (ConnectionRefusedError,
+    gaierror, ServerDisconnectedError, ...); the flags say what a user can act on."""
 
-    def __init__(self, cause: BaseException, timed_out: bool = False):
-        super().__init__(str(cause))
-        self.cause = cause
+    def __init__(
+        self,
+        kind: str,
+        message: str,
+        timed_out: bool = False,
+        refused: bool = False,
+        unknown_host: bool = False,
+    ):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
         self.timed_out = timed_out
+        self.refused = refused
+        self.unknown_host = unknown_host
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> "TransportError":
+        if isinstance(exc, TimeoutError):
+            return cls(type(exc).__name__, str(exc), timed_out=True)
+        return cls(
+            type(exc).__name__,
+            str(exc),
+            refused=isinstance(exc, ConnectionRefusedError),
+            unknown_host=isinstance(exc, socket.gaierror),
+        )
 
 
-def _ssl_context() -> ssl.SSLContext:
+def ssl_context() -> ssl.SSLContext:
+    """The certificates a request trusts (see the module's docstring)."""
+    cafile, capath = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+    if cafile or capath:
+        return ssl.create_default_context(cafile=cafile or None, capath=capath or None)
+    context = ssl.create_default_context()  # the system's store
     try:
         import certifi
 
-        return ssl.create_default_context(cafile=certifi.where())
-    except ImportError:  # the system's store, as aiohttp would use
-        return ssl.create_default_context()
+        context.load_verify_locations(cafile=certifi.where())  # for images without a system store
+    except (ImportError, OSError):
+        pass
+    return context
 
 
 def _decode(raw: bytes, charset: str | None) -> str:
@@ -59,8 +100,8 @@ def _decode(raw: bytes, charset: str | None) -> str:
 
 class JsonClient:
     """POST and GET JSON under `base_url` with a bearer key. The session is made on first use,
-    inside the running event loop, and `close` ends it (the adapter closes it at the end of each
-    loop: the preflight's, then the run's)."""
+    inside the running event loop (a new loop gets a new session), and `close` ends it: the
+    adapter closes it at the end of each loop, the preflight's and then the run's."""
 
     def __init__(self, base_url: str, api_key: str, timeout_s: float, connections: int):
         self.base_url = base_url.rstrip("/")
@@ -72,17 +113,23 @@ class JsonClient:
             "User-Agent": f"modelbench/{__version__}",
         }
         self._session: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._proxy: tuple[Any, Any] = (None, None)
 
     def _ensure_session(self) -> Any:
         import aiohttp
 
-        if self._session is None or self._session.closed:
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._loop is not loop:
             connector = aiohttp.TCPConnector(
-                limit=self.connections, limit_per_host=self.connections, ssl=_ssl_context()
+                limit=self.connections,
+                limit_per_host=self.connections,
+                ssl=ssl_context(),
+                keepalive_timeout=IDLE_CONNECTION_S,
             )
-            self._session = aiohttp.ClientSession(
-                connector=connector, headers=self.headers, trust_env=True, raise_for_status=False
-            )
+            self._session = aiohttp.ClientSession(connector=connector, headers=self.headers, trust_env=False)
+            self._loop = loop
+            self._proxy = _env_proxy(self.base_url)
         return self._session
 
     async def request(
@@ -102,9 +149,17 @@ class JsonClient:
         if body is not None:
             data = json.dumps(body).encode("utf-8")
             headers = {"Content-Type": "application/json", **(headers or {})}
+        proxy, proxy_auth = self._proxy
         try:
             async with session.request(
-                method, self.base_url + path, data=data, headers=headers, timeout=timeout
+                method,
+                self.base_url + path,
+                data=data,
+                headers=headers,
+                timeout=timeout,
+                allow_redirects=False,
+                proxy=proxy,
+                proxy_auth=proxy_auth,
             ) as response:
                 raw = await response.read()
                 return HttpReply(
@@ -113,13 +168,27 @@ class JsonClient:
                     retry_after=response.headers.get("Retry-After"),
                 )
         except TimeoutError as exc:  # asyncio's and aiohttp's timeouts are both TimeoutError
-            raise TransportError(exc, timed_out=True) from None
+            raise TransportError.from_exception(exc) from None
         except aiohttp.ClientConnectorError as exc:
-            raise TransportError(exc.os_error if exc.os_error is not None else exc) from None
-        except (aiohttp.ClientError, OSError, asyncio.IncompleteReadError) as exc:
-            raise TransportError(exc) from None
+            raise TransportError.from_exception(exc.os_error if exc.os_error is not None else exc) from None
+        except (aiohttp.ClientError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            # ValueError: aiohttp's own refusals of a request it cannot send (a bad URL, say).
+            raise TransportError.from_exception(exc) from None
 
     async def close(self) -> None:
         if self._session is not None:
-            await self._session.close()
+            if self._loop is asyncio.get_running_loop():
+                await self._session.close()
             self._session = None
+            self._loop = None
+
+
+def _env_proxy(url: str) -> tuple[Any, Any]:
+    """(proxy URL, its auth) for `url` from HTTP(S)_PROXY and NO_PROXY, or (None, None)."""
+    from aiohttp.helpers import get_env_proxy_for_url
+    from yarl import URL
+
+    try:
+        return get_env_proxy_for_url(URL(url))
+    except LookupError:
+        return None, None

@@ -195,11 +195,8 @@ class OpenAICompatSUT(SUT[ChatRequests, ChatReplies]):
             if exc.timed_out:
                 timeout = self.options.timeout_s
                 raise TransientError(f"timed out after {timeout:g}s", congestion=True) from None
-            cause = exc.cause
-            raise TransientError(
-                f"connection error: {type(cause).__name__}: {self._short(str(cause))}"
-            ) from None
-        if reply.status >= 400:
+            raise TransientError(f"connection error: {exc.kind}: {self._short(exc.message)}") from None
+        if not 200 <= reply.status < 300:  # a redirect or an informational status is no answer either
             message = f"HTTP {reply.status}: {self._short(reply.body)}"
             if reply.status in RETRIABLE_STATUS:
                 raise TransientError(message, reply.retry_after, congestion=reply.status in CONGESTION_STATUS)
@@ -217,7 +214,7 @@ class OpenAICompatSUT(SUT[ChatRequests, ChatReplies]):
         except TransportError as exc:
             raise UserError(f"{who}: cannot reach {url}: {_connection_problem(exc)}") from None
         status = raw.status
-        if status >= 400:
+        if not 200 <= status < 300:
             if status in (401, 403):
                 key = f"set {self.endpoint.api_key_env}" if self.endpoint.api_key_env else "give a key"
                 answer = f"HTTP {status}: {self._short(raw.body)}"
@@ -355,14 +352,13 @@ def malformed(body: str) -> str | None:
 
 def _connection_problem(exc: TransportError) -> str:
     """What a failed connection means, in words a user can act on."""
-    cause = exc.cause
-    if isinstance(cause, ConnectionRefusedError):
+    if exc.refused:
         return "connection refused (is the server running, and on this port?)"
     if exc.timed_out:
         return f"no answer within {PREFLIGHT_TIMEOUT_S:g}s"
-    if isinstance(cause, OSError) and "name" in str(cause).lower():
-        return f"unknown host ({_short(str(cause))})"
-    return f"{type(cause).__name__}: {_short(str(cause))}"
+    if exc.unknown_host:
+        return f"unknown host ({_short(exc.message)})"
+    return f"{exc.kind}: {_short(exc.message)}"
 
 
 def _short(text: str, limit: int = 120) -> str:

@@ -48,3 +48,16 @@ def test_a_table_inside_a_cell_has_its_own_columns():
 def test_a_page_without_tables_or_headers_comes_back_unchanged():
     for page in ("<p>no tables</p>", "<table><tr><td>1</td></tr></table>", ""):
         assert label_cells(page) == page
+
+
+def test_line_breaks_other_than_newline_in_cell_text_do_not_shift_the_labels():
+    """Model text in a cell may hold \\r, \\x85 or \\u2028; the parser counts lines at \\n alone."""
+    for odd in ("\r", "\x85", "\u2028", "\u2029", "\x0c", "\x1e"):
+        page = (
+            "<table><thead><tr><th>Evaluator</th><th>Note</th></tr></thead><tbody>\n"
+            f'<tr><td class="mono">ce</td><td>first{odd}second</td></tr>\n'
+            '<tr><td class="mono">refusal</td><td>plain</td></tr>\n</tbody></table>'
+        )
+        out = label_cells(page)
+        assert labels(out) == ["Evaluator", "Note", "Evaluator", "Note"], repr(odd)
+        assert re.sub(r' data-label="[^"]*"', "", out) == page

@@ -114,7 +114,7 @@ def test_embedded_smollm2_answers_for_real():
     pytest.importorskip("gguf")
     sut = make_sut("smollm2-135m", SUTOptions(max_new_tokens=12))
     demo = load_prompt_set("mb-demo").items[:2]
-    responses = answer(sut, demo)  # type: ignore[attr-defined]
+    responses = answer(sut, demo)
     assert all(r.outcome == "ok" and r.text and r.completion_tokens > 0 for r in responses)
     assert sut.metadata()["model_path"].endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
 

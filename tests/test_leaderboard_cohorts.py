@@ -310,7 +310,7 @@ def test_every_cohort_table_sorts_in_a_browser(store, request, tmp_path):
         cells = table.find_elements(By.CSS_SELECTOR, "tbody tr td:nth-child(4)")
         return [float(c.get_attribute("data-value")) for c in cells]
 
-    sorted_tables = 0
+    sorted_tables = []
     for table in tables:
         before = column(table)
         if len(set(before)) < 2:
@@ -323,8 +323,9 @@ def test_every_cohort_table_sorts_in_a_browser(store, request, tmp_path):
         # Each click reorders the rows: a table that was already in order, or a click that did
         # nothing, cannot pass both.
         assert ascending == sorted(before) and descending == sorted(before, reverse=True)
-        sorted_tables += 1
-    assert sorted_tables >= 1
+        sorted_tables.append(table.get_attribute("id"))
+    # The set-apart cohorts hold one SUT each here: the main table is the one with an order to see.
+    assert sorted_tables == ["board-table"]
     assert browser.find_element(By.CSS_SELECTOR, "#apart .apart-reason").is_displayed()
     assert console_errors(browser) == []
 

@@ -15,12 +15,12 @@ import tempfile
 from pathlib import Path
 
 from modelbench.reports import write_leaderboard, write_run_report
-from modelbench.store import Store
+from modelbench.store import STORE_NAME, Store
 
 HERE = Path(__file__).resolve().parent
 
 
-def driver():
+def driver(profile: str):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -29,7 +29,7 @@ def driver():
     flags = ("--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1280,900")
     for flag in flags:
         options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tempfile.mkdtemp(prefix='mb-shots-')}")
+    options.add_argument(f"--user-data-dir={profile}")
     return webdriver.Chrome(service=Service(shutil.which("chromedriver") or "chromedriver"), options=options)
 
 
@@ -68,19 +68,19 @@ def main() -> None:
     parser.add_argument("--widths", default="1280,390")
     parser.add_argument("--max-height", type=int, default=2400)
     args = parser.parse_args()
-    store = Store(args.store / "modelbench.sqlite")
+    store = Store(args.store / STORE_NAME)
     with tempfile.TemporaryDirectory() as tmp:
         if args.page == "leaderboard":
             page = write_leaderboard(store, Path(tmp) / "leaderboard.html")
         else:
-            run_id = (
-                args.run
-                or store.db.execute(
-                    "SELECT run_id FROM runs WHERE status = 'finished' ORDER BY rowid DESC LIMIT 1"
-                ).fetchone()[0]
-            )
+            latest = store.db.execute(
+                "SELECT run_id FROM runs WHERE status = 'finished' ORDER BY rowid DESC LIMIT 1"
+            ).fetchone()
+            run_id = args.run or (latest[0] if latest else None)
+            if run_id is None:
+                raise SystemExit(f"no finished run in {args.store}")
             page = write_run_report(store, run_id, Path(tmp) / "report.html")
-        browser = driver()
+        browser = driver(str(Path(tmp) / "profile"))
         try:
             for i, width in enumerate(int(w) for w in args.widths.split(",")):
                 name = args.name if i == 0 else f"{args.name}-{width}"
