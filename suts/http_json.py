@@ -115,6 +115,7 @@ class JsonClient:
         self._session: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._proxy: tuple[Any, Any] = (None, None)
+        self._timeout: Any = None  # the default aiohttp.ClientTimeout, made with the session
 
     def _ensure_session(self) -> Any:
         import aiohttp
@@ -130,6 +131,7 @@ class JsonClient:
             self._session = aiohttp.ClientSession(connector=connector, headers=self.headers, trust_env=False)
             self._loop = loop
             self._proxy = _env_proxy(self.base_url)
+            self._timeout = aiohttp.ClientTimeout(total=self.timeout_s)
         return self._session
 
     async def request(
@@ -144,7 +146,7 @@ class JsonClient:
         import aiohttp
 
         session = self._ensure_session()
-        timeout = aiohttp.ClientTimeout(total=timeout_s or self.timeout_s)
+        timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s else self._timeout
         data = None
         if body is not None:
             data = json.dumps(body).encode("utf-8")

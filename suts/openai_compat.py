@@ -33,12 +33,6 @@ RETRIABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 ENDPOINT_PATHS = {"chat": "/chat/completions", "completions": "/completions"}
 
 
-def make_async_client(base_url: str, api_key: str, timeout_s: float, connections: int) -> JsonClient:
-    """The HTTP client of one SUT: a kept-alive connection per request in flight (see
-    `suts/http_json.py` for why it is plain aiohttp and not the openai SDK)."""
-    return JsonClient(base_url, api_key, timeout_s, connections)
-
-
 @dataclass
 class RawReply:
     status: int
@@ -177,7 +171,8 @@ class OpenAICompatSUT(SUT[ChatRequests, ChatReplies]):
 
     def _ensure_client(self) -> JsonClient:
         if self._client is None:
-            self._client = make_async_client(
+            # A kept-alive connection per request in flight (suts/http_json.py says why aiohttp).
+            self._client = JsonClient(
                 self.endpoint.base_url, self._api_key, self.options.timeout_s, self.options.concurrency
             )
         return self._client
