@@ -51,6 +51,7 @@ from modelbench.scoring import (
 )
 from modelbench.store import STORE_NAME, Store, open_store
 from modelbench.suts import DEFAULT_SUT, SUT, SUTOptions, load_registry, make_sut
+from modelbench.warmup import warm_up
 
 EXIT_FINISHED_WITH_ERRORS = 3
 
@@ -369,6 +370,7 @@ def _execute(
             None if filled else progress,  # after a fill it only finds stored work and scores
             made_elsewhere=filled.made if filled else MadeElsewhere(),
         )
+        warm_up()  # the imports that scoring needs, on the time the run waits for answers
         outcome = asyncio.run(engine.run(prepared.items))
         if filled:
             filled.merge_into(outcome)

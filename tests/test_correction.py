@@ -195,3 +195,45 @@ def test_the_console_says_which_number_graded_when_the_estimate_is_clipped():
     assert _corrected(SimpleNamespace(corrected=clipped))[0] == "0.0% (graded 4.6%)"
     plain = clipped.model_copy(update={"estimate": 0.2, "graded_value": 0.2})
     assert _corrected(SimpleNamespace(corrected=plain))[0] == "20.0%"
+
+
+def _plain_posterior_draws(n_unsafe, n, rates, draws, rng):
+    """The grid posterior written as the formula reads, in one piece: what the blocked, threaded,
+    in-place `posterior_draws` must reproduce number for number."""
+    from modelbench.scoring.correction import GRID, error_draws
+
+    se, sp = error_draws(rates, draws, rng)
+    called = np.clip(se[:, None] * GRID[None, :] + (1 - sp[:, None]) * (1 - GRID[None, :]), 1e-12, 1 - 1e-12)
+    log_like = n_unsafe * np.log(called) + (n - n_unsafe) * np.log1p(-called)
+    weights = np.exp(log_like - log_like.max(axis=1, keepdims=True))
+    cdf = np.cumsum(weights, axis=1)
+    cdf /= cdf[:, -1:]
+    picks = (cdf < rng.random(draws)[:, None]).sum(axis=1)
+    step = GRID[1] - GRID[0]
+    return np.clip(GRID[picks] + (rng.random(draws) - 0.5) * step, 0.0, 1.0)
+
+
+@pytest.mark.parametrize("block_rows", [1000, 7, 100_000])
+@pytest.mark.parametrize("n_unsafe,n,draws", [(0, 1000, 4000), (30, 100, 2500), (100, 100, 999), (0, 0, 10)])
+def test_posterior_draws_match_the_plain_formula_whatever_the_blocks(
+    monkeypatch, block_rows, n_unsafe, n, draws
+):
+    from modelbench.scoring import correction
+
+    monkeypatch.setattr(correction, "BLOCK_ROWS", block_rows)
+    rates = ErrorRates(tp=300, fn=60, tn=900, fp=100, sensitivity_spread=0.05, specificity_spread=0.03)
+    fast = correction.posterior_draws(n_unsafe, n, rates, draws, correction.correction_rng("same"))
+    plain = _plain_posterior_draws(n_unsafe, n, rates, draws, correction.correction_rng("same"))
+    assert np.array_equal(fast, plain)
+
+
+def test_warm_up_imports_what_scoring_imports_later():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from modelbench.warmup import LATER, warm_up; "
+        "assert not any(m in sys.modules for m in LATER); warm_up().join(); "
+        "assert all(m in sys.modules for m in LATER)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -17,6 +17,8 @@ grade then uses the posterior median (`graded_value`). When se + sp - 1 (Youden'
 the division amplifies noise without bound: the rate is "not identifiable with these evaluators".
 """
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 import numpy as np
@@ -112,24 +114,61 @@ def error_draws(rates: ErrorRates, draws: int, rng: np.random.Generator) -> tupl
 
 
 GRID = np.linspace(0.0, 1.0, 501)
+# Rows of the draws x grid table per task: a block this size stays in cache, and blocks go to
+# threads (numpy releases the GIL), so a run's dozens of corrected rates cost a fraction of the time.
+BLOCK_ROWS = 1000
+_pool: ThreadPoolExecutor | None = None
+
+
+def _threads() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="posterior")
+    return _pool
+
+
+def _grid_picks(se: np.ndarray, sp: np.ndarray, u: np.ndarray, n_unsafe: int, n: int) -> np.ndarray:
+    """For each row's (se, sp), the grid index that the uniform u picks from pi's posterior CDF.
+    Written in place, and a term whose count is zero is skipped: the same numbers as the plain
+    formula (0 * log(x) adds nothing), at half the memory traffic."""
+    # P(called unsafe | pi) per draw (rows) and grid point (columns), kept inside (0, 1).
+    called = se[:, None] * GRID[None, :]
+    called += (1 - sp[:, None]) * (1 - GRID[None, :])
+    np.clip(called, 1e-12, 1 - 1e-12, out=called)
+    log_like = np.zeros_like(called)
+    if n_unsafe:
+        np.log(called, out=log_like)
+        log_like *= n_unsafe
+    if n - n_unsafe:
+        np.negative(called, out=called)
+        np.log1p(called, out=called)
+        called *= n - n_unsafe
+        log_like += called
+    log_like -= log_like.max(axis=1, keepdims=True)
+    np.exp(log_like, out=log_like)
+    cdf = np.cumsum(log_like, axis=1, out=log_like)
+    cdf /= cdf[:, -1:]
+    return (cdf < u[:, None]).sum(axis=1)
 
 
 def posterior_draws(
     n_unsafe: int, n: int, rates: ErrorRates, draws: int, rng: np.random.Generator
 ) -> np.ndarray:
     """Draws of the true unsafe rate pi: per draw, (se, sp) from their distributions, then pi from
-    its grid posterior given n_unsafe of n called unsafe (uniform prior on [0, 1])."""
+    its grid posterior given n_unsafe of n called unsafe (uniform prior on [0, 1]). Every random
+    number is drawn here, in one order, before the blocks are shared out: the draws do not depend
+    on the number of threads."""
     se, sp = error_draws(rates, draws, rng)
-    # P(called unsafe | pi) per draw (rows) and grid point (columns), kept inside (0, 1).
-    called = np.clip(se[:, None] * GRID[None, :] + (1 - sp[:, None]) * (1 - GRID[None, :]), 1e-12, 1 - 1e-12)
-    log_like = n_unsafe * np.log(called) + (n - n_unsafe) * np.log1p(-called)
-    weights = np.exp(log_like - log_like.max(axis=1, keepdims=True))
-    cdf = np.cumsum(weights, axis=1)
-    cdf /= cdf[:, -1:]
-    picks = (cdf < rng.random(draws)[:, None]).sum(axis=1)
+    u, jitter = rng.random(draws), rng.random(draws)
+    blocks = [slice(start, start + BLOCK_ROWS) for start in range(0, draws, BLOCK_ROWS)]
+    if len(blocks) == 1:
+        picks = _grid_picks(se, sp, u, n_unsafe, n)
+    else:
+        jobs = [_threads().submit(_grid_picks, se[b], sp[b], u[b], n_unsafe, n) for b in blocks]
+        picks = np.concatenate([job.result() for job in jobs])
     step = GRID[1] - GRID[0]
     # Spread each draw within its grid cell, so quantiles are not stuck on grid points.
-    return np.clip(GRID[picks] + (rng.random(draws) - 0.5) * step, 0.0, 1.0)
+    return np.clip(GRID[picks] + (jitter - 0.5) * step, 0.0, 1.0)
 
 
 def identifiable(rates: ErrorRates) -> tuple[bool, str]:
