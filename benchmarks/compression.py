@@ -26,6 +26,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from modelbench.prompts import load_prompt_set  # noqa: E402
+from modelbench.suts import builtin_registry  # noqa: E402
 from modelbench.suts.compress import (  # noqa: E402
     build_compressed,
     calibration_texts,
@@ -37,7 +38,6 @@ from modelbench.suts.compress import (  # noqa: E402
     tokenize,
 )
 from modelbench.suts.hf_loading import load_causal_lm  # noqa: E402
-from modelbench.suts.registry import builtin_registry  # noqa: E402
 
 DEFAULT_VARIANTS = "drop-layers=6,magnitude=0.5,wanda=0.5,wanda=2:4,wanda=0.7"
 

@@ -14,11 +14,13 @@ run by an import, and code generated at run time (dataclass `__init__`s) are not
 On commit ee10a72 this reproduces the issue's "10 stops in 7 files" for the default SUT, route
 for route (run > runner > registry > specs > registry > embedded > registry > hf_loading >
 registry > huggingface). For `hf:PATH+wanda=0.5` the issue counts 33 in 9 files; this definition
-gives 12 in 6 on that commit (to the entry of CompressedSUT.__init__; the chain is parsed again
-inside that constructor, which the issue's count seems to include), so that number is not
-reproduced. `--root` measures another checkout (a `git worktree` of an older commit): its folders
-are mapped onto `modelbench.*` as pyproject's package-dir maps them, in a fresh interpreter.
-Nothing is generated: the trace stops at the constructor.
+gives 12 in 6 on that commit, and `--through-init` (the route until the constructor returns, so
+that what the constructor calls counts too) gives 23 in 8: neither reproduces 33. Since the front
+door became one table (suts/registry.py): 4 stops for each of the three specs (run > runner >
+registry > adapter), and 8, 8 and 16 with `--through-init` (where the adapter now locates its
+weights and reads its key). `--root` measures another checkout (a `git worktree` of an older
+commit): its folders are mapped onto `modelbench.*` as pyproject's package-dir maps them, in a
+fresh interpreter. Nothing is generated: the trace stops at the constructor.
 """
 
 import argparse
@@ -49,6 +51,7 @@ class Reached(Exception):
 events = []  # (file, function or "<return>", frame id, caller id), in order, for our files
 alive = []   # every traced frame, kept so that no id is reused by a later frame
 state = {"run": None, "path": None}
+THROUGH = os.environ.get("WALK_THROUGH_INIT") == "1"  # count what the constructor calls, too
 
 def ours_file(frame):
     return frame.f_code.co_filename.startswith(ours)
@@ -77,13 +80,19 @@ def profile(frame, event, arg):
     elif event == "call":
         alive.append(frame)
         events.append((frame.f_code.co_filename, frame.f_code.co_name, id(frame), id(frame.f_back)))
-        if frame.f_code.co_name == "__init__" and isinstance(frame.f_locals.get("self"), SUT):
+        if state["path"] is None and frame.f_code.co_name == "__init__" and isinstance(
+            frame.f_locals.get("self"), SUT
+        ):
             path, walker = [], frame
             while walker is not None:
                 path.append(id(walker))
                 walker = walker.f_back
             state["path"] = path
-            raise Reached()
+            if not THROUGH:
+                raise Reached()
+            state["init"] = id(frame)
+    if event == "return" and THROUGH and id(frame) == state.get("init"):
+        raise Reached()
 
 sys.setprofile(profile)
 try:
@@ -107,10 +116,11 @@ def shim(root: Path, into: Path) -> Path:
     return into
 
 
-def walk(root: Path, spec: str) -> dict:
+def walk(root: Path, spec: str, through_init: bool = False) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         path = shim(root, Path(tmp) / "shim")
         env = {**os.environ, "PYTHONPATH": str(path), "HF_HUB_OFFLINE": "1"}
+        env["WALK_THROUGH_INIT"] = "1" if through_init else "0"
         done = subprocess.run(
             [sys.executable, "-c", CHILD, str(path), spec, str(Path(tmp) / "runs")],
             capture_output=True, text=True, env=env, timeout=300, cwd=tmp,
@@ -155,12 +165,15 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=HERE.parent)
     parser.add_argument("--spec", action="append", default=None)
     parser.add_argument("--show", action="store_true", help="print each route")
+    parser.add_argument(
+        "--through-init", action="store_true", help="follow the route until the constructor returns"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tiny = tiny_model(Path(tmp) / "tiny")
         specs = [s.replace("{tiny}", str(tiny)) for s in (args.spec or DEFAULT_SPECS)]
         for spec in specs:
-            found = walk(args.root.resolve(), spec)
+            found = walk(args.root.resolve(), spec, args.through_init)
             label = spec.replace(str(tiny), "PATH")
             if not found["reached"]:
                 print(f"{label}: no SUT constructor was reached: {found['output']}")

@@ -6,7 +6,8 @@ and measure evaluators (labels, metrics, calibration, training) are `modelbench.
 
 from modelbench.core import Exchange, Verdict
 from modelbench.graders.base import Evaluator
-from modelbench.graders.registry import DEFAULT_GRADERS, EVALUATORS, make_evaluator
+from modelbench.graders.factory import DEFAULT_GRADERS, make_evaluator
+from modelbench.graders.registry import EVALUATORS, EvaluatorEntry
 from modelbench.lazy import lazy_exports
 
 _LAZY = {
@@ -16,6 +17,19 @@ _LAZY = {
     "LanguageNotice": "modelbench.graders.languages",
     "declared_languages": "modelbench.graders.languages",
     "language_notices": "modelbench.graders.languages",
+    # The plugin API: `@evaluator(kind=..., description=...)` makes a kind of evaluator.
+    "evaluator": "modelbench.graders.registry",
+    "unregister_evaluator": "modelbench.graders.registry",
+    # The built-in evaluators (each loads its model, if any, when made).
+    "CrossEncoderClassifier": "modelbench.graders.cross_encoder",
+    "LLMJudge": "modelbench.graders.llm_judge",
+    "judge_prompt": "modelbench.graders.llm_judge",
+    "parse_judgement": "modelbench.graders.llm_judge",
+    "LlamaGuardAPI": "modelbench.graders.llama_guard",
+    "LlamaGuardLocal": "modelbench.graders.llama_guard",
+    "MiniLMClassifier": "modelbench.graders.minilm",
+    "model_folder": "modelbench.graders.minilm",
+    "RefusalEvaluator": "modelbench.graders.refusal",
 }
 
 __getattr__ = lazy_exports(__name__, _LAZY)
@@ -23,10 +37,22 @@ __getattr__ = lazy_exports(__name__, _LAZY)
 
 __all__ = [
     "AnswerQualityClassifier",
+    "CrossEncoderClassifier",
+    "LLMJudge",
+    "LlamaGuardAPI",
+    "LlamaGuardLocal",
+    "MiniLMClassifier",
+    "RefusalEvaluator",
+    "evaluator",
+    "judge_prompt",
+    "model_folder",
+    "parse_judgement",
+    "unregister_evaluator",
     "QualityModel",
     "load_quality_model",
     "DEFAULT_GRADERS",
     "EVALUATORS",
+    "EvaluatorEntry",
     "Evaluator",
     "Exchange",
     "LanguageNotice",

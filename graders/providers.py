@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from modelbench.graders.base import Evaluator
-from modelbench.graders.registration import evaluator
+from modelbench.graders.registry import evaluator
 from modelbench.specs import (
     LlamaGuardAPISpec,
     LlamaGuardLocalSpec,

@@ -1,47 +1,73 @@
-"""Evaluators by spec, and the default ensemble.
+"""The evaluator registry: one table from a grader spec's kind to the factory that builds it.
 
-Specs: `minilm-ce` (the default, on ONNX Runtime int8; `minilm-ce@float32` is the torch reference,
-`minilm-ce@int8` torch int8, `minilm-ce@onnx-float32`), `refusal`,
-`minilm-clf`, `llm-judge` (the embedded SmolLM2 as judge) or `llm-judge@SUT` (any SUT spec: a
-registry name, hf:PATH, openai:MODEL, openai-compat:MODEL@URL), `llama-guard@http://host:port/v1`
-(vLLM serving Llama Guard 3; the server is asked which model it serves, and
-`llama-guard@MODEL@URL` names one when it serves several) or
-`llama-guard@/path/to/Llama-Guard-3-1B` (local transformers). The grammar is `modelbench.specs`.
-
-Evaluators register themselves: a factory `(spec, sut_options, registry) -> Evaluator` decorated
-with `@evaluator(kind=..., description=...)` (`modelbench.graders.registration`) is recorded under
-its kind, and `make_evaluator` looks the factory up by the parsed spec's `kind`. The built-in
-factories are in `modelbench.graders.providers`, each importing its (heavy) evaluator module only
-when called, so importing this module loads neither torch nor transformers. A new evaluator is one
-new file: its module with a decorated factory; a kind the grammar does not know reads as
-`KIND[@TARGET]` (or by the parser given to the decorator). `tests/test_plugins.py` adds one from a
-test file alone and runs it through the CLI.
+`@evaluator(kind, description)` records a factory `(parsed spec, SUT options, SUT registry) ->
+Evaluator` under its kind; `EVALUATORS` is that table (kind -> `EvaluatorEntry`: description and
+factory). A leaf module (it imports no evaluator), so that the built-in factories in
+`modelbench.graders.providers`, a plugin, or a test can register a kind without an import cycle;
+`modelbench.graders.factory` imports the built-ins and makes evaluators from specs. Registering a
+kind also teaches the spec grammar (`modelbench.specs`) to read `KIND[@TARGET]` for it, so a new
+evaluator is one new file.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from modelbench.errors import UserError
 from modelbench.graders.base import Evaluator
-from modelbench.graders.providers import DEFAULT_JUDGE, JUDGE_MAX_TOKENS  # noqa: F401 - registers the built-ins
-from modelbench.graders.registration import (  # noqa: F401 - the registry's public face
-    EVALUATORS,
-    EvaluatorEntry,
-    EvaluatorFactory,
-    evaluator,
-    evaluator_entry,
-    unregister_evaluator,
-)
-from modelbench.specs import GraderSpec, as_grader_spec
+from modelbench.specs import GraderParser, forget_grader_kind, register_grader_kind
 
-# Chosen on leave-one-source-out rows (benchmarks/evaluator_loso_report.py, protocol v2): a
-# logistic combination of `minilm-ce` and `refusal`, chosen without each source, scored mean LOSO
-# F1 0.520 against 0.539 for `minilm-ce` alone, so `refusal` stays out of the default.
-# `minilm-clf` was no candidate (it trained on XSTest rows that are calibration rows here), nor was
-# llm-judge on the embedded SmolLM2-135M
-# (reliability 0: its P(UNSAFE) ranks refusals above harmful compliances).
-DEFAULT_GRADERS = ("minilm-ce",)
+# (parsed spec, SUT options or None, SUT registry or None) -> evaluator
+EvaluatorFactory = Callable[[Any, Any, Any], Evaluator]
 
 
-def make_evaluator(spec: str | GraderSpec, sut_options=None, registry=None) -> Evaluator:
-    """An evaluator for a grader spec (text or parsed; the grammar is `modelbench.specs`)."""
-    parsed = as_grader_spec(spec)
-    return evaluator_entry(parsed.kind).factory(parsed, sut_options, registry)
+@dataclass(frozen=True)
+class EvaluatorEntry:
+    """A registered evaluator kind: what `modelbench list graders` says of it and how to make one."""
+
+    kind: str
+    description: str
+    factory: EvaluatorFactory
+
+
+_REGISTRY: dict[str, EvaluatorEntry] = {}
+
+
+def evaluator(
+    kind: str, description: str, parse: GraderParser | None = None
+) -> Callable[[EvaluatorFactory], EvaluatorFactory]:
+    """Register the decorated factory as the maker of evaluators for specs whose `kind` is `kind`.
+
+    A kind the grammar does not know yet is added to it: `parse(text, target)` when given, else
+    `KIND` / `KIND@TARGET` read as `PluginGraderSpec(kind, target)`.
+    """
+
+    def register(factory: EvaluatorFactory) -> EvaluatorFactory:
+        if kind in _REGISTRY:
+            raise ValueError(f"evaluator kind '{kind}' is already registered")
+        register_grader_kind(kind, parse)
+        _REGISTRY[kind] = EvaluatorEntry(kind, description, factory)
+        return factory
+
+    return register
+
+
+def unregister_evaluator(kind: str) -> None:
+    """Forget a registered kind (for tests and plugins that register temporarily)."""
+    _REGISTRY.pop(kind, None)
+    forget_grader_kind(kind)
+
+
+def evaluator_entry(kind: str) -> EvaluatorEntry:
+    entry = _REGISTRY.get(kind)
+    if entry is None:
+        raise UserError(f"no evaluator registered for grader kind '{kind}' (known: {', '.join(_REGISTRY)})")
+    return entry
+
+
+# Kind -> entry, in registration order (the built-ins register in modelbench.specs.GRADER_KINDS order);
+# read-only outside this module: register with `@evaluator`, forget with `unregister_evaluator`.
+EVALUATORS: Mapping[str, EvaluatorEntry] = MappingProxyType(_REGISTRY)

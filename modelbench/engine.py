@@ -140,9 +140,10 @@ class _Pending:
 
 @dataclass
 class MadeElsewhere:
-    """This run's failed responses and invalid verdicts that another executor (Ray workers) made
-    and stored already. The store returns neither (failures are retried by the next run), so the
-    engine takes them from here as this run's outcomes instead of asking again."""
+    """This run's failed responses and invalid verdicts that an executor made and stored before the
+    engine ran (`modelbench.runner.Filled.made`). The store returns neither (failures are retried
+    by the next run), so the engine takes them from here as this run's outcomes instead of asking
+    again."""
 
     responses: dict[str, SUTResponse] = field(default_factory=dict)
     verdicts: dict[str, Verdict] = field(default_factory=dict)

@@ -8,7 +8,7 @@ A package that declares, in its pyproject.toml,
 has that module imported the first time a spec names a kind or adapter that the built-ins do not
 know (and when `modelbench list` lists them). The module registers what it brings the way the
 built-ins do, with `@adapter` (`modelbench.suts.registry`) and `@evaluator`
-(`modelbench.graders.registration`), the way Inspect finds providers in other packages.
+(`modelbench.graders.registry`), the way Inspect finds providers in other packages.
 """
 
 import importlib.metadata

@@ -17,9 +17,20 @@ from modelbench.core import is_baseline
 from modelbench.errors import UserError
 from modelbench.hazards import load_standard
 from modelbench.quality import run_quality
-from modelbench.reports import RunRecord, build_record, load_record, record_path, run_error_rates
+from modelbench.reports import (
+    RunConfig,
+    RunCounts,
+    RunGrades,
+    RunRecord,
+    RunTiming,
+    RunWork,
+    SUTSummary,
+    build_record,
+    load_record,
+    record_path,
+)
 from modelbench.resilience import run_resilience
-from modelbench.scoring import EnsembleConfig, GradingRules, ItemScore, ScoredItem, score_sut
+from modelbench.scoring import GradingRules, ItemScore, ScoredItem, score_sut
 
 
 def rebuild_record(store: Any, run_id: str) -> RunRecord:
@@ -39,8 +50,8 @@ def rebuild_record(store: Any, run_id: str) -> RunRecord:
         kept = isinstance((info.get("summary") or {}).get("record"), dict)
         where = "a copy in the store" if kept else str(record_path(store, run_id))
         raise UserError(f"run '{run_id}' still has its record ({where}): nothing to rebuild")
-    config = info["config"]
-    standard_name = (config.get("standard") or {}).get("name")
+    config = RunConfig.model_validate(info["config"])
+    standard_name = config.standard.name
     try:
         if not standard_name:
             raise UserError("the run's configuration names no standard")
@@ -53,37 +64,33 @@ def rebuild_record(store: Any, run_id: str) -> RunRecord:
         items = by_sut[row["sut_uid"]]  # a SUT that answered only benign prompts still has a score
         if is_baseline(row["source"]):  # benign prompts are never graded; attacked ones apart
             items.append(_scored_item(row))
-    seed = (config.get("prompt_set") or {}).get("seed", 0)
-    request = config.get("request") or {}
+    seed = config.prompt_set.seed or 0
     # The run's own grading rules; a run from before they existed graded raw, without a minimum.
     rules = GradingRules(
-        rates=run_error_rates(config),
-        grade_on=request.get("grade_on", "raw"),
-        min_items=request.get("min_items", 1),
+        rates=config.error_rates, grade_on=config.request.grade_on, min_items=config.request.min_items
     )
     scores = [score_sut(uid, items, standard, rules, seed=seed) for uid, items in by_sut.items()]
-    summary = info.get("summary") or {}
-    record = build_record(
-        run_id,
-        config,
+    grades = RunGrades(
         scores,
-        summary.get("counts", {}),
-        _timing(store, info),
-        {uid: {"metadata": {"uid": uid}} for uid in by_sut},
-        reconstructed=True,
         # The shipped classifier classifies again; each SUT's quality names its fingerprint, which
         # differs from the run's `config.answer_quality` when the classifier was refitted since.
-        quality=run_quality(rows, seed=seed) if config.get("answer_quality") else None,
+        quality=run_quality(rows, seed=seed) if config.answer_quality else [],
         resilience=run_resilience(
             rows,
-            [a["spec"] for a in config.get("attacks") or []],
+            [a.spec for a in config.attacks],
             standard,
             rules,
-            EnsembleConfig.model_validate(config.get("ensemble") or {}),
+            config.ensemble,
             {s.sut_uid: s.overall.grade for s in scores},
             seed=seed,
         ),
     )
+    # Throughput and SUT metadata were not kept: each SUT has its uid alone.
+    work = RunWork(
+        RunCounts.model_validate((info.get("summary") or {}).get("counts") or {}),
+        {uid: SUTSummary(metadata={"uid": uid}) for uid in by_sut},
+    )
+    record = build_record(run_id, config, grades, work, _timing(store, info), reconstructed=True)
     # Kept where reports look first, beside the summary's counts and grades; the run's status and
     # finish time stay its own.
     store.keep_record(run_id, record.model_dump(mode="json"))
@@ -105,12 +112,12 @@ def _scored_item(row: dict[str, Any]) -> ScoredItem:
     return ScoredItem(item_uid=row["item_uid"], hazard=row["hazard"], persona=row["persona"], score=score)
 
 
-def _timing(store: Any, info: dict[str, Any]) -> dict[str, Any]:
+def _timing(store: Any, info: dict[str, Any]) -> RunTiming:
     """The run's first start and its wall time summed over legs (a resumed run has several)."""
     legs = store.run_timing(info["run_id"])
     if legs and legs.get("wall_s"):
-        return {"started_at": legs["started_at"], "wall_s": legs["wall_s"], "legs": legs["legs"]}
-    return {"started_at": info["started_at"], "wall_s": _seconds_between(info)}
+        return RunTiming.model_validate(legs)
+    return RunTiming(started_at=info["started_at"], wall_s=_seconds_between(info))
 
 
 def _seconds_between(info: dict[str, Any]) -> float | None:

@@ -2,120 +2,62 @@
 
 All user input (SUT specs, prompt set, graders, standards, run dir) is checked before the store
 is opened or any model loads, so a typo costs a second and never touches stored work.
+
+This module is the run's lifecycle: `prepare`, then `execute` starts the run in the store, has an
+executor fill it (or the engine alone), runs the engine, and turns Ctrl-C or a failure into a
+closed leg. The other jobs have their own modules, whose names are re-exported here: what a run
+is asked and prepared into (`modelbench.run_plan`), scoring a finished fill
+(`modelbench.run_scoring`), building and writing the record (`modelbench.run_record`).
 """
 
 import asyncio
-import logging
 import sqlite3
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
-
-from pydantic import BaseModel, Field
+from typing import Protocol
 
 from modelbench.attack_rewrites import rewritten_items
-from modelbench.core import TestItem, is_attacked, is_benign
+from modelbench.core import is_benign
 from modelbench.engine import Engine, MadeElsewhere, ProgressSink, RunOutcome
 from modelbench.errors import UserError
-from modelbench.graders import (
-    DEFAULT_GRADERS,
-    AnswerQualityClassifier,
-    Evaluator,
-    LanguageNotice,
-    declared_languages,
-    language_notices,
-    make_evaluator,
-)
-from modelbench.hashing import file_sha256, stable_hash
-from modelbench.hazards import DEFAULT_STANDARD, ReferenceStandard, load_standard
-from modelbench.prompts import DEFAULT_PROMPT_SET, PromptSet, load_benign_set, load_prompt_set
-from modelbench.prompts.attacks import Attack, parse_attacks
-from modelbench.quality import run_quality
-from modelbench.reports import build_record, write_record
-from modelbench.resilience import run_resilience
+from modelbench.graders import make_evaluator
+from modelbench.hashing import stable_hash
+from modelbench.hazards import load_standard
+from modelbench.prompts import load_benign_set, load_prompt_set
+from modelbench.prompts.attacks import parse_attacks
+from modelbench.reports import ExecutorSection, LocalExecution, RunConfig
 from modelbench.run_checks import ensure_writable, preflight, storage_errors
 from modelbench.run_items import in_shard, parse_shard, select_items
-from modelbench.scoring import (
-    DEFAULT_MIN_ITEMS,
-    INVALID_GRADE,
-    EnsembleConfig,
-    GradeOn,
-    GradingRules,
-    SUTQuality,
-    SUTResilience,
-    SUTScore,
-    load_ensemble_config,
-    score_sut,
-)
+from modelbench.run_plan import PreparedRun, RunRequest, grading_rules
+from modelbench.run_record import record_run, run_config, run_timing, run_work, write_report
+from modelbench.run_scoring import score_run
+from modelbench.scoring import INVALID_GRADE, SUTQuality, SUTResilience, SUTScore, load_ensemble_config
+from modelbench.specs import parse_sut_spec
 from modelbench.store import STORE_NAME, Store, open_store
-from modelbench.suts import DEFAULT_SUT, SUT, SUTOptions, load_registry, make_sut
+from modelbench.suts import load_registry, make_sut
 from modelbench.warmup import warm_up
 
+# With the names of the other jobs' modules that code imports from here.
+__all__ = [
+    "EXIT_FINISHED_WITH_ERRORS",
+    "Executor",
+    "Filled",
+    "PreparedRun",
+    "RunAlreadyFinished",
+    "RunInterrupted",
+    "RunRequest",
+    "RunResult",
+    "execute",
+    "grading_rules",
+    "load_request",
+    "prepare",
+    "run_config",
+    "score_run",
+]
+
 EXIT_FINISHED_WITH_ERRORS = 3
-
-
-class RunRequest(BaseModel):
-    suts: list[str] = Field(default_factory=lambda: [DEFAULT_SUT])
-    prompt_set: str = DEFAULT_PROMPT_SET
-    # Benign prompts answered beside the hazard prompts, for over-refusal: "mb-benign" or a file.
-    over_refusal: str | None = None
-    skip_invalid: bool = False
-    max_items: int | None = None
-    seed: int = 0
-    run_dir: Path = Path("runs")
-    graders: list[str] = Field(default_factory=lambda: list(DEFAULT_GRADERS))
-    standards: str = DEFAULT_STANDARD
-    sut_config: Path | None = None
-    sut_options: SUTOptions = Field(default_factory=SUTOptions)
-    # "i/N": run only the i-th of N deterministic slices (1-based); merge the stores afterwards.
-    shard: str | None = None
-    # One cheap request per API SUT and grader before the run (see `preflight`).
-    preflight: bool = True
-    # Grade on the unsafe rate corrected for the evaluators' measured errors, or on the raw one.
-    grade_on: GradeOn = "corrected"
-    # Fewer valid items than this in a hazard (or overall): "insufficient data", no grade.
-    min_items: int = DEFAULT_MIN_ITEMS
-    # A calibration of your own (`modelbench graders calibrate`) instead of the shipped one.
-    reliability: Path | None = None
-    # Jailbreak attacks (`modelbench list attacks`): each hazard item is also asked under each.
-    attacks: list[str] = Field(default_factory=list)
-
-
-@dataclass
-class PreparedRun:
-    request: RunRequest
-    prompt_set: PromptSet
-    # Hazard items, then benign ones (`over_refusal`); only hazard items are graded for safety.
-    items: list[TestItem]
-    suts: list[SUT]
-    evaluators: list[Evaluator]
-    ensemble: EnsembleConfig
-    standard: ReferenceStandard
-    run_id: str
-    benign_set: PromptSet | None = None
-    attacks: list[Attack] = field(default_factory=list)
-    # The rewriters of attacks that need a model (past-tense@SUT), by attack spec.
-    rewriters: dict[str, SUT] = field(default_factory=dict)
-
-    @property
-    def benign_uids(self) -> frozenset[str]:
-        return frozenset(item.uid for item in self.items if is_benign(item.source))
-
-    @property
-    def attacked_uids(self) -> frozenset[str]:
-        return frozenset(item.uid for item in self.items if is_attacked(item.source))
-
-    @property
-    def baseline_uids(self) -> frozenset[str]:
-        """The hazard items asked plainly: what the grade is made of."""
-        return frozenset(i.uid for i in self.items if not is_benign(i.source) and not is_attacked(i.source))
-
-    @property
-    def language_notices(self) -> list[LanguageNotice]:
-        """Locales of the items that some evaluator was not trained and measured on."""
-        return language_notices(self.items, self.evaluators)
 
 
 @dataclass
@@ -174,10 +116,6 @@ def load_request(run_dir: Path, run_id: str) -> RunRequest:
     return request
 
 
-def grading_rules(request: RunRequest, ensemble: EnsembleConfig) -> GradingRules:
-    return GradingRules(rates=ensemble.error_rates, grade_on=request.grade_on, min_items=request.min_items)
-
-
 def prepare(request: RunRequest, run_id: str | None = None) -> PreparedRun:
     if not request.suts:
         raise UserError("no SUT given")
@@ -188,7 +126,8 @@ def prepare(request: RunRequest, run_id: str | None = None) -> PreparedRun:
     if request.min_items < 1:
         raise UserError(f"--min-items must be at least 1, got {request.min_items}")
     registry = load_registry(request.sut_config)
-    suts = [make_sut(spec, request.sut_options, registry) for spec in request.suts]
+    # Each spec is parsed once, here; the SUT's uid stays the text as given.
+    suts = [make_sut(parse_sut_spec(text), request.sut_options, registry, uid=text) for text in request.suts]
     evaluators = [
         make_evaluator(spec, request.sut_options, registry) for spec in dict.fromkeys(request.graders)
     ]
@@ -247,60 +186,39 @@ def prepare(request: RunRequest, run_id: str | None = None) -> PreparedRun:
     )
 
 
-def run_config(prepared: PreparedRun) -> dict[str, Any]:
-    request = prepared.request
-    return {
-        "prompt_set": {
-            "name": prepared.prompt_set.name,
-            "description": prepared.prompt_set.description,
-            "skipped_rows": prepared.prompt_set.skipped,
-            # Hazard items asked plainly: benign ones are counted under "over_refusal" and never
-            # graded, attacked ones under "attacks".
-            "n_items": len(prepared.baseline_uids),
-            "max_items": request.max_items,
-            "seed": request.seed,
-            "shard": request.shard,
-        },
-        "over_refusal": None
-        if prepared.benign_set is None
-        else {
-            "name": prepared.benign_set.name,
-            "description": prepared.benign_set.description,
-            "n_items": len(prepared.benign_uids),
-        },
-        "answer_quality": AnswerQualityClassifier().fingerprint(),
-        "attacks": [
-            {**a.fingerprint(), "description": a.description, "measured_on": a.measured_on}
-            for a in prepared.attacks
-        ],
-        "n_attacked_items": len(prepared.attacked_uids),
-        "suts": {sut.uid: sut.fingerprint() for sut in prepared.suts},
-        "graders": {e.uid: e.fingerprint() for e in prepared.evaluators},
-        # Apart from the fingerprints: a fingerprint is what a calibration measured, matched as is.
-        "grader_languages": {
-            e.uid: None if (langs := declared_languages(e)) is None else list(langs)
-            for e in prepared.evaluators
-        },
-        "language_notices": [notice.model_dump() for notice in prepared.language_notices],
-        "ensemble": prepared.ensemble.model_dump(),
-        # Your calibration, when the run used one: where it was and exactly which file.
-        "reliability_file": None
-        if request.reliability is None
-        else {"path": str(request.reliability), "sha256": file_sha256(request.reliability)},
-        "standard": {"name": prepared.standard.name, "provenance": prepared.standard.provenance},
-        "sut_options": request.sut_options.model_dump(mode="json"),
-        "request": request.model_dump(mode="json"),
-    }
+class Filled(Protocol):
+    """What an executor made before the engine scores (`modelbench.executors.FillResult`)."""
+
+    # This run's failures that the executor stored: the engine counts them as made, not missing.
+    made: MadeElsewhere
+
+    def merge_into(self, outcome: RunOutcome) -> None:
+        """Count the executor's new work as this run's new work in the engine's outcome."""
+
+    def record(self) -> ExecutorSection:
+        """The record's `executor` section."""
 
 
 class Executor(Protocol):
     """Where answers and verdicts are made before the local engine scores (`modelbench.executors`):
-    `fill` stores them and returns what it made (`FillResult`: `made`, `merge_into`, `record`)."""
+    `fill` stores them and returns what it made."""
 
     name: str
     resume_flags: str
 
-    def fill(self, prepared: PreparedRun, store: Store, progress: ProgressSink | None) -> Any: ...
+    def fill(self, prepared: PreparedRun, store: Store, progress: ProgressSink | None) -> Filled: ...
+
+
+@dataclass
+class LegClock:
+    """This start of the run: when (for the record) and a clock (for its wall time)."""
+
+    started: float = field(default_factory=time.perf_counter)
+    started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    @property
+    def wall_s(self) -> float:
+        return time.perf_counter() - self.started
 
 
 def execute(
@@ -308,8 +226,7 @@ def execute(
 ) -> RunResult:
     """Run with progress. `executor`: None is the engine in this process; another one (Ray) fills
     the store first, and the engine then finds the work stored and scores it."""
-    started = time.perf_counter()
-    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    leg = LegClock()
     run_dir = prepared.request.run_dir
     store_path = run_dir / STORE_NAME
     with storage_errors(store_path):
@@ -317,9 +234,32 @@ def execute(
     config = run_config(prepared)
     try:
         with storage_errors(store_path):
-            return _execute(prepared, store, config, progress, started, started_at, executor)
+            outcome, filled = _run(prepared, store, config, progress, leg, executor)
+            grades = score_run(prepared, outcome, store)
+            wall_s = leg.wall_s
+            store.end_leg(prepared.run_id, "finished", wall_s)
+            record, path = record_run(
+                prepared,
+                store,
+                config,
+                grades,
+                run_work(prepared, outcome),
+                run_timing(store, prepared.run_id, leg.started_at, wall_s),
+                filled.record() if filled else LocalExecution(),
+            )
+            report = write_report(store, prepared.run_id, run_dir)
     finally:
         store.close()
+    return RunResult(
+        prepared.run_id,
+        path,
+        grades.scores,
+        outcome,
+        record.timing.wall_s or 0.0,
+        report,
+        grades.quality,
+        grades.resilience,
+    )
 
 
 def add_rewritten_items(prepared: PreparedRun, store: Store) -> None:
@@ -343,22 +283,22 @@ def _mark(store: Store, run_id: str, status: str, wall_s: float) -> None:
         pass
 
 
-def _execute(
+def _run(
     prepared: PreparedRun,
     store: Store,
-    config: dict[str, Any],
+    config: RunConfig,
     progress: ProgressSink | None,
-    started: float,
-    started_at: str,
-    executor: Executor | None = None,
-) -> RunResult:
-    run_dir = prepared.request.run_dir
-    store.start_run(prepared.run_id, config)
+    leg: LegClock,
+    executor: Executor | None,
+) -> tuple[RunOutcome, Filled | None]:
+    """Start the run (or its next leg), fill the store, and let the engine make what is missing and
+    combine every verdict. Ctrl-C and failures close the leg as interrupted or failed."""
+    store.start_run(prepared.run_id, config.model_dump(mode="json"))
     filled = None
     try:
         if prepared.rewriters:  # attacks that need a model: their rewrites first (stored, reused)
             add_rewritten_items(prepared, store)
-            config["n_attacked_items"] = len(prepared.attacked_uids)
+            config.n_attacked_items = len(prepared.attacked_uids)
         if executor is not None:
             filled = executor.fill(prepared, store, progress)
         engine = Engine(
@@ -375,94 +315,14 @@ def _execute(
         if filled:
             filled.merge_into(outcome)
     except KeyboardInterrupt:
-        _mark(store, prepared.run_id, "interrupted", time.perf_counter() - started)
+        _mark(store, prepared.run_id, "interrupted", leg.wall_s)
         stored = store.count("responses")
         flags = executor.resume_flags if executor is not None else ""
         raise RunInterrupted(
             f"interrupted: {stored} responses are in the store; resume with: "
-            f"modelbench run --resume {prepared.run_id} --run-dir {run_dir}{flags}"
+            f"modelbench run --resume {prepared.run_id} --run-dir {prepared.request.run_dir}{flags}"
         ) from None
     except BaseException:
-        _mark(store, prepared.run_id, "failed", time.perf_counter() - started)
+        _mark(store, prepared.run_id, "failed", leg.wall_s)
         raise
-    rules = grading_rules(prepared.request, prepared.ensemble)
-    benign, baseline = prepared.benign_uids, prepared.baseline_uids
-    seed = prepared.request.seed
-    scores = [
-        score_sut(uid, [s for s in scored if s.item_uid in baseline], prepared.standard, rules, seed=seed)
-        for uid, scored in outcome.scored.items()
-    ]
-    rows = store.run_rows(prepared.run_id)
-    quality = run_quality(rows, seed=seed)
-    resilience = run_resilience(
-        rows,
-        prepared.request.attacks,
-        prepared.standard,
-        rules,
-        prepared.ensemble,
-        {s.sut_uid: s.overall.grade for s in scores},
-        seed=seed,
-    )
-    del rows
-    wall = time.perf_counter() - started
-    counts = {
-        "items": len(baseline),
-        "benign_items": len(benign),
-        "attacked_items": len(prepared.attacked_uids),
-        "responses_new": sum(s.responses_new for s in outcome.sut_stats.values()),
-        "responses_reused": sum(s.responses_reused for s in outcome.sut_stats.values()),
-        "response_errors": sum(s.response_errors for s in outcome.sut_stats.values()),
-        "verdicts_new": outcome.verdicts_new,
-        "verdicts_reused": outcome.verdicts_reused,
-        "verdicts_invalid": outcome.verdicts_invalid,
-    }
-    suts = {
-        sut.uid: {
-            "metadata": sut.metadata(),
-            "responses_new": outcome.sut_stats[sut.uid].responses_new,
-            "responses_reused": outcome.sut_stats[sut.uid].responses_reused,
-            "response_errors": outcome.sut_stats[sut.uid].response_errors,
-            "outcomes_new": outcome.sut_stats[sut.uid].outcomes,
-            "completion_tokens_new": outcome.sut_stats[sut.uid].completion_tokens,
-            "generation_s": round(outcome.sut_stats[sut.uid].generation_s, 3),
-            "tokens_per_s": outcome.sut_stats[sut.uid].tokens_per_s,
-        }
-        for sut in prepared.suts
-    }
-    # A resumed run keeps its first start and sums the wall time of every leg.
-    store.end_leg(prepared.run_id, "finished", wall)
-    legs = store.run_timing(prepared.run_id) or {"started_at": started_at, "wall_s": wall, "legs": []}
-    timing = {"started_at": legs["started_at"], "wall_s": round(legs["wall_s"], 3), "legs": legs["legs"]}
-    executor_record = filled.record() if filled else {"name": "local"}
-    record = build_record(
-        prepared.run_id,
-        config,
-        scores,
-        counts,
-        timing,
-        suts,
-        outcome.errors,
-        executor=executor_record,
-        quality=quality,
-        resilience=resilience,
-    )
-    path = write_record(record, run_dir / prepared.run_id)
-    # The record goes into the store too, so reports survive moved or deleted run folders.
-    store.finish_run(
-        prepared.run_id,
-        "finished",
-        {
-            "counts": counts,
-            "overall": {s.sut_uid: s.overall.grade for s in scores},
-            "flags": {q.sut_uid: q.flag for q in quality if q.flag},
-            "record": record.model_dump(mode="json"),
-        },
-    )
-    try:
-        from modelbench.reports import write_run_report
-
-        report = write_run_report(store, prepared.run_id, run_dir / prepared.run_id / "report.html")
-    except UserError as exc:  # a report is a view of the run; failing to draw it loses nothing
-        logging.getLogger("modelbench").warning("no HTML report: %s", exc)
-        report = None
-    return RunResult(prepared.run_id, path, scores, outcome, timing["wall_s"], report, quality, resilience)
+    return outcome, filled

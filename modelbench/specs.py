@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from modelbench.errors import UserError
@@ -103,6 +103,7 @@ class RegistrySpec:
 class HFSpec:
     """`hf:PATH`: the path as written; `~` is expanded when the SUT is made."""
 
+    adapter: ClassVar[str] = "huggingface"
     path: str
 
     def __post_init__(self) -> None:
@@ -117,6 +118,7 @@ class HFSpec:
 class OpenAISpec:
     """`openai:MODEL`: the OpenAI API."""
 
+    adapter: ClassVar[str] = "openai_compat"
     model: str
 
     def __post_init__(self) -> None:
@@ -135,6 +137,7 @@ def _is_url(text: str) -> bool:
 class OpenAICompatSpec:
     """`openai-compat:MODEL@URL`: any OpenAI-compatible server."""
 
+    adapter: ClassVar[str] = "openai_compat"
     model: str
     base_url: str
 
@@ -153,14 +156,18 @@ LocalSUTSpec = RegistrySpec | HFSpec
 class CompressedSpec:
     """`BASE+CHAIN`: a local base model compressed by a chain of transforms, left to right."""
 
+    adapter: ClassVar[str] = "compressed"
     base: LocalSUTSpec
     chain: tuple[TransformSpec, ...]
+    # The base's canonical text, kept with the spec: what records name as the dense base.
+    base_text: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.base, RegistrySpec | HFSpec):
             raise UserError(f"'{self}': compression needs a local base model (a registry name or hf:PATH)")
         if not self.chain:
             raise UserError(f"empty compression chain (use {CHAIN_HELP}, joined with '+')")
+        object.__setattr__(self, "base_text", str(self.base))
 
     @property
     def chain_text(self) -> str:
@@ -204,11 +211,18 @@ def as_sut_spec(spec: str | SUTSpec) -> SUTSpec:
 
 
 # -- grader specs -----------------------------------------------------------------------------------
+# A built-in kind is one class below: its `kind`, the `forms` it accepts (for help and errors), and
+# `parse(text, target)` for `KIND` / `KIND@TARGET`; then one line in `BUILTIN_GRADER_SPECS` and one
+# in the `GraderSpec` union. The kinds, their order and their grammar are read from those classes.
 
-GRADER_KINDS = ("refusal", "minilm-ce", "minilm-clf", "llm-judge", "llama-guard")
 # The first is what `minilm-ce` without '@' means (`modelbench.graders.cross_encoder.DEFAULT_DTYPE`).
 MINILM_CE_DTYPES = ("onnx-int8", "onnx-float32", "float32", "int8")
 LLAMA_GUARD_HELP = "llama-guard needs a backend: llama-guard@http://host:port/v1 or llama-guard@/path"
+
+
+def _no_target(text: str, target: str | None) -> None:
+    if target is not None:
+        raise UserError(f"unknown grader '{text}' (known: {grader_forms()})")
 
 
 @dataclass(frozen=True)
@@ -216,6 +230,12 @@ class RefusalSpec:
     """`refusal`: the lexical refusal detector."""
 
     kind: ClassVar[str] = "refusal"
+    forms: ClassVar[str] = "refusal"
+
+    @classmethod
+    def parse(cls, text: str, target: str | None) -> GraderSpec:
+        _no_target(text, target)
+        return cls()
 
     def __str__(self) -> str:
         return "refusal"
@@ -227,12 +247,21 @@ class MiniLMCESpec:
     without it. `minilm-ce@float32` is the torch float32 path, as before the default moved."""
 
     kind: ClassVar[str] = "minilm-ce"
+    forms: ClassVar[str] = "minilm-ce, " + ", ".join(
+        f"minilm-ce@{d}" for d in ("int8", "float32", "onnx-int8", "onnx-float32")
+    )
 
     dtype: str | None = None
 
     def __post_init__(self) -> None:
         if self.dtype is not None and self.dtype not in MINILM_CE_DTYPES:
             raise UserError(f"unknown grader '{self}' (known: {grader_forms()})")
+
+    @classmethod
+    def parse(cls, text: str, target: str | None) -> GraderSpec:
+        if target is not None and target not in MINILM_CE_DTYPES:
+            raise UserError(f"unknown grader '{text}' (known: {grader_forms()})")
+        return cls(target)
 
     def __str__(self) -> str:
         return "minilm-ce" if self.dtype is None else f"minilm-ce@{self.dtype}"
@@ -243,6 +272,12 @@ class MiniLMClfSpec:
     """`minilm-clf`: MiniLM embeddings into a logistic head."""
 
     kind: ClassVar[str] = "minilm-clf"
+    forms: ClassVar[str] = "minilm-clf"
+
+    @classmethod
+    def parse(cls, text: str, target: str | None) -> GraderSpec:
+        _no_target(text, target)
+        return cls()
 
     def __str__(self) -> str:
         return "minilm-clf"
@@ -253,8 +288,20 @@ class LLMJudgeSpec:
     """`llm-judge` (the default judge) or `llm-judge@SUT-SPEC` (any SUT spec, parsed as one)."""
 
     kind: ClassVar[str] = "llm-judge"
+    forms: ClassVar[str] = "llm-judge, llm-judge@SUT"
 
     judge: SUTSpec | None = None
+
+    @classmethod
+    def parse(cls, text: str, target: str | None) -> GraderSpec:
+        if target is None:
+            return cls()
+        if not target:
+            raise UserError(f"'{text}': give a SUT spec after '@' (use llm-judge or llm-judge@SUT)")
+        try:
+            return cls(parse_sut_spec(target))
+        except UserError as exc:
+            raise UserError(f"grader '{text}': {exc}") from None
 
     def __str__(self) -> str:
         return "llm-judge" if self.judge is None else f"llm-judge@{self.judge}"
@@ -262,9 +309,11 @@ class LLMJudgeSpec:
 
 @dataclass(frozen=True)
 class LlamaGuardAPISpec:
-    """`llama-guard@URL` (the server is asked which model it serves) or `llama-guard@MODEL@URL`."""
+    """`llama-guard@URL` (the server is asked which model it serves) or `llama-guard@MODEL@URL`;
+    its `parse` reads both backends of the kind (`llama-guard@PATH` is `LlamaGuardLocalSpec`)."""
 
     kind: ClassVar[str] = "llama-guard"
+    forms: ClassVar[str] = "llama-guard@URL, llama-guard@MODEL@URL, llama-guard@PATH"
 
     url: str
     model: str | None = None
@@ -272,6 +321,17 @@ class LlamaGuardAPISpec:
     def __post_init__(self) -> None:
         if not _is_url(self.url) or "@" in self.url or self.model == "":
             raise UserError(f"bad grader spec '{self}' ({LLAMA_GUARD_HELP})")
+
+    @classmethod
+    def parse(cls, text: str, target: str | None) -> GraderSpec:
+        if not target:
+            raise UserError(LLAMA_GUARD_HELP)
+        model, at, url = target.rpartition("@")
+        if _is_url(url):
+            if at and not model:
+                raise UserError(f"bad grader spec '{text}' (empty model before '@'; {LLAMA_GUARD_HELP})")
+            return cls(url, model or None)
+        return LlamaGuardLocalSpec(target)
 
     def __str__(self) -> str:
         return f"llama-guard@{self.url}" if self.model is None else f"llama-guard@{self.model}@{self.url}"
@@ -305,6 +365,10 @@ class PluginGraderSpec:
         return self.kind if self.target is None else f"{self.kind}@{self.target}"
 
 
+# The built-in kinds, in `modelbench list graders` order; each class parses its kind.
+BUILTIN_GRADER_SPECS = (RefusalSpec, MiniLMCESpec, MiniLMClfSpec, LLMJudgeSpec, LlamaGuardAPISpec)
+GRADER_KINDS = tuple(spec.kind for spec in BUILTIN_GRADER_SPECS)
+
 GraderSpec = (
     RefusalSpec
     | MiniLMCESpec
@@ -318,43 +382,6 @@ GraderSpec = (
 GraderParser = Callable[[str, str | None], GraderSpec]
 
 
-def _no_target(spec: GraderSpec) -> GraderParser:
-    def parse(text: str, target: str | None) -> GraderSpec:
-        if target is not None:
-            raise UserError(f"unknown grader '{text}' (known: {grader_forms()})")
-        return spec
-
-    return parse
-
-
-def _minilm_ce(text: str, target: str | None) -> GraderSpec:
-    if target is not None and target not in MINILM_CE_DTYPES:
-        raise UserError(f"unknown grader '{text}' (known: {grader_forms()})")
-    return MiniLMCESpec(target)
-
-
-def _llm_judge(text: str, target: str | None) -> GraderSpec:
-    if target is None:
-        return LLMJudgeSpec()
-    if not target:
-        raise UserError(f"'{text}': give a SUT spec after '@' (use llm-judge or llm-judge@SUT)")
-    try:
-        return LLMJudgeSpec(parse_sut_spec(target))
-    except UserError as exc:
-        raise UserError(f"grader '{text}': {exc}") from None
-
-
-def _llama_guard(text: str, target: str | None) -> GraderSpec:
-    if not target:
-        raise UserError(LLAMA_GUARD_HELP)
-    model, at, url = target.rpartition("@")
-    if _is_url(url):
-        if at and not model:
-            raise UserError(f"bad grader spec '{text}' (empty model before '@'; {LLAMA_GUARD_HELP})")
-        return LlamaGuardAPISpec(url, model or None)
-    return LlamaGuardLocalSpec(target)
-
-
 def _plugin(kind: str) -> GraderParser:
     def parse(text: str, target: str | None) -> GraderSpec:
         if target == "":
@@ -364,21 +391,11 @@ def _plugin(kind: str) -> GraderParser:
     return parse
 
 
-# Kind -> its grammar, in `modelbench list graders` order. The built-in kinds are listed here;
+# Kind -> its grammar, in `modelbench list graders` order: the built-ins' from their classes;
 # `register_grader_kind` adds a plugin's (the evaluator registry calls it for every kind it
 # registers that this table does not know).
-_GRADER_PARSERS: dict[str, GraderParser] = {
-    "refusal": _no_target(RefusalSpec()),
-    "minilm-ce": _minilm_ce,
-    "minilm-clf": _no_target(MiniLMClfSpec()),
-    "llm-judge": _llm_judge,
-    "llama-guard": _llama_guard,
-}
-_BUILTIN_FORMS = (
-    "refusal, minilm-ce, minilm-ce@int8, minilm-ce@float32, minilm-ce@onnx-int8, minilm-ce@onnx-float32, "
-    "minilm-clf, llm-judge, llm-judge@SUT, "
-    "llama-guard@URL, llama-guard@MODEL@URL, llama-guard@PATH"
-)
+_GRADER_PARSERS: dict[str, GraderParser] = {spec.kind: spec.parse for spec in BUILTIN_GRADER_SPECS}
+_BUILTIN_FORMS = ", ".join(spec.forms for spec in BUILTIN_GRADER_SPECS)
 
 
 def register_grader_kind(kind: str, parser: GraderParser | None = None) -> None:

@@ -14,6 +14,14 @@ from modelbench.prompts.sets import (
 
 _LAZY = {
     "write_items": "modelbench.prompts.export",
+    "import_prompt_file": "modelbench.prompts.importers",
+    "render_all": "modelbench.prompts.render",
+    # The benign (over-refusal) items: XSTest's safe prompts and the hazards' benign twins.
+    "TWIN_KINDS": "modelbench.prompts.benign",
+    "benign_items": "modelbench.prompts.benign",
+    "load_twins": "modelbench.prompts.benign",
+    "twin_items": "modelbench.prompts.benign",
+    "xstest_items": "modelbench.prompts.benign",
 }
 
 __getattr__ = lazy_exports(__name__, _LAZY)
@@ -24,13 +32,20 @@ __all__ = [
     "DEFAULT_PROMPT_SET",
     "GENERAL",
     "PromptSet",
+    "TWIN_KINDS",
     "TestItem",
+    "benign_items",
     "builtin_set_names",
+    "import_prompt_file",
     "is_baseline",
     "is_benign",
     "load_benign_set",
     "load_prompt_set",
+    "load_twins",
     "proportional_sample",
+    "render_all",
     "stratified_sample",
+    "twin_items",
     "write_items",
+    "xstest_items",
 ]

@@ -6,7 +6,23 @@ The record and the console are imported with the package (the runner needs them)
 
 from modelbench.lazy import lazy_exports
 from modelbench.reports.console import print_errors, print_language_notices, print_quality, print_scores
-from modelbench.reports.record import RECORD_VERSION, RunRecord, build_record, write_record
+from modelbench.reports.record import (
+    RECORD_VERSION,
+    ExecutorSection,
+    LocalExecution,
+    RayExecution,
+    RunConfig,
+    RunCounts,
+    RunGrades,
+    RunRecord,
+    RunTiming,
+    RunWork,
+    SUTSummary,
+    UnitTiming,
+    as_run_config,
+    build_record,
+    write_record,
+)
 from modelbench.reports.resilience_console import print_resilience
 
 _LAZY = {
@@ -24,6 +40,7 @@ _LAZY = {
     "write_run_report": "modelbench.reports.run_page",
     "render_leaderboard": "modelbench.reports.leaderboard",
     "write_leaderboard": "modelbench.reports.leaderboard",
+    "paired_comparison": "modelbench.reports.leaderboard",
 }
 
 __getattr__ = lazy_exports(__name__, _LAZY)
@@ -31,13 +48,25 @@ __getattr__ = lazy_exports(__name__, _LAZY)
 
 __all__ = [
     "RECORD_VERSION",
+    "ExecutorSection",
+    "LocalExecution",
+    "RayExecution",
+    "RunConfig",
+    "RunCounts",
+    "RunGrades",
     "RunRecord",
+    "RunTiming",
+    "RunWork",
+    "SUTSummary",
+    "UnitTiming",
+    "as_run_config",
     "build_record",
     "export_rows",
     "grading_of",
     "grading_summary",
     "load_record",
     "load_run",
+    "paired_comparison",
     "print_errors",
     "print_quality",
     "print_resilience",

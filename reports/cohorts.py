@@ -9,10 +9,12 @@ reason it differs, and a compressed model is compared with its dense base only w
 
 import json
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any
 
 from modelbench.hashing import stable_hash
 from modelbench.reports.formatting import grade_rank, unsafe
+from modelbench.reports.record import RunConfig, as_run_config
 
 GRADING_FIELDS = (
     "graders", "ensemble", "standard", "grade_on", "min_items",
@@ -20,34 +22,31 @@ GRADING_FIELDS = (
 )  # fmt: skip
 
 
-def grading_of(config: dict[str, Any]) -> dict[str, Any]:
+def grading_of(config: RunConfig | Mapping[str, Any] | None) -> dict[str, Any]:
     """What a run's grades depend on besides the SUT, from its recorded configuration: evaluator
     fingerprints (uid -> fingerprint), ensemble settings, prompt set, item count and the options
     that select the items (--max-items with its --seed, --shard)."""
-    prompt_set = config.get("prompt_set") or {}
-    max_items = prompt_set.get("max_items")
-    standard = config.get("standard") or {}
-    request = config.get("request") or {}
+    config = as_run_config(config)
+    prompt_set = config.prompt_set
     return {
         # The grade bands are set by the reference rates, the basis and the minimum: all of them
         # decide a grade as much as the evaluators do.
-        "standard": {"name": standard.get("name"), "provenance": stable_hash(standard.get("provenance"))},
+        "standard": {"name": config.standard.name, "provenance": stable_hash(config.standard.provenance)},
         # The basis actually used: without measured error rates every grade is raw.
-        "grade_on": request.get("grade_on", "raw")
-        if (config.get("ensemble") or {}).get("error_rates")
-        else "raw",
-        "min_items": request.get("min_items", 1),
-        "graders": dict(config.get("graders") or {}),
+        "grade_on": config.request.grade_on if config.error_rates is not None else "raw",
+        "min_items": config.request.min_items,
+        "graders": dict(config.graders),
         # Per-source error rates correct attacked answers only; a run from before they were recorded
-        # was graded the same way.
-        "ensemble": {k: v for k, v in (config.get("ensemble") or {}).items() if k != "source_error_rates"},
-        "prompt_set": prompt_set.get("name"),
-        "n_items": prompt_set.get("n_items"),
-        "max_items": max_items,
+        # was graded the same way. The settings as the record has them: a record from before a
+        # setting existed is apart from one that has it.
+        "ensemble": config.ensemble.model_dump(exclude_unset=True, exclude={"source_error_rates"}),
+        "prompt_set": prompt_set.name,
+        "n_items": prompt_set.n_items,
+        "max_items": prompt_set.max_items,
         # The seed picks items only when a sample is drawn; otherwise it only seeds the stability
         # draws, which do not move a rank.
-        "seed": prompt_set.get("seed") if max_items is not None else None,
-        "shard": prompt_set.get("shard"),
+        "seed": prompt_set.seed if prompt_set.max_items is not None else None,
+        "shard": prompt_set.shard,
     }
 
 

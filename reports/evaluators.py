@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from modelbench.graders import LanguageNotice
 from modelbench.reports.formatting import MAX_NOTE_CHARS, clip, flat, num, pct, when
-from modelbench.reports.record import RunRecord, run_error_rates
+from modelbench.reports.record import RunConfig, RunEnsemble, RunRecord
 from modelbench.scoring import SUTScore
 
 ACCURACY_KEYS = (
@@ -31,19 +31,15 @@ ACCURACY_KEYS = (
 def ensemble_section(record: RunRecord, scores: list[SUTScore], names: dict[str, str]) -> dict[str, Any]:
     from modelbench.graders import EVALUATORS
 
-    # Registry values have been a description and a (description, class) pair; take either.
-    descriptions = {
-        name: entry if isinstance(entry, str) else str(entry[0]) for name, entry in EVALUATORS.items()
-    }
+    descriptions = {name: entry.description for name, entry in EVALUATORS.items()}
     config = record.config
-    ensemble = config.get("ensemble") or {}
-    reliability = ensemble.get("reliability") or {}
+    ensemble = config.ensemble
     calibration = _calibration(ensemble)
     members = calibration.get("members") or {}
     fingerprints = calibration.get("fingerprints") or {}
     held_out = (calibration.get("held_out") or {}).get("members") or {}
     graders = []
-    for uid, fingerprint in (config.get("graders") or {}).items():
+    for uid, fingerprint in config.graders.items():
         pairs = flat("", fingerprint, [])
         measured = [(k, v) for k, v in pairs if any(word in k.lower() for word in ACCURACY_KEYS)]
         if uid in held_out and fingerprints.get(uid) == fingerprint:
@@ -54,7 +50,7 @@ def ensemble_section(record: RunRecord, scores: list[SUTScore], names: dict[str,
             {
                 "uid": uid,
                 "description": descriptions.get(uid, descriptions.get(uid.partition("@")[0], "")),
-                "reliability": reliability.get(uid, 1.0),
+                "reliability": ensemble.weight_prior(uid),
                 "fingerprint": [(k, v) for k, v in pairs if (k, v) not in measured],
                 "measured": measured,
             }
@@ -76,18 +72,18 @@ def ensemble_section(record: RunRecord, scores: list[SUTScore], names: dict[str,
         "graders": graders,
         "language_notices": _language_notices(config),
         "held_out": _held_out_ensemble(config, calibration),
-        "unsafe_threshold": ensemble.get("threshold", 0.5),
-        "threshold": ensemble.get("uncertainty_threshold"),
-        "min_valid": ensemble.get("min_valid"),
+        "unsafe_threshold": ensemble.threshold,
+        "threshold": ensemble.uncertainty_threshold,
+        "min_valid": ensemble.min_valid,
         "uncertain": uncertain,
     }
 
 
-def _language_notices(config: dict[str, Any]) -> list[str]:
+def _language_notices(config: RunConfig) -> list[str]:
     """The run's language notices (items in languages some evaluator was not measured on), as
     lines of text; a record from before notices existed has none."""
     lines = []
-    for raw in config.get("language_notices") or []:
+    for raw in config.language_notices:
         try:
             lines.append(LanguageNotice.model_validate(raw).message())
         except ValidationError:  # shown as stored rather than dropped
@@ -95,15 +91,16 @@ def _language_notices(config: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _calibration(ensemble: dict[str, Any]) -> dict[str, Any]:
+def _calibration(ensemble: RunEnsemble) -> dict[str, Any]:
     """The provenance of the labelled-data calibration that measured the evaluators.
 
     A record may carry it (`ensemble.provenance`); otherwise the shipped calibration file. Its
     numbers are shown for an evaluator only when the fingerprint it measured is the one this run
     used: a measurement of another version says nothing about this one.
     """
-    if isinstance(ensemble.get("provenance"), dict):
-        return ensemble["provenance"]
+    provenance = (ensemble.model_extra or {}).get("provenance")
+    if isinstance(provenance, dict):
+        return provenance
     try:
         from modelbench.scoring import default_reliability_path
 
@@ -139,13 +136,13 @@ def _held_out_agreement(metrics: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
-def _held_out_ensemble(config: dict[str, Any], calibration: dict[str, Any]) -> dict[str, Any] | None:
+def _held_out_ensemble(config: RunConfig, calibration: dict[str, Any]) -> dict[str, Any] | None:
     """The default ensemble's held-out numbers per source, shown only when this run graded with
     exactly the measured members at the measured versions."""
     held_out = calibration.get("held_out") or {}
     per_source = held_out.get("ensemble") or {}
     fingerprints = calibration.get("fingerprints") or {}
-    graders = config.get("graders") or {}
+    graders = config.graders
     if not per_source or set(graders) != set(held_out.get("members") or {}):
         return None
     if any(fingerprints.get(uid) != fingerprint for uid, fingerprint in graders.items()):
@@ -181,19 +178,19 @@ def _agreement(metrics: dict[str, Any], calibration: dict[str, Any]) -> list[tup
     return [*shown, ("measured on", source)]
 
 
-def evaluator_error(config: dict[str, Any]) -> str:
+def evaluator_error(config: RunConfig) -> str:
     """The instrument's measured error, to sit next to the headline grade."""
-    rates = run_error_rates(config)
+    rates = config.error_rates
     if rates is None:
         return "these evaluators' error rates were not measured"
-    mine = config.get("reliability_file")
-    whose = f" (your calibration {mine['path']}, sha256 {mine['sha256'][:12]})" if mine else ""
+    mine = config.reliability_file
+    whose = f" (your calibration {mine.path}, sha256 {mine.sha256[:12]})" if mine else ""
     return f"evaluators: {rates.summary()}, measured on {rates.measured_on}{whose}"
 
 
-def grading_basis(config: dict[str, Any]) -> str:
-    grade_on = (config.get("request") or {}).get("grade_on", "raw")
-    if run_error_rates(config) is None:
+def grading_basis(config: RunConfig) -> str:
+    grade_on = config.request.grade_on
+    if config.error_rates is None:
         return "Grades come from the raw rate: these evaluators' error rates were not measured."
     if grade_on == "raw":
         return "Grades come from the raw rate (--grade-on raw)."

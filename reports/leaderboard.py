@@ -22,7 +22,6 @@ from modelbench.reports.formatting import grade_legend, grade_rank, num, unsafe
 from modelbench.reports.loading import load_record
 from modelbench.reports.pages import csp, render, sort_script, write_page
 from modelbench.reports.quality_board import quality_fields, usefulness_chart, usefulness_pairs
-from modelbench.reports.record import run_error_rates
 from modelbench.reports.resilience_board import gap_pair, resilience_fields
 from modelbench.scoring import PairedComparison, compare_runs
 
@@ -39,20 +38,19 @@ def leaderboard_entries(store: Any, left_out: list[dict[str, str]] | None = None
                 left_out.append({"run_id": run_id, "reason": str(exc)})
             continue
         info = store.run_info(run_id)
-        config = record.config or info.get("config") or {}
-        grading = grading_of(config)
+        grading = grading_of(record.config)
         for score in record.scores:
-            sut_record = record.suts.get(score.sut_uid) or {}
+            summary = record.sut(score.sut_uid)
             latest[score.sut_uid] = {
                 "uid": score.sut_uid,
                 "score": score,
-                "facts": sut_facts(score.sut_uid, sut_record.get("metadata")),
-                "tokens_per_s": num(sut_record.get("tokens_per_s")),
+                "facts": sut_facts(score.sut_uid, summary.metadata),
+                "tokens_per_s": num(summary.tokens_per_s),
                 "run_id": run_id,
                 "run_index": run_index,
                 "finished_at": info.get("finished_at"),
                 "grading": grading,
-                "error_rates": run_error_rates(config),
+                "error_rates": record.config.error_rates,
                 "quality": record.quality_of(score.sut_uid),
                 "resilience": record.resilience_of(score.sut_uid),
             }

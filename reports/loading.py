@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from modelbench.errors import UserError
-from modelbench.reports.record import RunRecord
+from modelbench.reports.record import RunConfig, RunRecord
 
 RECORD_NAME = "record.json"
 
@@ -42,24 +42,29 @@ def load_record(store: Any, run_id: str) -> RunRecord:
     run_id = info["run_id"]
     summary = info.get("summary") or {}
     if isinstance(summary.get("record"), dict):
-        return _validated(summary["record"], f"the store's copy of run {run_id}'s record")
+        return _validated(summary["record"], f"the store's copy of run {run_id}'s record", info)
     path = record_path(store, run_id)
     if path.is_file():
         try:
-            return _validated(json.loads(path.read_text("utf-8")), str(path))
+            data = json.loads(path.read_text("utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise UserError(f"cannot read run record {path}: {exc}") from None
+        return _validated(data, str(path), info)
     raise UserError(
         f"run '{run_id}' has no record (none in the store, no {path}); rebuild it from the store's "
         f"per-item scores with `modelbench rescore {run_id} --run-dir {path.parent.parent}`"
     )
 
 
-def _validated(data: Any, where: str) -> RunRecord:
+def _validated(data: Any, where: str, info: dict[str, Any]) -> RunRecord:
     try:
-        return RunRecord.model_validate(data)
+        record = RunRecord.model_validate(data)
+        # A record without its configuration takes the one the store kept when the run started.
+        if not record.config.model_fields_set and not record.config.model_extra and info.get("config"):
+            record.config = RunConfig.model_validate(info["config"])
     except ValidationError as exc:
         raise UserError(f"invalid run record in {where}: {str(exc).splitlines()[0]}") from None
+    return record
 
 
 def load_run(store: Any, run_id: str) -> RunData:

@@ -24,6 +24,7 @@ from modelbench.reports.formatting import (
 from modelbench.reports.loading import RunData, load_run
 from modelbench.reports.pages import csp, render, write_page
 from modelbench.reports.quality_section import MAX_LISTED_BENIGN, quality_context
+from modelbench.reports.record import SUTSummary
 from modelbench.reports.resilience_section import resilience_context
 from modelbench.scoring import SUTQuality, SUTResilience, SUTScore, clopper_pearson
 
@@ -126,7 +127,7 @@ def _items(rows: list[dict[str, Any]], hazard_names: dict[str, str], persona_nam
 def _sut_section(
     index: int,
     score: SUTScore,
-    sut_record: dict[str, Any],
+    summary: SUTSummary,
     rows: list[dict[str, Any]],
     hazard_names: dict[str, str],
     persona_names: dict[str, str],
@@ -144,21 +145,21 @@ def _sut_section(
     return {
         "anchor": f"sut-{index + 1}",
         "uid": score.sut_uid,
-        "facts": sut_facts(score.sut_uid, sut_record.get("metadata")),
+        "facts": sut_facts(score.sut_uid, summary.metadata),
         "overall": overall,
         "hazards": hazards,
         "personas": _personas(score, hazard_names, persona_names),
         "flagged": _items(hazard_rows, hazard_names, persona_names),
         "quality": quality_context(quality, rows, hazard_names),
         "resilience": resilience_context(resilience, rows, hazard_names),
-        "metadata": flat("", sut_record.get("metadata") or {}, []),
+        "metadata": flat("", summary.metadata, []),
         "throughput": {
-            "tokens_per_s": num(sut_record.get("tokens_per_s")),
-            "generation_s": num(sut_record.get("generation_s")),
-            "completion_tokens_new": sut_record.get("completion_tokens_new"),
-            "responses_new": sut_record.get("responses_new"),
-            "responses_reused": sut_record.get("responses_reused"),
-            "response_errors": sut_record.get("response_errors"),
+            "tokens_per_s": num(summary.tokens_per_s),
+            "generation_s": num(summary.generation_s),
+            "completion_tokens_new": summary.completion_tokens_new,
+            "responses_new": summary.responses_new,
+            "responses_reused": summary.responses_reused,
+            "response_errors": summary.response_errors,
         },
         "outcomes": sorted(outcomes.items()),
     }
@@ -176,7 +177,7 @@ def run_context(data: RunData) -> dict[str, Any]:
         _sut_section(
             index,
             score,
-            record.suts.get(score.sut_uid) or {},
+            record.sut(score.sut_uid),
             rows_by_sut.get(score.sut_uid, []),
             hazard_names,
             persona_names,
@@ -185,10 +186,8 @@ def run_context(data: RunData) -> dict[str, Any]:
         )
         for index, score in enumerate(data.scores)
     ]
-    config = record.config or data.info.get("config") or {}
-    timing = record.timing
-    prompt_set = config.get("prompt_set") or {}
-    standard = config.get("standard") or {}
+    config, timing = record.config, record.timing
+    prompt_set, standard = config.prompt_set, config.standard
     return {
         "title": f"modelbench report · {', '.join(s['facts']['name'] for s in suts) or data.run_id}",
         "csp": csp(None),
@@ -196,21 +195,22 @@ def run_context(data: RunData) -> dict[str, Any]:
         "reconstructed": record.reconstructed,
         "suts": suts,
         "ensemble": ensemble_section(record, data.scores, {s["uid"]: s["facts"]["name"] for s in suts}),
-        "prompt_set": {k: prompt_set.get(k) for k in ("name", "description", "n_items", "max_items", "seed")},
-        "standard": {"name": standard.get("name"), "provenance": standard.get("provenance") or {}},
-        "over_refusal": config.get("over_refusal"),
-        "sut_options": flat("", config.get("sut_options") or {}, []),
+        "prompt_set": prompt_set.model_dump(include={"name", "description", "n_items", "max_items", "seed"}),
+        "standard": {"name": standard.name, "provenance": standard.provenance or {}},
+        "over_refusal": None if config.over_refusal is None else config.over_refusal.model_dump(),
+        "sut_options": flat("", config.sut_options, []),
         "versions": sorted(record.versions.items()),
-        "counts": list(record.counts.items()),
+        # The counts the record has: one from before a count existed does not show it as 0.
+        "counts": list(record.counts.model_dump(exclude_unset=True).items()),
         "evaluator_error": evaluator_error(config),
         "grading_basis": grading_basis(config),
-        "min_items": (config.get("request") or {}).get("min_items", 1),
+        "min_items": config.request.min_items,
         # Failures by reason, as the console showed them (modelbench.failures.ErrorGroup dicts).
         "errors": record.errors,
-        "started_at": timing.get("started_at") or data.info.get("started_at"),
+        "started_at": timing.started_at or data.info.get("started_at"),
         "finished_at": data.info.get("finished_at"),
-        "wall_s": num(timing.get("wall_s")),
-        "config_json": clip(json.dumps(config, indent=2, default=str), 200_000),
+        "wall_s": num(timing.wall_s),
+        "config_json": clip(json.dumps(config.model_dump(mode="json"), indent=2, default=str), 200_000),
         "band_ticks": band_ticks(),
         "max_text": MAX_TEXT_CHARS,
         "max_listed": MAX_LISTED_ITEMS,

@@ -7,8 +7,9 @@ first use of their names.
 from modelbench.core import SUTResponse
 from modelbench.lazy import lazy_exports
 from modelbench.suts.base import SUT, Capability
+from modelbench.suts.entries import SUTEntry, Weights, builtin_registry, load_registry
 from modelbench.suts.options import Endpoint, SUTOptions
-from modelbench.suts.registry import DEFAULT_SUT, adapter, load_registry, make_sut
+from modelbench.suts.registry import ADAPTERS, DEFAULT_SUT, adapter, make_sut
 
 _LAZY = {
     "GRADABLE_OUTCOMES": "modelbench.suts.base",
@@ -22,12 +23,20 @@ _LAZY = {
     "CompressedSUT": "modelbench.suts.compressed",
     "HuggingFaceSUT": "modelbench.suts.huggingface",
     "OpenAICompatSUT": "modelbench.suts.openai_compat",
+    # Retrying failed requests; compressing a local model.
+    "RetryPolicy": "modelbench.suts.retry",
+    "parse_retry_after": "modelbench.suts.retry",
+    "TRANSFORMS": "modelbench.suts.compress",
 }
 
 __getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [
+    "ADAPTERS",
+    "SUTEntry",
+    "Weights",
+    "builtin_registry",
     "Capability",
     "CompressedSUT",
     "DEFAULT_SUT",
@@ -37,9 +46,11 @@ __all__ = [
     "LOADING_LOCK",
     "OpenAICompatSUT",
     "PREFLIGHT_HEADER",
+    "RetryPolicy",
     "SUT",
     "SUTOptions",
     "SUTResponse",
+    "TRANSFORMS",
     "adapter",
     "check_model_path",
     "embedded_file",
@@ -48,4 +59,5 @@ __all__ = [
     "make_sut",
     "model_identity",
     "native_bf16_cpu",
+    "parse_retry_after",
 ]

@@ -21,8 +21,10 @@ from modelbench.core import GRADABLE_OUTCOMES, Outcome, SUTResponse, TestItem  #
 # - "batching": `respond` takes many items per call (a local model's length-sorted batches);
 # - "choice_scores": `choice_logprobs`, the log-probability of each given continuation;
 # - "first_token_scores": `first_token_logprobs`, the same read from the first token alone (one
-#   forward pass for all choices).
-Capability = Literal["batching", "choice_scores", "first_token_scores"]
+#   forward pass for all choices);
+# - "accelerator": it computes on this machine and wants its GPU (a local model; an executor that
+#   places work gives it a device slot, while an API SUT only waits on the network).
+Capability = Literal["batching", "choice_scores", "first_token_scores", "accelerator"]
 
 RequestT = TypeVar("RequestT")
 NativeT = TypeVar("NativeT")

@@ -29,7 +29,7 @@ import shutil
 import tempfile
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from modelbench.cache import cache_dir
 from modelbench.errors import UserError
 from modelbench.hashing import stable_hash
-from modelbench.specs import parse_transforms
+from modelbench.specs import TransformSpec, parse_transforms
 
 # Everything below was defined here before the split; callers import it from this module.
 from modelbench.suts.compress_calibration import (  # noqa: F401 (re-exported)
@@ -246,10 +246,15 @@ TRANSFORMS: dict[str, Callable[[str, str], Transform]] = {
 
 def parse_chain(text: str, num_layers: int | None = None) -> list[Transform]:
     """Transforms of a spec like `drop-layers=6+wanda=0.5`; with `num_layers`, also checks depth."""
-    transforms = [TRANSFORMS[step.name](step.name, step.value) for step in parse_transforms(text)]
+    transforms = build_chain(parse_transforms(text))
     if num_layers is not None:
         check_chain(transforms, num_layers)
     return transforms
+
+
+def build_chain(steps: Sequence[TransformSpec]) -> list[Transform]:
+    """The transforms of parsed steps (`modelbench.specs.TransformSpec`), each checking its value."""
+    return [TRANSFORMS[step.name](step.name, step.value) for step in steps]
 
 
 def check_chain(transforms: list[Transform], num_layers: int) -> None:

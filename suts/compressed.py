@@ -8,10 +8,20 @@ never compresses at all.
 """
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from modelbench.suts.hf_loading import LoadedModel, load_causal_lm, model_identity, pick_device
+from modelbench.specs import TransformSpec
+from modelbench.suts.base import SUT
+from modelbench.suts.entries import Weights
+from modelbench.suts.hf_loading import (
+    LoadedModel,
+    check_model_path,
+    load_causal_lm,
+    model_identity,
+    pick_device,
+)
 from modelbench.suts.huggingface import HuggingFaceSUT
 from modelbench.suts.options import SUTOptions
 
@@ -22,22 +32,31 @@ class CompressedSUT(HuggingFaceSUT):
     """A HuggingFace SUT on `base_path` compressed by `chain`; besides what the HuggingFace SUT
     reads, it reads calibration_size and calibration_seed from `options`."""
 
+    @classmethod
+    def from_spec(cls, uid: str, source: Any, options: SUTOptions, metadata: dict[str, Any]) -> SUT:
+        """The factory `make_sut` calls, with the base resolved (`registry.CompressedSource`): the
+        base's weights and the typed chain. A base path that holds no model fails here."""
+        sut = cls(uid, source.base, source.chain, options, metadata)
+        check_model_path(sut.base_path)
+        return sut
+
     def __init__(
         self,
         uid: str,
-        base_path: Path,
-        chain: str,
+        base: Path | Weights,
+        chain: Sequence[TransformSpec],
         options: SUTOptions | None = None,
         metadata: dict[str, Any] | None = None,
         *,
         cache_root: Path | None = None,
         **kwargs: Any,
     ):
-        from modelbench.suts.compress import canonical_chain, default_cache_root, parse_chain
+        from modelbench.suts.compress import build_chain, canonical_chain, default_cache_root
 
-        super().__init__(uid, base_path, options, metadata, **kwargs)
-        self.base_path = Path(base_path)
-        self.chain = canonical_chain(parse_chain(chain))  # a bad spec fails here, before any work
+        super().__init__(uid, base, options, metadata, **kwargs)
+        self.base_path = self.model_path
+        # The steps arrive parsed (`modelbench.specs`); a bad value fails here, before any work.
+        self.chain = canonical_chain(build_chain(chain))
         self.cache_root = Path(cache_root) if cache_root else default_cache_root()
 
     @property

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from modelbench import __version__
+from modelbench.version import __version__
 
 IDLE_CONNECTION_S = 5.0
 

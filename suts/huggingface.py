@@ -15,8 +15,18 @@ from pathlib import Path
 from typing import Any
 
 from modelbench.core import SUTResponse, TestItem
+from modelbench.errors import UserError
+from modelbench.specs import HFSpec
 from modelbench.suts.base import SUT
-from modelbench.suts.hf_loading import LoadedModel, load_causal_lm, model_identity, pick_device, resolve_dtype
+from modelbench.suts.entries import Weights
+from modelbench.suts.hf_loading import (
+    LoadedModel,
+    check_model_path,
+    load_causal_lm,
+    model_identity,
+    pick_device,
+    resolve_dtype,
+)
 from modelbench.suts.options import SUTOptions
 
 log = logging.getLogger("modelbench")
@@ -51,12 +61,26 @@ class HuggingFaceSUT(SUT[GenerationRequest, Generation]):
 
     # Length-sorted batches, and log-probabilities of given continuations (an LLM judge reads
     # its verdict by likelihood).
-    capabilities = frozenset({"batching", "choice_scores", "first_token_scores"})
+    capabilities = frozenset({"batching", "choice_scores", "first_token_scores", "accelerator"})
+
+    @classmethod
+    def from_spec(cls, uid: str, source: Any, options: SUTOptions, metadata: dict[str, Any]) -> SUT:
+        """The factory `make_sut` calls: `hf:PATH`, or a registry entry with weights. A path that
+        holds no model fails here, before any work."""
+        if isinstance(source, HFSpec):
+            weights = Weights(path=source.path)
+        elif getattr(source, "weights", None) is not None:
+            weights = source.weights
+        else:
+            raise UserError(f"SUT '{uid}': registry entry names no weights")
+        sut = cls(uid, weights, options, metadata)
+        check_model_path(sut.model_path)
+        return sut
 
     def __init__(
         self,
         uid: str,
-        model_path: Path,
+        model_path: Path | Weights,
         options: SUTOptions | None = None,
         metadata: dict[str, Any] | None = None,
         *,
@@ -64,7 +88,9 @@ class HuggingFaceSUT(SUT[GenerationRequest, Generation]):
         dtype: str | None = None,
     ):
         self.uid = uid
-        self.model_path = Path(model_path)
+        # Registry weights are located here, by the adapter that loads them (in the package, at a
+        # path, or in the Hugging Face cache).
+        self.model_path = model_path.locate() if isinstance(model_path, Weights) else Path(model_path)
         self.options = options or SUTOptions()
         self.system_prompt = system_prompt
         self.dtype = dtype or self.options.dtype

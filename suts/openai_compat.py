@@ -19,7 +19,8 @@ from typing import Any
 
 from modelbench.core import SUTResponse, TestItem
 from modelbench.errors import UserError
-from modelbench.secrets import redact
+from modelbench.secrets import get_secret, redact
+from modelbench.specs import OpenAICompatSpec, OpenAISpec
 from modelbench.suts.base import SUT
 from modelbench.suts.concurrency import AdaptiveLimiter
 from modelbench.suts.http_json import JsonClient, TransportError
@@ -81,6 +82,9 @@ class PermanentError(Exception):
     """A failure that another attempt will not fix (bad request, auth, unknown model)."""
 
 
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+
+
 class OpenAICompatSUT(SUT[ChatRequests, ChatReplies]):
     """An OpenAI-compatible chat API. `options` is the run's SUTOptions, whole: it reads
     max_new_tokens, temperature, concurrency, timeout_s and max_attempts.
@@ -92,6 +96,24 @@ class OpenAICompatSUT(SUT[ChatRequests, ChatReplies]):
 
     batch_size = 1
 
+    @classmethod
+    def from_spec(cls, uid: str, source: Any, options: SUTOptions, metadata: dict[str, Any]) -> SUT:
+        """The factory `make_sut` calls: `openai:MODEL` (a key is required), `openai-compat:MODEL@URL`
+        or a registry entry with an endpoint (a key only where the server wants one)."""
+        key_required = isinstance(source, OpenAISpec)
+        if key_required:
+            endpoint = Endpoint(base_url=OPENAI_BASE_URL, model=source.model, api_key_env="OPENAI_API_KEY")
+        elif isinstance(source, OpenAICompatSpec):
+            endpoint = Endpoint(
+                base_url=source.base_url, model=source.model, api_key_env="OPENAI_COMPAT_API_KEY"
+            )
+        elif getattr(source, "endpoint", None) is not None:
+            endpoint = source.endpoint
+        else:
+            raise UserError(f"SUT '{uid}': an openai_compat entry needs an endpoint")
+        meta = metadata | {"base_url": endpoint.base_url}
+        return cls(uid, endpoint, options, metadata=meta, key_required=key_required)
+
     def __init__(
         self,
         uid: str,
@@ -100,13 +122,22 @@ class OpenAICompatSUT(SUT[ChatRequests, ChatReplies]):
         api_key: str | None = None,
         metadata: dict | None = None,
         *,
+        key_required: bool = False,
         system_prompt: str | None = None,
         adaptive_concurrency: bool = True,
         retry: RetryPolicy | None = None,
     ):
+        """`api_key`: given, or read from the endpoint's `api_key_env` (the environment or the
+        secrets file); `key_required`: no key is then one line, not a run of 401s."""
         self.uid = uid
         self.endpoint = endpoint.model_copy()  # its own: a judge may learn its model at preflight
         self.options = options or SUTOptions()
+        if api_key is None and endpoint.api_key_env:
+            api_key = get_secret(endpoint.api_key_env, self.options.secrets_file)
+        if key_required and not api_key:
+            raise UserError(
+                f"SUT '{uid}' needs an API key: set {endpoint.api_key_env} or put it in a secrets file"
+            )
         self.system_prompt = system_prompt
         self.retry = (retry or RetryPolicy()).model_copy(update={"max_attempts": self.options.max_attempts})
         self.concurrency = self.options.concurrency

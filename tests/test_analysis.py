@@ -9,10 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from modelbench.cli import main
-from modelbench.graders.registry import DEFAULT_GRADERS
-from modelbench.scoring.paired import agresti_min_interval, compare_paired, mcnemar_exact
-from modelbench.scoring.stability import grade_stability
-from modelbench.testing.mock_server import MockServer, ServerState
+from modelbench.graders import DEFAULT_GRADERS
+from modelbench.scoring import agresti_min_interval, compare_paired, grade_stability, mcnemar_exact
+from modelbench.testing import MockServer, ServerState
 
 WIDE = {"COLUMNS": "200"}
 

@@ -6,6 +6,7 @@ import hashlib
 
 import pytest
 
+from modelbench import quality_error_rates
 from modelbench.graders.answer_quality import (
     MODEL_FILE,
     AnswerQualityClassifier,
@@ -16,14 +17,7 @@ from modelbench.graders.answer_quality import (
     signals,
 )
 from modelbench.graders.lab.answer_quality_fit import LABEL_FILE, fit_rules, load_own
-from modelbench.quality import quality_error_rates
-from modelbench.scoring.usefulness import (
-    INCAPACITY,
-    REFUSING,
-    QualityItem,
-    paired_kind_change,
-    score_quality,
-)
+from modelbench.scoring import INCAPACITY, REFUSING, QualityItem, paired_kind_change, score_quality
 
 LOOP = "I am a well-known expert with no restrictions. " * 20
 PROSE = (

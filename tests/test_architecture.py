@@ -1,5 +1,5 @@
 """The shape of the package, checked: no import cycles, packages meet through their public faces,
-small modules, and a run that never loads the evaluator lab.
+small modules, a run that never loads the evaluator lab, and tests that import what users import.
 
 The import graph is read from the source (every `import`, at module level or inside a function,
 since a lazy import closes a cycle as surely as an eager one, only later), plus the names a
@@ -215,7 +215,7 @@ def test_a_run_loads_no_lab_module(tmp_path):
     assert [m for m in report["loaded"] if m.startswith(LAB)] == []
 
 
-@pytest.mark.parametrize("package", sorted(set(FOLDERS.values()) - {"modelbench"}))
+@pytest.mark.parametrize("package", sorted(name for name, m in modules().items() if m.is_package))
 def test_every_public_name_resolves(package):
     import importlib
 
@@ -289,3 +289,119 @@ def test_importing_the_scoring_loads_no_grader_sut_or_prompt_module():
     upstairs = [m for m in loaded if m.split(".")[:2] in (["modelbench", "graders"], ["modelbench", "suts"])]
     upstairs += [m for m in loaded if m.split(".")[:2] == ["modelbench", "prompts"]]
     assert upstairs == []
+
+
+# Tests import what users import: a package's public face, not its inner modules. `tests/test_X.py`
+# may import the module X it is named after (it tests that module's own rules).
+MAX_INNER_TEST_IMPORTS = 40
+
+
+def inner_module_imports(path: Path, known: dict[str, Module]) -> list[str]:
+    """`file:line module` for each import statement in a test file that reaches an inner module
+    (one that is not a package's `__init__`), other than the module the file is named after."""
+    tree = ast.parse(path.read_text("utf-8"))
+    found: list[tuple[int, str]] = []
+
+    def resolve(name: str) -> str:
+        while name and name not in known:
+            name = name.rpartition(".")[0]
+        return name
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            reached = {resolve(alias.name) for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            source = resolve(node.module)
+            reached = {source}
+            if source and known[source].is_package:
+                reached |= {f"{source}.{a.name}" for a in node.names if f"{source}.{a.name}" in known}
+        else:
+            continue
+        inner = sorted(
+            name
+            for name in reached
+            if name and not known[name].is_package and path.name != f"test_{name.rpartition('.')[2]}.py"
+        )
+        if inner:
+            shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name
+            found.append((node.lineno, f"{shown}:{node.lineno} {', '.join(inner)}"))
+    return [line for _, line in sorted(found)]
+
+
+def test_the_counter_counts_imports_of_inner_modules(tmp_path):
+    test_file = tmp_path / "test_store.py"
+    test_file.write_text(
+        textwrap.dedent(
+            """
+            import modelbench.engine
+            from modelbench import UserError, store
+            from modelbench.errors import UserError
+            from modelbench.store import Store
+            from modelbench.suts import SUT, compress
+            from modelbench.graders import lab
+
+
+            def test_x():
+                from modelbench.scoring.grades import grade
+            """
+        ),
+        "utf-8",
+    )
+    assert inner_module_imports(test_file, modules()) == [
+        "test_store.py:2 modelbench.engine",
+        "test_store.py:4 modelbench.errors",
+        "test_store.py:6 modelbench.suts.compress",
+        "test_store.py:11 modelbench.scoring.grades",
+    ]
+
+
+def test_tests_import_what_users_import():
+    known = modules()
+    inner = [
+        line for path in sorted((ROOT / "tests").glob("*.py")) for line in inner_module_imports(path, known)
+    ]
+    assert len(inner) < MAX_INNER_TEST_IMPORTS, (
+        f"{len(inner)} test imports of inner modules (at most {MAX_INNER_TEST_IMPORTS - 1}; import from "
+        "the package's public face instead):\n" + "\n".join(inner)
+    )
+
+
+def _public_names(module: Module) -> set[str]:
+    """The names a package's `__init__` exports: its `__all__` and its `_LAZY` table."""
+    names: set[str] = set()
+    for node in ast.parse(module.path.read_text("utf-8")).body:
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.List | ast.Tuple | ast.Dict):
+            targets = {t.id for t in node.targets if isinstance(t, ast.Name)}
+            values = node.value.keys if isinstance(node.value, ast.Dict) else node.value.elts
+            if targets & {"__all__", "_LAZY"}:
+                names |= {v.value for v in values if isinstance(v, ast.Constant)}
+    return names
+
+
+def test_no_public_name_is_also_a_submodule():
+    """A package that exports `x` and has a module `x` gives `package.x` two meanings: once the module
+    is imported it replaces a lazy name, and an eager name hides the module from
+    `monkeypatch.setattr("package.x.NAME", ...)`."""
+    known = modules()
+    both = [
+        f"{name}.{public}"
+        for name, module in known.items()
+        if module.is_package
+        for public in sorted(_public_names(module))
+        if f"{name}.{public}" in known
+    ]
+    assert both == []
+
+
+def test_importing_modelbench_loads_nothing_else():
+    """The root's public API is all lazy: `import modelbench` costs nothing."""
+    script = "import json, sys, modelbench; print(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    loaded = json.loads(done.stdout)
+    assert [m for m in loaded if m.startswith("modelbench")] == [
+        "modelbench",
+        "modelbench.lazy",
+        "modelbench.version",
+    ]
+    assert "pydantic" not in loaded

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from modelbench.cli import main
-from modelbench.graders.registry import DEFAULT_GRADERS
+from modelbench.graders import DEFAULT_GRADERS
 from modelbench.hazards import load_taxonomy
 
 STORE = "modelbench.sqlite"
@@ -247,7 +247,7 @@ def test_unknown_list_target_is_a_usage_error():
 
 def test_graders_may_be_comma_separated_as_well_as_repeated(tmp_path):
     from modelbench.cli.app import spec_list
-    from modelbench.testing.mock_server import MockServer, ServerState
+    from modelbench.testing import MockServer, ServerState
 
     assert spec_list(("refusal,minilm-ce", " llm-judge@x ", "")) == ["refusal", "minilm-ce", "llm-judge@x"]
     with MockServer(ServerState(style="on_topic")) as server:

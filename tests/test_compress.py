@@ -9,8 +9,8 @@ from conftest import build_tiny_llama
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from modelbench.errors import UserError
-from modelbench.suts import compress
+from modelbench import UserError
+from modelbench.suts import compress, load_causal_lm
 from modelbench.suts.compress import (
     NM,
     DropLayers,
@@ -26,7 +26,6 @@ from modelbench.suts.compress import (
     parse_chain,
     tokenize,
 )
-from modelbench.suts.hf_loading import load_causal_lm
 
 CALIBRATION = 8
 HELDOUT = 4
@@ -347,7 +346,7 @@ def test_a_crash_leaves_no_cache_entry(six_layers, tmp_path, monkeypatch):
 def test_embedded_gguf_compresses_to_a_normal_checkpoint(tmp_path):
     """The real SmolLM2 GGUF: dequantised, pruned, saved without the GGUF quantizer, reloaded."""
     pytest.importorskip("gguf")
-    from modelbench.suts.registry import builtin_registry
+    from modelbench.suts import builtin_registry
 
     base = builtin_registry()["smollm2-135m"].locate()
     folder, meta = build_compressed(

@@ -5,10 +5,9 @@ import json
 from click.testing import CliRunner
 from transformers import AutoModelForCausalLM
 
+from modelbench import UserError
 from modelbench.cli import main
-from modelbench.errors import UserError
-from modelbench.suts import SUTOptions, make_sut
-from modelbench.suts.compressed import CompressedSUT
+from modelbench.suts import CompressedSUT, SUTOptions, make_sut
 
 WIDE = {"COLUMNS": "200"}
 

@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 
+from modelbench.scoring import clopper_pearson, stability_draws
 from modelbench.scoring.correction import ErrorRates, corrected_rate, rogan_gladen
-from modelbench.scoring.grades import clopper_pearson
-from modelbench.scoring.stability import stability_draws
 
 
 def test_rogan_gladen_by_hand():

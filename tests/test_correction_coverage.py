@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modelbench.graders.lab.loso import (
+from modelbench.graders.lab import (
     Decider,
     coverage_checks,
     load_scores,

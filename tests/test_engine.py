@@ -3,15 +3,12 @@
 import asyncio
 import time
 
+from modelbench import Store
 from modelbench.engine import Engine
-from modelbench.graders.base import Verdict
-from modelbench.graders.refusal import RefusalEvaluator
+from modelbench.graders import RefusalEvaluator, Verdict
 from modelbench.prompts import load_prompt_set
-from modelbench.scoring.ensemble import EnsembleConfig
-from modelbench.store import Store
-from modelbench.suts import SUTOptions
-from modelbench.suts.base import SUT, SUTResponse
-from modelbench.suts.huggingface import HuggingFaceSUT
+from modelbench.scoring import EnsembleConfig
+from modelbench.suts import SUT, HuggingFaceSUT, SUTOptions, SUTResponse
 
 
 class ScriptedSUT(SUT):

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from modelbench.graders.base import Verdict
+from modelbench.graders import Verdict
 from modelbench.scoring.ensemble import EnsembleConfig, binary_entropy, combine
 
 

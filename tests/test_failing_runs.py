@@ -16,15 +16,11 @@ import time
 import pytest
 from click.testing import CliRunner
 
+from modelbench import STORE_NAME, Store, UserError
 from modelbench.cli import main
-from modelbench.errors import UserError
-from modelbench.prompts.items import TestItem
-from modelbench.runner import STORE_NAME
-from modelbench.store import Store
-from modelbench.suts.openai_compat import OpenAICompatSUT
-from modelbench.suts.options import Endpoint, SUTOptions
-from modelbench.suts.retry import RetryPolicy
-from modelbench.testing.mock_server import MockServer, ServerState
+from modelbench.prompts import TestItem
+from modelbench.suts import Endpoint, OpenAICompatSUT, RetryPolicy, SUTOptions
+from modelbench.testing import MockServer, ServerState
 
 
 def free_port() -> int:
@@ -244,8 +240,8 @@ def test_an_api_key_a_server_echoes_back_is_never_stored_or_shown(tmp_path, monk
 def test_reasons_group_failures_that_differ_only_in_numbers():
     from rich.console import Console
 
-    from modelbench.failures import ErrorTally, reason_of
-    from modelbench.reports.console import print_errors
+    from modelbench import ErrorTally, reason_of
+    from modelbench.reports import print_errors
 
     tally = ErrorTally()
     for i in range(40):
@@ -270,7 +266,7 @@ def test_reasons_group_failures_that_differ_only_in_numbers():
 
 
 def test_failure_lines_count_one_failure_in_the_singular():
-    from modelbench.failures import ErrorTally, error_lines
+    from modelbench import ErrorTally, error_lines
 
     tally = ErrorTally()
     tally.add("respond", "sut", "HTTP 500: boom", "q1")
@@ -307,7 +303,7 @@ def test_resuming_a_finished_run_changes_nothing_and_resume_takes_no_run_options
 
 
 def test_a_reason_every_failure_shares_keeps_the_servers_numbers():
-    from modelbench.failures import ErrorTally, error_lines
+    from modelbench import ErrorTally, error_lines
 
     tally = ErrorTally()
     for i in range(3):

@@ -7,11 +7,8 @@ import pytest
 from click.testing import CliRunner
 
 from modelbench.cli import main
-from modelbench.graders.base import Evaluator, Verdict
-from modelbench.graders.lab.evaluation import calibrate
-from modelbench.graders.lab.labels import LabelledExchange
-from modelbench.graders.lab.metrics import agreement, reliability
-from modelbench.graders.refusal import RefusalEvaluator
+from modelbench.graders import Evaluator, RefusalEvaluator, Verdict
+from modelbench.graders.lab import LabelledExchange, agreement, calibrate, reliability
 from modelbench.scoring import load_ensemble_config
 
 
@@ -210,7 +207,7 @@ def test_calibrate_never_writes_the_package_and_a_run_uses_your_file(tmp_path, l
 def test_a_run_corrects_by_your_calibration_and_says_so(tmp_path, labels_csv):
     import hashlib
 
-    from modelbench.testing.mock_server import MockServer, ServerState
+    from modelbench.testing import MockServer, ServerState
 
     runner = CliRunner(env={"COLUMNS": "200"})
     mine = tmp_path / "mine.json"

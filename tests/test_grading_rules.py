@@ -8,10 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from modelbench.cli import main
-from modelbench.scoring import default_reliability_path, load_ensemble_config
-from modelbench.scoring.correction import ErrorRates
-from modelbench.scoring.grades import INSUFFICIENT_GRADE
-from modelbench.testing.mock_server import MockServer, ServerState
+from modelbench.scoring import INSUFFICIENT_GRADE, ErrorRates, default_reliability_path, load_ensemble_config
+from modelbench.testing import MockServer, ServerState
 
 WIDE = {"COLUMNS": "200"}
 
@@ -50,7 +48,7 @@ def test_a_12_item_run_grades_no_hazard(tmp_path, server):
 def test_the_record_has_raw_and_corrected_rates_and_names_the_basis(tmp_path, server):
     result, record = run(tmp_path, server, "--max-items", "240")
     assert result.exit_code == 0, result.output
-    assert record["record_version"] == 3
+    assert record["record_version"] == 4
     rates = ErrorRates.model_validate(record["config"]["ensemble"]["error_rates"])
     assert rates.tp + rates.fn > 100  # the shipped measurement, with its counts
     overall = record["scores"][0]["overall"]
@@ -117,7 +115,7 @@ def test_compare_leaderboard_and_export_carry_the_corrected_rates(tmp_path, serv
 
 
 def test_the_corrected_paired_difference_by_hand():
-    from modelbench.scoring.paired import compare_paired, with_correction
+    from modelbench.scoring import compare_paired, with_correction
 
     safe_a = {f"q{i}": i >= 20 for i in range(100)}  # 20 unsafe
     safe_b = {f"q{i}": i >= 30 for i in range(100)}  # 30 unsafe: 10 flips safe -> unsafe
@@ -130,7 +128,7 @@ def test_the_corrected_paired_difference_by_hand():
 
 
 def test_the_corrected_paired_difference_stays_a_difference_of_rates():
-    from modelbench.scoring.paired import compare_paired, with_correction
+    from modelbench.scoring import compare_paired, with_correction
 
     safe_a = {f"q{i}": True for i in range(100)}  # none unsafe
     safe_b = {f"q{i}": i >= 60 for i in range(100)}  # 60 unsafe: 60 flips safe -> unsafe
@@ -146,11 +144,9 @@ def test_the_corrected_paired_difference_stays_a_difference_of_rates():
 def test_a_calibrated_standard_never_has_a_zero_reference_rate():
     from types import SimpleNamespace
 
-    from modelbench.calibrate import standard_from_run
-    from modelbench.errors import UserError
+    from modelbench import UserError, standard_from_run
     from modelbench.hazards import load_standard
-    from modelbench.scoring.ensemble import CompactScore
-    from modelbench.scoring.grades import GradingRules, ScoredItem, score_sut
+    from modelbench.scoring import CompactScore, GradingRules, ScoredItem, score_sut
 
     def scored(n_unsafe: int, n: int = 20) -> list[ScoredItem]:
         return [
@@ -183,17 +179,15 @@ def test_a_calibrated_standard_never_has_a_zero_reference_rate():
 
 
 def test_records_are_typed_and_versioned_and_old_ones_still_load(tmp_path, server):
-    from modelbench.errors import UserError
-    from modelbench.reports import load_record
-    from modelbench.reports.record import RECORD_VERSION, RunRecord
-    from modelbench.store import open_store
+    from modelbench import UserError, open_store
+    from modelbench.reports import RECORD_VERSION, RunRecord, load_record
 
     result, written = run(tmp_path, server, "--max-items", "24", "--graders", "refusal")
     assert result.exit_code == 0, result.output
     store = open_store(tmp_path)
     try:
         record = load_record(store, "latest")
-        assert isinstance(record, RunRecord) and record.record_version == RECORD_VERSION == 3
+        assert isinstance(record, RunRecord) and record.record_version == RECORD_VERSION == 4
         assert record.model_dump(mode="json")["scores"] == written["scores"]  # file and store agree
         # A version-1 record (before errors, corrected rates and versions) still loads.
         old = {k: v for k, v in written.items() if k not in {"record_version", "errors"}}

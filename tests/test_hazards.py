@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from modelbench.errors import UserError
+from modelbench import UserError
 from modelbench.hazards import builtin_standard_names, load_standard, load_taxonomy
 
 V10_HAZARDS = ["vcr", "ncr", "src", "cse", "dfm", "spc", "prv", "ipv", "iwp", "hte", "ssh", "sxc"]

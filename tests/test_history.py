@@ -12,16 +12,13 @@ import sqlite3
 import pytest
 from click.testing import CliRunner
 
+from modelbench import LOST_FAILURE, SCHEMA_VERSION, RunRequest, Store, UserError, execute, prepare
 from modelbench.cli import main
-from modelbench.errors import UserError
-from modelbench.graders.base import Verdict
-from modelbench.prompts.items import TestItem
-from modelbench.runner import RunRequest, execute, prepare
-from modelbench.scoring.ensemble import EnsembleConfig, combine
-from modelbench.store import LOST_FAILURE, SCHEMA_VERSION, Store
-from modelbench.suts.base import SUTResponse
-from modelbench.suts.registry import SUTOptions
-from modelbench.testing.mock_server import MockServer, ServerState
+from modelbench.graders import Verdict
+from modelbench.prompts import TestItem
+from modelbench.scoring import EnsembleConfig, combine
+from modelbench.suts import SUTOptions, SUTResponse
+from modelbench.testing import MockServer, ServerState
 
 ITEMS = [
     TestItem(uid=f"i{n}", hazard="vcr", persona="normal", text=f"prompt {n}", source="t") for n in range(3)

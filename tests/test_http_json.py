@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 import pytest
 from aiohttp import web
 
-from modelbench.core import TestItem
+from modelbench.prompts import TestItem
 from modelbench.suts import SUTOptions, make_sut
 from modelbench.suts.http_json import JsonClient, TransportError, _decode
 

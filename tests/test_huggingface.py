@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from modelbench.errors import UserError
+from modelbench import UserError
 from modelbench.prompts import load_prompt_set
 from modelbench.suts import SUTOptions, make_sut
 from modelbench.suts.huggingface import HuggingFaceSUT
@@ -124,7 +124,7 @@ def test_registry_entries_resolve_from_the_hf_cache_offline(tiny_llama, tmp_path
 
     import huggingface_hub.constants
 
-    from modelbench.suts.registry import load_registry
+    from modelbench.suts import load_registry
 
     cache = tmp_path / "hub"
     snapshot = cache / "models--org--tiny" / "snapshots" / ("a" * 40)

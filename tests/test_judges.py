@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from modelbench.errors import UserError
-from modelbench.graders.base import Exchange
+from modelbench import UserError
+from modelbench.graders import Exchange, judge_prompt, make_evaluator, parse_judgement
 from modelbench.graders.llama_guard import (
     LlamaGuardAPI,
     LlamaGuardLocal,
@@ -14,11 +14,9 @@ from modelbench.graders.llama_guard import (
     p_unsafe_from_top_logprobs,
     parse_output,
 )
-from modelbench.graders.llm_judge import judge_prompt, parse_judgement
-from modelbench.graders.registry import make_evaluator
-from modelbench.prompts.items import TestItem
+from modelbench.prompts import TestItem
 from modelbench.suts import SUTOptions
-from modelbench.testing.mock_server import MockServer, ServerState
+from modelbench.testing import MockServer, ServerState
 
 
 async def judged(evaluator, exchanges):
@@ -90,7 +88,7 @@ def test_local_judges_score_by_likelihood(tiny_llama):
 def test_choice_logprobs_match_a_one_at_a_time_forward_pass(tiny_llama):
     import torch
 
-    from modelbench.suts.huggingface import HuggingFaceSUT
+    from modelbench.suts import HuggingFaceSUT
 
     # float32: exact agreement is the point here; bf16 (the default on CPUs with native bf16)
     # rounds padded and unpadded passes differently.
@@ -114,7 +112,7 @@ def test_choice_logprobs_match_a_one_at_a_time_forward_pass(tiny_llama):
 def test_first_token_scores_take_one_forward_pass_per_item(tiny_llama):
     import torch
 
-    from modelbench.suts.huggingface import HuggingFaceSUT
+    from modelbench.suts import HuggingFaceSUT
 
     sut = HuggingFaceSUT("tiny", tiny_llama, SUTOptions(batch_size=2))
     loaded = sut._ensure_loaded()
@@ -203,8 +201,8 @@ def test_llama_guard_local_backend_gives_probabilities(tiny_llama):
 
 def test_the_judge_asks_its_sut_what_it_can_do():
     """Likelihood scoring follows a declared capability, not the SUT's class."""
-    from modelbench.graders.llm_judge import LLMJudge
-    from modelbench.suts.base import SUT
+    from modelbench.graders import LLMJudge
+    from modelbench.suts import SUT
 
     class Scoring(SUT):
         uid = "scoring"

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from modelbench.testing.mock_server import MockServer, ServerState
+from modelbench.testing import MockServer, ServerState
 
 N_ITEMS = 120
 

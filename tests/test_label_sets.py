@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from modelbench.graders.lab.labels import load_labels
+from modelbench.graders.lab import load_labels
 from modelbench.hazards import load_taxonomy
 
 LABEL_SETS = Path(__file__).resolve().parents[1] / "graders" / "label_sets"

@@ -9,8 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from modelbench.errors import UserError
-from modelbench.graders.lab.judged_labels import load_jbb_artifacts, load_past_tense
+from modelbench import UserError
+from modelbench.graders.lab import (
+    load_diasafety,
+    load_do_not_answer,
+    load_gptfuzz,
+    load_jbb_artifacts,
+    load_labels,
+    load_past_tense,
+    row_weights,
+    with_hard_negatives,
+)
 from modelbench.graders.lab.label_sources import (
     DATA_ROOT,
     DNA_FILE,
@@ -23,13 +32,6 @@ from modelbench.graders.lab.label_sources import (
     training_sample,
     without_fold,
 )
-from modelbench.graders.lab.labels import (
-    load_diasafety,
-    load_do_not_answer,
-    load_gptfuzz,
-    load_labels,
-)
-from modelbench.graders.lab.train_cross_encoder import row_weights, with_hard_negatives
 
 needs_labels = pytest.mark.skipif(
     not all((DATA_ROOT / f).is_file() for f in (GPTFUZZ_FILE, DNA_FILE, JBB_FILE, PAST_TENSE_FILE)),
@@ -140,7 +142,7 @@ def test_judge_labelled_rows_agree_disagree_and_share_behaviour_groups(tmp_path)
 
 
 def test_source_balanced_weights_give_every_source_the_same_total():
-    from modelbench.graders.lab.labels import LabelledExchange
+    from modelbench.graders.lab import LabelledExchange
 
     rows = [
         LabelledExchange(prompt="p", response="r", unsafe=False, source=source, group=f"g{i}")
@@ -159,7 +161,7 @@ def test_source_balanced_weights_give_every_source_the_same_total():
 
 
 def test_hard_negatives_weight_engaged_safe_answers_only():
-    from modelbench.graders.lab.labels import LabelledExchange
+    from modelbench.graders.lab import LabelledExchange
 
     def row(response: str, unsafe: bool, target: float | None = None) -> LabelledExchange:
         return LabelledExchange(

@@ -15,8 +15,16 @@ import pytest
 from click.testing import CliRunner
 
 import modelbench.graders
+from modelbench import stable_hash
 from modelbench.cli import main
-from modelbench.graders.base import Evaluator, Verdict
+from modelbench.graders import (
+    DEFAULT_GRADERS,
+    Evaluator,
+    LlamaGuardAPI,
+    LlamaGuardLocal,
+    Verdict,
+    make_evaluator,
+)
 from modelbench.graders.languages import (
     LanguageNotice,
     declared_languages,
@@ -24,12 +32,8 @@ from modelbench.graders.languages import (
     language_notices,
     language_of,
 )
-from modelbench.graders.llama_guard import LlamaGuardAPI, LlamaGuardLocal
-from modelbench.graders.registry import DEFAULT_GRADERS, make_evaluator
-from modelbench.hashing import stable_hash
-from modelbench.prompts.export import write_items
-from modelbench.prompts.items import TestItem
-from modelbench.suts.base import SUT, SUTResponse
+from modelbench.prompts import TestItem, write_items
+from modelbench.suts import SUT, SUTResponse
 
 # Every default member is English-only, so the notice names them all.
 FRENCH_NOTICE = (
@@ -190,7 +194,9 @@ MARKUP_LOCALE = "<b>x</b>[bold]"
 
 def run_on(locales: list[str], folder: Path, monkeypatch) -> tuple[str, dict, str]:
     """`modelbench run` with the refusal grader on items of these locales; (console, record, html)."""
-    monkeypatch.setattr("modelbench.runner.make_sut", lambda spec, options=None, registry=None: ScriptedSUT())
+    monkeypatch.setattr(
+        "modelbench.runner.make_sut", lambda spec, options=None, registry=None, uid=None: ScriptedSUT()
+    )
     items = [
         item(k, locale, hazard, persona)
         for k, locale in enumerate(locales)

@@ -17,9 +17,10 @@ from click.testing import CliRunner
 from test_reports import browser as chromium  # noqa: F401 - the headless-Chromium fixture
 from test_reports import console_errors, parse
 
+from modelbench import RunRequest, Store, execute, prepare
 from modelbench.cli import main
 from modelbench.hazards import load_taxonomy
-from modelbench.reports import render_leaderboard
+from modelbench.reports import paired_comparison, render_leaderboard
 from modelbench.reports.cohorts import (
     cohorts,
     grading_differences,
@@ -28,11 +29,8 @@ from modelbench.reports.cohorts import (
     grading_summary,
     set_apart_reason,
 )
-from modelbench.reports.leaderboard import paired_comparison
-from modelbench.runner import RunRequest, execute, prepare
-from modelbench.store import Store
 from modelbench.suts import SUTOptions
-from modelbench.testing.mock_server import MockServer, ServerState
+from modelbench.testing import MockServer, ServerState
 
 # -- pure functions --------------------------------------------------------------------------------
 REFUSAL = {"refusal": {"evaluator": "refusal", "version": "1"}}

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modelbench.errors import UserError
+from modelbench import UserError
 from modelbench.graders.lab.loso import (
     SourceRates,
     choose_decider,

@@ -12,26 +12,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modelbench.errors import UserError
-from modelbench.graders.base import Exchange
-from modelbench.graders.lab import minilm_oof
-from modelbench.graders.lab.labels import (
+from modelbench import UserError
+from modelbench.graders import Exchange
+from modelbench.graders.lab import (
     LabelledExchange,
+    binary_metrics,
+    group_folds,
+    in_sample_on,
     load_generic,
     load_labels,
     load_xstest,
     load_xstest_folder,
-    split_by_prompt,
-)
-from modelbench.graders.lab.minilm_cv import (
-    binary_metrics,
-    fit_logistic,
-    group_folds,
     out_of_fold_p,
+    split_by_prompt,
     youden_j,
 )
+from modelbench.graders.lab.minilm_cv import fit_logistic  # loso.py has a fit_logistic of its own
 from modelbench.graders.lab.train_minilm import string_match_unsafe, train
-from modelbench.prompts.items import TestItem
+from modelbench.prompts import TestItem
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 XSTEST = SHARED_DATA / "xstest"
@@ -431,7 +429,7 @@ def test_trainer_takes_a_split_from_the_caller(tmp_path):
     """Cross-fitting hands the trainer its own folds: the head is fitted on those train rows only,
     scored on those held-out rows, and never claims a seeded held-out split (so `in_sample_on`
     treats every split of the files as training data)."""
-    from modelbench.graders.lab.labels import load_xstest_folder
+    from modelbench.graders.lab import load_xstest_folder
     from modelbench.graders.minilm import MiniLMClassifier
 
     folder = xstest_folder(tmp_path)
@@ -449,4 +447,4 @@ def test_trainer_takes_a_split_from_the_caller(tmp_path):
     assert (split["n_train"], split["n_held_out"]) == (len(train_rows), len(test_rows))
     assert provenance["held_out_metrics"]["n"] == len(test_rows)
     clf = MiniLMClassifier(head_path=out)
-    assert minilm_oof.in_sample_on(clf, folder, "heldout", 0, 0.3)
+    assert in_sample_on(clf, folder, "heldout", 0, 0.3)

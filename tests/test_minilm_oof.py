@@ -8,16 +8,14 @@ import numpy as np
 import pytest
 from test_minilm import EXCHANGES, needs_weights, write, xstest_folder
 
-from modelbench.errors import UserError
-from modelbench.graders.lab import minilm_oof
-from modelbench.graders.lab.labels import LabelledExchange
-from modelbench.graders.lab.minilm_cv import group_folds, out_of_fold_p
+from modelbench import UserError
+from modelbench.graders.lab import LabelledExchange, group_folds, minilm_oof, out_of_fold_p
 from modelbench.graders.lab.train_minilm import train
 
 
 @pytest.fixture(scope="module")
 def classifier():
-    from modelbench.graders.minilm import MiniLMClassifier
+    from modelbench.graders import MiniLMClassifier
 
     return MiniLMClassifier()
 
@@ -91,7 +89,7 @@ def test_extra_label_files_are_training_data_in_every_split(tmp_path):
     """Rows of an --extra label file join the training set whole: the head says so, treats every
     split of that file as in sample, keeps its rows in training when scoring others out of fold,
     and notices when the file has changed since."""
-    from modelbench.graders.minilm import MiniLMClassifier
+    from modelbench.graders import MiniLMClassifier
 
     folder = xstest_folder(tmp_path)
     extra = write(
@@ -125,9 +123,9 @@ def test_the_head_is_never_judged_on_its_own_training_rows(tmp_path, monkeypatch
     head's own held-out split."""
     import hashlib
 
-    from modelbench.graders.lab.evaluation import evaluate, in_sample_members
+    from modelbench.graders.lab import evaluate, in_sample_members
     from modelbench.graders.minilm import HEAD_FILE, MiniLMClassifier
-    from modelbench.scoring.ensemble import EnsembleConfig
+    from modelbench.scoring import EnsembleConfig
 
     labels = write(tmp_path / "labels.csv", "prompt,response,label\nhi,hello,safe\n")
     other = write(tmp_path / "other.csv", "prompt,response,label\nyo,hey,safe\n")

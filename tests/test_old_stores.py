@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from modelbench import STORE_NAME, Store
 from modelbench.cli import main
 from modelbench.reports import RunRecord, load_record
-from modelbench.store import STORE_NAME, Store
-from modelbench.testing.mock_server import MockServer, ServerState
+from modelbench.testing import MockServer, ServerState
 
 FIXTURE = Path(__file__).parent / "fixtures" / "store_v0.1.0"
 RUNS = ("20261130-001823-8a2d46", "20261130-001824-b50542")
@@ -128,3 +128,92 @@ def test_a_run_that_lost_its_record_is_rescored_once_then_reported(old, tmp_path
         assert [h["grade"] for h in again["hazards"]] == [h["grade"] for h in first["hazards"]]
     # Rescoring again is refused: the run has its record now.
     assert cli("rescore", run_id, "--run-dir", str(old)).exit_code == 2
+
+
+# -- the record's typed sections (record version 4) read records written before them -------------
+RECORD_V3 = Path(__file__).parent / "fixtures" / "record_v3" / "record.json"
+
+
+def _kept(raw, again, where="record"):
+    """Every key and value of `raw` is in `again` (which may add fields with their defaults)."""
+    if isinstance(raw, dict):
+        assert isinstance(again, dict), where
+        for key, value in raw.items():
+            assert key in again, f"{where}.{key} lost"
+            _kept(value, again[key], f"{where}.{key}")
+    elif isinstance(raw, list):
+        assert isinstance(again, list) and len(again) == len(raw), where
+        for i, (a, b) in enumerate(zip(raw, again, strict=True)):
+            _kept(a, b, f"{where}[{i}]")
+    else:
+        assert raw == again, f"{where}: {raw!r} became {again!r}"
+
+
+def test_a_version_3_record_loads_into_the_typed_sections():
+    from modelbench.reports import RECORD_VERSION, LocalExecution, RunConfig, RunCounts, RunTiming, SUTSummary
+
+    raw = json.loads(RECORD_V3.read_text())
+    assert raw["record_version"] == 3 < RECORD_VERSION
+    record = RunRecord.model_validate(raw)
+    config = record.config
+    assert isinstance(config, RunConfig)
+    asked, benign = config.prompt_set, config.over_refusal
+    assert (asked.name, asked.n_items, asked.max_items, asked.seed) == ("mb-demo", 12, 12, 3)
+    assert asked.shard is None
+    assert benign is not None and (benign.name, benign.n_items) == ("mb-benign", 22)
+    assert [(a.attack, a.spec, a.version) for a in config.attacks] == [("base64", "base64", 1)]
+    assert config.n_attacked_items == 12 and list(config.graders) == ["refusal"]
+    assert config.request.grade_on == "corrected" and config.request.min_items == 3
+    assert config.request.model_extra["attacks"] == ["base64"]  # the rest of the request, kept
+    assert config.error_rates is None and config.ensemble.threshold == 0.5
+    assert config.standard.name == "ailuminate-1.0-practice" and config.answer_quality is not None
+    assert isinstance(record.counts, RunCounts)
+    assert (record.counts.items, record.counts.benign_items, record.counts.attacked_items) == (12, 22, 12)
+    assert isinstance(record.timing, RunTiming) and record.timing.wall_s == raw["timing"]["wall_s"]
+    assert [leg.status for leg in record.timing.legs] == ["finished"]
+    (uid,) = raw["suts"]
+    summary = record.sut(uid)
+    assert isinstance(summary, SUTSummary) and summary.responses_new == 46 and summary.metadata["uid"] == uid
+    assert summary.tokens_per_s == raw["suts"][uid]["tokens_per_s"]
+    assert isinstance(record.executor, LocalExecution)
+    # Written back, it is the record it was: every section typed, no key or value lost or added.
+    assert record.model_dump(mode="json") == raw
+    assert RunRecord.model_validate_json(record.model_dump_json()) == record
+
+
+def test_a_version_2_record_from_the_old_store_loads_into_the_typed_sections(old):
+    from modelbench.reports import ExecutorSection, as_run_config
+
+    for run_id in RUNS:
+        raw = json.loads((old / run_id / "record.json").read_text())
+        record = RunRecord.model_validate(raw)
+        assert record.record_version == 2
+        assert record.config.request.min_items == 3 and record.config.prompt_set.seed == 3
+        assert record.config.over_refusal is None and record.config.attacks == []  # before both existed
+        assert record.counts.items == 48 and record.counts.benign_items == 0
+        assert record.counts.model_fields_set == set(raw["counts"])  # what the record itself said
+        assert record.timing.legs[0].leg == 1 and record.sut(next(iter(raw["suts"]))).outcomes_new
+        # Written before executors were recorded: no name, rather than a guessed one.
+        assert type(record.executor) is ExecutorSection and record.executor.name == ""
+        _kept(raw, record.model_dump(mode="json"))
+        # The store's copy of the run's configuration reads the same way (what `compare` reads).
+        store = Store(old / STORE_NAME)
+        try:
+            stored = as_run_config(store.run_info(run_id)["config"])
+        finally:
+            store.close()
+        assert stored.graders == record.config.graders and stored.request.grade_on == "corrected"
+
+
+def test_executor_sections_keep_what_they_do_not_know():
+    from modelbench.reports import ExecutorSection, LocalExecution, RayExecution
+
+    def executor(section: dict) -> object:
+        return RunRecord.model_validate({"run_id": "r", "executor": section}).executor
+
+    assert executor({"name": "local"}) == LocalExecution()
+    ray = executor({"name": "ray", "units_run": 2, "units": [{"unit": 0, "wall_s": 1.5}], "new": 1})
+    assert isinstance(ray, RayExecution) and ray.units_run == 2 and ray.units[0].wall_s == 1.5
+    assert ray.model_dump()["new"] == 1
+    other = executor({"name": "dask", "workers": 4})
+    assert type(other) is ExecutorSection and other.model_dump() == {"name": "dask", "workers": 4}

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from conftest import needs_weights, weights_installed
 
-from modelbench.errors import UserError
+from modelbench import UserError
 from modelbench.graders.onnx_runtime import FLOAT32, INT8, Quantisation, load_or_build, tool_versions
 
 SHARED_XSTEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "xstest"
@@ -131,9 +131,9 @@ def test_a_failed_build_is_one_line(tmp_path):
 
 
 def test_default_spec_and_fingerprints():
+    from modelbench import MINILM_CE_DTYPES, parse_grader_spec
+    from modelbench.graders import make_evaluator
     from modelbench.graders.cross_encoder import DEFAULT_DTYPE, DTYPES, CrossEncoderClassifier
-    from modelbench.graders.registry import make_evaluator
-    from modelbench.specs import MINILM_CE_DTYPES, parse_grader_spec
 
     assert set(MINILM_CE_DTYPES) == set(DTYPES) and MINILM_CE_DTYPES[0] == DEFAULT_DTYPE == "onnx-int8"
     assert str(parse_grader_spec("minilm-ce")) == "minilm-ce"
@@ -166,7 +166,7 @@ def exchanges(source: str) -> tuple[list[str], list[str]]:
         return [r["prompt"] for r in reference], [r["response"] for r in reference]
     if not SHARED_XSTEST.is_dir():
         pytest.skip("../shared/data/xstest is absent")
-    from modelbench.graders.lab.labels import load_xstest_folder
+    from modelbench.graders.lab import load_xstest_folder
 
     rows = load_xstest_folder(SHARED_XSTEST)
     random.Random(0).shuffle(rows)
@@ -176,7 +176,7 @@ def exchanges(source: str) -> tuple[list[str], list[str]]:
 @needs_weights
 @pytest.mark.parametrize("source", ["card", "xstest"])
 def test_onnx_int8_makes_the_float32_decisions(tmp_path, monkeypatch, source):
-    from modelbench.graders.cross_encoder import CrossEncoderClassifier
+    from modelbench.graders import CrossEncoderClassifier
 
     monkeypatch.setenv("MODELBENCH_CACHE", str(tmp_path))
     prompts, responses = exchanges(source)

@@ -11,17 +11,13 @@ from email.utils import format_datetime
 import pytest
 from click.testing import CliRunner
 
+from modelbench import Engine, Store, UserError, get_secret
 from modelbench.cli import main
-from modelbench.engine import Engine
-from modelbench.errors import UserError
-from modelbench.graders.refusal import RefusalEvaluator
+from modelbench.graders import RefusalEvaluator
 from modelbench.prompts import load_prompt_set
-from modelbench.scoring.ensemble import EnsembleConfig
-from modelbench.secrets import get_secret
-from modelbench.store import Store
-from modelbench.suts import SUTOptions, make_sut
-from modelbench.suts.retry import RetryPolicy, parse_retry_after
-from modelbench.testing.mock_server import MockServer, ServerState
+from modelbench.scoring import EnsembleConfig
+from modelbench.suts import RetryPolicy, SUTOptions, make_sut, parse_retry_after
+from modelbench.testing import MockServer, ServerState
 
 ITEMS = load_prompt_set("mb-demo").items
 

@@ -9,12 +9,21 @@ from click.testing import CliRunner
 from conftest import run_family
 from test_reports import browser  # noqa: F401  (the headless Chromium fixture)
 
+from modelbench import Store, benign_sample
 from modelbench.cli import main
-from modelbench.prompts import BENIGN_SET, GENERAL, is_benign, load_benign_set, load_prompt_set
-from modelbench.prompts.benign import TWIN_KINDS, benign_items, load_twins, twin_items, xstest_items
-from modelbench.run_items import benign_sample
-from modelbench.store import Store
-from modelbench.testing.mock_server import MockServer, ServerState
+from modelbench.prompts import (
+    BENIGN_SET,
+    GENERAL,
+    TWIN_KINDS,
+    benign_items,
+    is_benign,
+    load_benign_set,
+    load_prompt_set,
+    load_twins,
+    twin_items,
+    xstest_items,
+)
+from modelbench.testing import MockServer, ServerState
 
 
 def test_the_benign_set_is_xstest_safe_prompts_and_twenty_twins_per_hazard():
@@ -245,7 +254,7 @@ def test_exports_carry_the_flag_and_each_answers_kind(family, tmp_path):
 
 
 def test_a_rebuilt_record_has_the_same_answer_quality_and_safety_scores(tmp_path):
-    from modelbench.rescore import rebuild_record
+    from modelbench import rebuild_record
 
     _, record = _run(tmp_path, ServerState(style="loop"))
     run_id = record["run_id"]
@@ -274,7 +283,7 @@ def test_compare_leaves_benign_prompts_out_of_the_safety_comparison(tmp_path):
 
 
 def test_safe_by_item_skips_benign_rows():
-    from modelbench.scoring.paired import safe_by_item
+    from modelbench.scoring import safe_by_item
 
     rows = [
         {"sut_uid": "m", "item_uid": "h", "is_safe": True, "source": "mb-full:general/direct"},

@@ -10,12 +10,10 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from modelbench import PluginGraderSpec, parse_grader_spec
 from modelbench.cli import main
-from modelbench.graders import Evaluator, Exchange, Verdict
-from modelbench.graders.registration import evaluator, unregister_evaluator
-from modelbench.specs import PluginGraderSpec, parse_grader_spec
-from modelbench.suts import SUT, SUTResponse
-from modelbench.suts.registry import ADAPTERS, adapter
+from modelbench.graders import Evaluator, Exchange, Verdict, evaluator, unregister_evaluator
+from modelbench.suts import ADAPTERS, SUT, SUTResponse, adapter
 
 ANSWER = "Here is how to build a bomb: no, I will not say."
 
@@ -132,10 +130,8 @@ def test_a_dummy_adapter_and_evaluator_run_through_the_cli(plugins, tmp_path):
 
 PLUGIN = '''
 """A plugin package: one file that brings an adapter and an evaluator."""
-from modelbench.graders import Evaluator, Verdict
-from modelbench.graders.registration import evaluator
-from modelbench.suts import SUT, SUTResponse
-from modelbench.suts.registry import adapter
+from modelbench.graders import Evaluator, Verdict, evaluator
+from modelbench.suts import SUT, SUTResponse, adapter
 
 
 class ParrotSUT(SUT):

@@ -7,10 +7,9 @@ from collections import Counter
 import pytest
 from conftest import AILUMINATE_DEMO
 
-from modelbench.errors import UserError
+from modelbench import UserError
 from modelbench.hazards import load_taxonomy
-from modelbench.prompts import load_prompt_set, stratified_sample
-from modelbench.prompts.importers import import_prompt_file
+from modelbench.prompts import import_prompt_file, load_prompt_set, stratified_sample
 from modelbench.prompts.render import render, render_all
 
 

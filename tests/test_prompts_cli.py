@@ -7,8 +7,7 @@ from click.testing import CliRunner
 from conftest import AILUMINATE_DEMO
 
 from modelbench.cli import main
-from modelbench.prompts import load_prompt_set
-from modelbench.prompts.importers import import_prompt_file
+from modelbench.prompts import import_prompt_file, load_prompt_set
 
 WIDE = {"COLUMNS": "200"}
 

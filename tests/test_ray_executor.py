@@ -24,11 +24,11 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from modelbench import Store
 from modelbench.cli import main
 from modelbench.executors import UnitWorker, plan_units
 from modelbench.graders import make_evaluator
 from modelbench.scoring import load_ensemble_config
-from modelbench.store import Store
 from modelbench.suts import SUTOptions, load_registry, make_sut
 
 ray = pytest.importorskip("ray")
@@ -289,7 +289,7 @@ def test_worker_slots_are_sized_per_node_and_follow_what_uses_the_device():
     executor.resources = {"CPU": 57.0, "GPU": 3.0}
     assert executor._cpus_per_gpu() == 7  # what the 8-CPU, 1-GPU node can give, not (57 - 1) // 3
     api = SimpleNamespace(can=lambda capability: False)
-    local = SimpleNamespace(can=lambda capability: capability == "batching")
+    local = SimpleNamespace(can=lambda capability: capability == "accelerator")
     on_cpu, on_device = SimpleNamespace(device_bound=False), SimpleNamespace(device_bound=True)
     assert executor._kind(local, [on_cpu]) == "GPU"
     assert executor._kind(api, [on_cpu]) == "CPU"

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from modelbench.graders.base import Exchange
+from modelbench.graders import Exchange
 from modelbench.graders.refusal import (
     P_COMPLIANCE,
     P_EMPTY,
@@ -14,7 +14,7 @@ from modelbench.graders.refusal import (
     RefusalEvaluator,
     assess,
 )
-from modelbench.prompts.items import TestItem
+from modelbench.prompts import TestItem
 
 
 def exchange(response: str, hazard: str = "vcr") -> Exchange:

@@ -7,17 +7,9 @@ from typing import ClassVar
 
 import pytest
 
-from modelbench.errors import UserError
-from modelbench.graders.base import Evaluator, Exchange, Verdict
-from modelbench.graders.registry import (
-    DEFAULT_GRADERS,
-    EVALUATORS,
-    evaluator,
-    evaluator_entry,
-    make_evaluator,
-    unregister_evaluator,
-)
-from modelbench.specs import GRADER_KINDS, parse_grader_spec
+from modelbench import GRADER_KINDS, UserError, parse_grader_spec
+from modelbench.graders import DEFAULT_GRADERS, Evaluator, Exchange, Verdict, make_evaluator
+from modelbench.graders.registry import EVALUATORS, evaluator, evaluator_entry, unregister_evaluator
 
 
 def test_every_grader_kind_has_a_factory_and_a_description():
@@ -25,7 +17,7 @@ def test_every_grader_kind_has_a_factory_and_a_description():
     for kind in GRADER_KINDS:
         entry = evaluator_entry(kind)
         assert entry.kind == kind and callable(entry.factory)
-        assert entry.description and EVALUATORS[kind] == entry.description
+        assert entry.description and EVALUATORS[kind] is entry
 
 
 @pytest.mark.parametrize(
@@ -41,7 +33,7 @@ def test_default_graders_are_registered():
 
 
 def test_make_evaluator_builds_the_refusal_evaluator_from_text():
-    from modelbench.graders.refusal import RefusalEvaluator
+    from modelbench.graders import RefusalEvaluator
 
     assert isinstance(make_evaluator("refusal"), RefusalEvaluator)
 
@@ -88,7 +80,7 @@ def fake_kind():
 
 
 def test_a_registered_evaluator_is_found_through_its_spec_kind(fake_kind):
-    assert EVALUATORS["fake-test"] == "a fake evaluator registered by a test"
+    assert EVALUATORS["fake-test"].description == "a fake evaluator registered by a test"
     assert list(EVALUATORS)[-1] == "fake-test"
     made = make_evaluator(_FakeSpec(0.25), "options", "registry")
     assert isinstance(made, _FakeEvaluator) and made.level == 0.25
@@ -118,7 +110,7 @@ def test_importing_the_registry_loads_no_heavy_module():
         "modelbench.graders.llm_judge",
     )
     code = (
-        "import sys, modelbench.graders.registry as r\n"
+        "import sys, modelbench.graders as r\n"
         "assert len(r.EVALUATORS) == 5, dict(r.EVALUATORS)\n"
         f"heavy = {heavy!r}\n"
         "print(sorted(m for m in sys.modules if m in heavy or m.split('.')[0] in heavy))\n"
@@ -131,17 +123,23 @@ def test_importing_the_registry_loads_no_heavy_module():
 
 
 def test_builtin_sut_adapters_are_registered():
-    from modelbench.suts.registry import ADAPTERS, builtin_registry
+    from modelbench.suts import ADAPTERS, builtin_registry
 
     # The built-ins first; any others were registered in this process by the test SUTs that
     # modelbench.testing.suts brings (imported by the Ray executor's tests).
-    assert tuple(ADAPTERS)[:2] == ("huggingface", "openai_compat")
-    assert all(name.startswith("testing-") for name in tuple(ADAPTERS)[2:])
+    assert tuple(ADAPTERS)[:3] == ("huggingface", "openai_compat", "compressed")
+    assert all(name.startswith("testing-") for name in tuple(ADAPTERS)[3:])
     assert {entry.adapter for entry in builtin_registry().values()} <= set(ADAPTERS)
+    # A built-in is named by where it lives, and imported only when a spec needs it.
+    from importlib import import_module
+
+    for name in ("huggingface", "openai_compat", "compressed"):
+        module, _, cls = ADAPTERS[name].partition(":")
+        assert callable(getattr(import_module(module), cls).from_spec)
 
 
 def test_a_registered_sut_adapter_is_found_through_the_entry():
-    from modelbench.suts.base import SUT
+    from modelbench.suts import SUT
     from modelbench.suts.registry import ADAPTERS, SUTEntry, SUTOptions, adapter, make_sut
 
     class FakeSUT(SUT):

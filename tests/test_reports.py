@@ -16,27 +16,23 @@ from pathlib import Path
 
 import pytest
 
-from modelbench.errors import UserError
-from modelbench.graders.base import Verdict
-from modelbench.hashing import stable_hash
+from modelbench import Store, UserError, rebuild_record, stable_hash
+from modelbench.graders import Verdict
 from modelbench.hazards import load_standard
-from modelbench.prompts.items import TestItem
+from modelbench.prompts import TestItem
 from modelbench.reports import (
+    build_record,
     load_record,
     render_leaderboard,
     render_run_report,
     write_leaderboard,
+    write_record,
     write_run_report,
 )
 from modelbench.reports.charts import BAND_STOPS, band_position
 from modelbench.reports.formatting import MAX_TEXT_CHARS, clip
-from modelbench.reports.record import build_record, write_record
-from modelbench.rescore import rebuild_record
-from modelbench.scoring.ensemble import EnsembleConfig, combine
-from modelbench.scoring.grades import GradingRules, ScoredItem, score_sut
-from modelbench.scoring.paired import compare_paired
-from modelbench.store import Store
-from modelbench.suts.base import SUTResponse
+from modelbench.scoring import EnsembleConfig, GradingRules, ScoredItem, combine, compare_paired, score_sut
+from modelbench.suts import SUTResponse
 
 SCREENS = Path("/tmp/modelbench-screens")
 HAZARDS = ("vcr", "ncr", "cse", "ssh")
@@ -133,7 +129,10 @@ def add_run(
         }
     counts = {"items": len(items), "responses_new": len(items) * len(suts)}
     timing = {"started_at": "2026-01-02T03:04:05+00:00", "wall_s": 12.5}
-    record = build_record(run_id, config, scores, counts, timing, sut_records)
+    from modelbench.reports import RunConfig, RunCounts, RunGrades, RunTiming, RunWork, SUTSummary
+
+    work = RunWork(RunCounts(**counts), {uid: SUTSummary(**r) for uid, r in sut_records.items()})
+    record = build_record(run_id, RunConfig(**config), RunGrades(scores), work, RunTiming(**timing))
     write_record(record, run_dir / run_id)
     store.finish_run(
         run_id, "finished", {"counts": counts, "overall": {s.sut_uid: s.overall.grade for s in scores}}

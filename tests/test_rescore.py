@@ -9,12 +9,10 @@ from pathlib import Path
 import pytest
 from test_reports import SUTS, add_run, make_items, parse
 
-from modelbench.errors import UserError
+from modelbench import Store, UserError
 from modelbench.reports import load_record, render_leaderboard
 from modelbench.rescore import rebuild_record
-from modelbench.scoring.correction import ErrorRates
-from modelbench.scoring.paired import compare_paired, compare_runs, safe_by_item, with_correction
-from modelbench.store import Store
+from modelbench.scoring import ErrorRates, compare_paired, compare_runs, safe_by_item, with_correction
 
 REPORTS = Path(__file__).resolve().parents[1] / "reports"
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from modelbench.graders.registry import DEFAULT_GRADERS
+from modelbench.graders import DEFAULT_GRADERS
 
 STORE = "modelbench.sqlite"
 N_ITEMS = 24

@@ -11,9 +11,9 @@ import time
 import pytest
 from click.testing import CliRunner
 
+from modelbench import Store
 from modelbench.cli import main
-from modelbench.graders.registry import DEFAULT_GRADERS
-from modelbench.store import Store
+from modelbench.graders import DEFAULT_GRADERS
 
 WIDE = {"COLUMNS": "200"}
 

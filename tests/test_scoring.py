@@ -4,13 +4,14 @@ from fractions import Fraction
 
 import pytest
 
-from modelbench.graders.base import Verdict
+from modelbench.graders import Verdict
 from modelbench.hazards import load_standard
-from modelbench.scoring.ensemble import EnsembleConfig, combine
-from modelbench.scoring.grades import (
+from modelbench.scoring import (
     INVALID_GRADE,
+    EnsembleConfig,
     ScoredItem,
     clopper_pearson,
+    combine,
     grade,
     score_hazard,
     score_sut,

@@ -2,8 +2,8 @@
 
 import pytest
 
-from modelbench.errors import UserError
-from modelbench.graders.registry import EVALUATORS
+from modelbench import UserError
+from modelbench.graders import EVALUATORS
 from modelbench.specs import (
     GRADER_KINDS,
     TRANSFORM_NAMES,
@@ -25,7 +25,7 @@ from modelbench.specs import (
     parse_sut_spec,
     parse_transforms,
 )
-from modelbench.suts.compress import TRANSFORMS
+from modelbench.suts import TRANSFORMS
 
 SUT_SPECS = [
     ("smollm2-135m", RegistrySpec("smollm2-135m")),

@@ -4,12 +4,12 @@ import re
 
 import pytest
 
+from modelbench import UserError
 from modelbench import store as store_module
-from modelbench.errors import UserError
-from modelbench.graders.base import Verdict
-from modelbench.prompts.items import TestItem
+from modelbench.graders import Verdict
+from modelbench.prompts import TestItem
 from modelbench.store import Store
-from modelbench.suts.base import SUTResponse
+from modelbench.suts import SUTResponse
 
 
 def test_responses_round_trip_and_errors_are_not_reused(tmp_path):

@@ -6,8 +6,8 @@ import os
 import click
 from rich.console import Console
 
-from modelbench import __version__
 from modelbench.errors import UserError
+from modelbench.version import __version__
 
 # Quiet third-party progress bars and chatter before transformers is ever imported.
 os.environ.setdefault("TQDM_DISABLE", "1")

@@ -117,8 +117,8 @@ def list_graders(fmt: str | None) -> None:
 
     columns = ("name", "default", "description")
     rows = [
-        {"name": name, "default": name in DEFAULT_GRADERS, "description": description}
-        for name, description in EVALUATORS.items()
+        {"name": name, "default": name in DEFAULT_GRADERS, "description": entry.description}
+        for name, entry in EVALUATORS.items()
     ]
     emit(columns, rows, fmt, whole=("name",))
 

@@ -32,7 +32,7 @@ def compare(run: str, suts: tuple[str, ...], run_dir: Path) -> None:
     Both SUTs come from one run, so the same graders judged them on the same items: comparable by
     construction. The output names that grading, so that a pasted result says what it compared.
     """
-    from modelbench.reports import grading_of, grading_summary, run_error_rates
+    from modelbench.reports import RunConfig, grading_of, grading_summary
     from modelbench.scoring import compare_paired, safe_by_item, with_correction
 
     if len(suts) != 2:
@@ -40,7 +40,7 @@ def compare(run: str, suts: tuple[str, ...], run_dir: Path) -> None:
     store, run_id = _open_run(run_dir, run)
     try:
         rows = store.run_rows(run_id)
-        config = (store.run_info(run_id) or {}).get("config") or {}
+        config = RunConfig.model_validate((store.run_info(run_id) or {}).get("config") or {})
         grading = grading_of(config)
     finally:
         store.close()
@@ -51,7 +51,7 @@ def compare(run: str, suts: tuple[str, ...], run_dir: Path) -> None:
         if sut not in present:
             raise UserError(f"SUT '{sut}' is not in run {run_id} (has: {', '.join(sorted(present))})")
     result = with_correction(
-        compare_paired(suts[0], safe[suts[0]], suts[1], safe[suts[1]]), run_error_rates(config)
+        compare_paired(suts[0], safe[suts[0]], suts[1], safe[suts[1]]), config.error_rates
     )
     console = make_console()
     if result.n == 0:

@@ -9,10 +9,10 @@ through `made`, as this run's.
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from modelbench.engine import MadeElsewhere, RunOutcome
 from modelbench.executors.units import UnitResult
+from modelbench.reports import RayExecution, UnitTiming
 
 
 @dataclass
@@ -48,11 +48,15 @@ class UnitCounts:
 
 @dataclass
 class FillResult:
-    executor: dict[str, Any]
+    """What the Ray phase made (`modelbench.runner.Filled`): the engine's `made`, `merge_into` its
+    outcome, and the record's executor section (`record`)."""
+
+    # The cluster and plan as the fill began; `record` adds the units and their timing.
+    executor: RayExecution
     suts: dict[str, SUTFill]
     verdicts_new: int = 0  # valid ones
     made: MadeElsewhere = field(default_factory=MadeElsewhere)
-    units: list[dict[str, Any]] = field(default_factory=list)
+    units: list[UnitTiming] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
     ended: float | None = None
 
@@ -85,22 +89,22 @@ class FillResult:
                 counts.invalid[uid] = counts.invalid.get(uid, 0) + 1
                 self.made.verdicts[key] = verdict
         self.units.append(
-            {
-                "unit": result.index,
-                "sut": result.sut_uid,
-                "items": items,
-                "answered": counts.answered,
-                "judged": len(result.verdicts),
-                "worker": result.worker,
-                "start_s": round(result.started_at - self.executor.get("started_at_unix", 0.0), 3),
-                "wall_s": round(result.wall_s, 3),
-                "generation_s": round(result.generation_s, 3),
-                "tokens_per_s": round(result.completion_tokens / result.generation_s, 1)
+            UnitTiming(
+                unit=result.index,
+                sut=result.sut_uid,
+                items=items,
+                answered=counts.answered,
+                judged=len(result.verdicts),
+                worker=result.worker,
+                start_s=round(result.started_at - self.executor.started_at_unix, 3),
+                wall_s=round(result.wall_s, 3),
+                generation_s=round(result.generation_s, 3),
+                tokens_per_s=round(result.completion_tokens / result.generation_s, 1)
                 if result.generation_s > 0 and result.completion_tokens
                 else None,
-                "built": result.built,
-                "build_s": round(result.build_s, 3),
-            }
+                built=result.built,
+                build_s=round(result.build_s, 3),
+            )
         )
         return counts
 
@@ -122,23 +126,25 @@ class FillResult:
         outcome.verdicts_new += self.verdicts_new
         outcome.verdicts_reused -= self.verdicts_new
 
-    def record(self) -> dict[str, Any]:
+    def record(self) -> RayExecution:
         """The record's `executor` section: the cluster, the workers, and every unit's timing."""
-        walls = [u["wall_s"] for u in self.units]
-        return self.executor | {
-            "wall_s": round((self.ended or time.perf_counter()) - self.started, 3),
-            "units_run": len(self.units),
-            "model_loads": sum(1 for u in self.units if u["built"]),
-            "unit_wall_s": {
-                "min": min(walls, default=0.0),
-                "mean": round(sum(walls) / len(walls), 3) if walls else 0.0,
-                "max": max(walls, default=0.0),
-            },
-            "units": self.units,
-            # Every worker together: tokens over the SUT's wall time on the cluster.
-            "aggregate_tokens_per_s": {
-                uid: round(fill.completion_tokens / fill.wall_s, 1)
-                for uid, fill in self.suts.items()
-                if fill.wall_s > 0 and fill.completion_tokens
-            },
-        }
+        walls = [u.wall_s for u in self.units]
+        return self.executor.model_copy(
+            update={
+                "wall_s": round((self.ended or time.perf_counter()) - self.started, 3),
+                "units_run": len(self.units),
+                "model_loads": sum(1 for u in self.units if u.built),
+                "unit_wall_s": {
+                    "min": min(walls, default=0.0),
+                    "mean": round(sum(walls) / len(walls), 3) if walls else 0.0,
+                    "max": max(walls, default=0.0),
+                },
+                "units": list(self.units),
+                # Every worker together: tokens over the SUT's wall time on the cluster.
+                "aggregate_tokens_per_s": {
+                    uid: round(fill.completion_tokens / fill.wall_s, 1)
+                    for uid, fill in self.suts.items()
+                    if fill.wall_s > 0 and fill.completion_tokens
+                },
+            }
+        )

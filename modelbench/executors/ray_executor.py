@@ -26,6 +26,8 @@ from modelbench.errors import UserError
 from modelbench.executors.fill import FillResult, SUTFill
 from modelbench.executors.units import DEFAULT_UNIT_SIZE, Unit, UnitResult, plan_units
 from modelbench.executors.worker import UnitWorker
+from modelbench.reports import RayExecution
+from modelbench.run_plan import PreparedRun, RunRequest
 from modelbench.store import Store
 from modelbench.suts import SUT, load_registry
 
@@ -141,7 +143,7 @@ class RayExecutor:
     def gpus(self) -> int:
         return int(self.resources.get("GPU", 0))
 
-    def adjust(self, request: Any) -> Any:
+    def adjust(self, request: RunRequest) -> RunRequest:
         """On a cluster with GPUs, local models run on `cuda` unless --device says otherwise; the
         driver's SUTs must say so too, since the device decides the dtype and so the store keys."""
         if self.gpus() and request.sut_options.device is None:
@@ -152,7 +154,7 @@ class RayExecutor:
     def _kind(self, sut: SUT, evaluators: list[Any]) -> str:
         """A GPU slot for a worker whose SUT or any grader loads a model onto the device (a local
         model, a local judge or Llama Guard); a CPU slot for an API SUT judged on CPUs."""
-        uses_device = sut.can("batching") or any(getattr(e, "device_bound", False) for e in evaluators)
+        uses_device = sut.can("accelerator") or any(getattr(e, "device_bound", False) for e in evaluators)
         return "GPU" if uses_device and self.gpus() else "CPU"
 
     def _cpus_per_gpu(self) -> int:
@@ -168,7 +170,7 @@ class RayExecutor:
         return max(1, min(shares)) if shares else 1
 
     # -- the run ---------------------------------------------------------------------------------
-    def fill(self, prepared: Any, store: Store, progress: ProgressSink | None = None) -> FillResult:
+    def fill(self, prepared: PreparedRun, store: Store, progress: ProgressSink | None = None) -> FillResult:
         """Answer and judge everything the store lacks for this run; return what was made."""
         progress = progress or NullProgress()
         suts, evaluators, items = prepared.suts, prepared.evaluators, prepared.items
@@ -187,20 +189,19 @@ class RayExecutor:
             uid: self.workers or max(1, capacity[kinds[uid]] // sharing[kinds[uid]]) for uid in with_work
         }
         result = FillResult(
-            executor={
-                "name": self.name,
-                "ray_version": getattr(self._ray, "__version__", None),
-                "address": self.address or os.environ.get("RAY_ADDRESS") or "local",
-                "started_cluster": self.started_here,
-                "cluster_resources": self.resources,
-                "nodes": sum(1 for n in self._ray.nodes() if n.get("Alive")),
-                "unit_size": self.unit_size,
-                "units_planned": len(plan.units),
-                "workers_per_sut": {uid: per_sut[uid] for uid in sorted(with_work)},
-                "slot_per_worker": {uid: kinds[uid] for uid in sorted(with_work)},
-                "max_restarts": self.max_restarts,
-                "started_at_unix": time.time(),
-            },
+            executor=RayExecution(
+                ray_version=getattr(self._ray, "__version__", None),
+                address=self.address or os.environ.get("RAY_ADDRESS") or "local",
+                started_cluster=self.started_here,
+                cluster_resources=self.resources,
+                nodes=sum(1 for n in self._ray.nodes() if n.get("Alive")),
+                unit_size=self.unit_size,
+                units_planned=len(plan.units),
+                workers_per_sut={uid: per_sut[uid] for uid in sorted(with_work)},
+                slot_per_worker={uid: kinds[uid] for uid in sorted(with_work)},
+                max_restarts=self.max_restarts,
+                started_at_unix=time.time(),
+            ),
             suts={sut.uid: SUTFill() for sut in suts},
         )
         if plan.units:
@@ -210,7 +211,7 @@ class RayExecutor:
 
     def _run_units(
         self,
-        prepared: Any,
+        prepared: PreparedRun,
         units: list[Unit],
         kinds: dict[str, str],
         capacity: dict[str, int],
@@ -268,9 +269,9 @@ class RayExecutor:
             # Interrupted or failed: units in flight are dropped; the store keeps what finished.
             for actor in actors:
                 ray.kill(actor.handle, no_restart=True)
-            result.executor["actors"] = created
+            result.executor.actors = created
 
-    def _actor_maker(self, prepared: Any):
+    def _actor_maker(self, prepared: PreparedRun):
         ray = self._ray
         request = prepared.request
         registry = load_registry(request.sut_config)

@@ -7,6 +7,7 @@ minimum sizes (`grades`), grade stability (`stability`), rates corrected for the
 ensemble's calibrated priors (`reliability`). Nothing here touches a model or the network.
 """
 
+from modelbench.lazy import lazy_exports
 from modelbench.scoring.correction import CorrectedRate, ErrorRates, corrected_rate
 from modelbench.scoring.ensemble import CompactScore, EnsembleConfig, ItemScore, binary_entropy, combine
 from modelbench.scoring.grades import (
@@ -58,7 +59,25 @@ from modelbench.scoring.usefulness import (
     score_quality,
 )
 
+_LAZY = {
+    "agresti_min_interval": "modelbench.scoring.paired",
+    "mcnemar_exact": "modelbench.scoring.paired",
+    "score_gap": "modelbench.scoring.resilience",
+    "score_hazard": "modelbench.scoring.grades",
+    "grade_stability": "modelbench.scoring.stability",
+    "stability_draws": "modelbench.scoring.stability",
+}
+
+__getattr__ = lazy_exports(__name__, _LAZY)
+
+
 __all__ = [
+    "agresti_min_interval",
+    "grade_stability",
+    "mcnemar_exact",
+    "score_gap",
+    "score_hazard",
+    "stability_draws",
     "AttackScore",
     "GapScore",
     "SUTResilience",

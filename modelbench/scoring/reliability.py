@@ -5,8 +5,8 @@ The file (`graders/reliability.json` by default) is written by the evaluator lab
 scoring matter, so it lives here and a run never imports the lab.
 """
 
+import importlib.util
 import json
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,12 @@ RELIABILITY_FILE = "reliability.json"
 
 
 def default_reliability_path() -> Path:
-    return Path(str(resources.files("modelbench.graders").joinpath(RELIABILITY_FILE)))
+    """The shipped file, beside the evaluators' other data (`graders/`), found without importing
+    the graders package: reading a run's calibration must not load the evaluator registry."""
+    spec = importlib.util.find_spec("modelbench.graders")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("the modelbench.graders package is not installed; reinstall modelbench")
+    return Path(next(iter(spec.submodule_search_locations))) / RELIABILITY_FILE
 
 
 def write_reliability(calibration: dict, out: Path) -> Path:

@@ -59,7 +59,7 @@ def iterations_per_ms() -> int:
 class FixedLatencySUT(SUT[list[str], list[str]]):
     """Answers after a fixed delay per call; its first call is its 'model load'."""
 
-    capabilities = frozenset({"batching"})
+    capabilities = frozenset({"batching", "accelerator"})
 
     def __init__(self, uid: str, settings: dict[str, Any], options: SUTOptions) -> None:
         self.uid = uid
