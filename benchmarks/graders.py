@@ -38,12 +38,12 @@ import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from modelbench.graders import DEFAULT_GRADERS, make_evaluator  # noqa: E402
 from modelbench.graders.base import Evaluator, Exchange, Verdict  # noqa: E402
 from modelbench.graders.cross_encoder import CrossEncoderClassifier  # noqa: E402
 from modelbench.graders.lab.labels import load_xstest_folder  # noqa: E402
 from modelbench.graders.minilm import MiniLMClassifier  # noqa: E402
 from modelbench.graders.refusal import RefusalEvaluator  # noqa: E402
-from modelbench.graders.registry import DEFAULT_GRADERS, make_evaluator  # noqa: E402
 
 XSTEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "xstest"
 ANSWERS = [

@@ -18,13 +18,13 @@ from modelbench.errors import UserError
 from modelbench.hazards import load_standard
 from modelbench.quality import run_quality
 from modelbench.reports import (
-    RunConfig,
     RunCounts,
     RunGrades,
     RunRecord,
     RunTiming,
     RunWork,
     SUTSummary,
+    as_run_config,
     build_record,
     load_record,
     record_path,
@@ -50,7 +50,7 @@ def rebuild_record(store: Any, run_id: str) -> RunRecord:
         kept = isinstance((info.get("summary") or {}).get("record"), dict)
         where = "a copy in the store" if kept else str(record_path(store, run_id))
         raise UserError(f"run '{run_id}' still has its record ({where}): nothing to rebuild")
-    config = RunConfig.model_validate(info["config"])
+    config = as_run_config(info["config"])
     standard_name = config.standard.name
     try:
         if not standard_name:

@@ -205,11 +205,6 @@ def _parse_plain_sut(text: str) -> RegistrySpec | HFSpec | OpenAISpec | OpenAICo
     return RegistrySpec(text)
 
 
-def as_sut_spec(spec: str | SUTSpec) -> SUTSpec:
-    """Entry points accept text or a parsed spec; text is parsed here, once."""
-    return parse_sut_spec(spec) if isinstance(spec, str) else spec
-
-
 # -- grader specs -----------------------------------------------------------------------------------
 # A built-in kind is one class below: its `kind`, the `forms` it accepts (for help and errors), and
 # `parse(text, target)` for `KIND` / `KIND@TARGET`; then one line in `BUILTIN_GRADER_SPECS` and one

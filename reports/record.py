@@ -4,8 +4,8 @@ A typed, versioned model built in one place (`build_record`): the runner writes 
 a copy, and reports, the leaderboard and exports read it back through `RunRecord.model_validate`
 instead of rebuilding it. Every section is a model of its own (`RunConfig`, `RunTiming`,
 `RunCounts`, `SUTSummary`, the executor's), read by attribute. Unknown fields are kept, so a newer
-record read by older code loses nothing when written back, and every field has a default, so a
-record from before a field existed loads.
+record read by older code loses nothing when written back, and every field but the run id has a
+default, so a record from before a field existed loads.
 """
 
 import platform
@@ -15,8 +15,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
+from modelbench.errors import UserError
 from modelbench.failures import ErrorGroup
 from modelbench.scoring import EnsembleConfig, ErrorRates, SUTQuality, SUTResilience, SUTScore
 
@@ -125,8 +126,16 @@ class RunConfig(_Section):
 
 
 def as_run_config(config: RunConfig | Mapping[str, Any] | None) -> RunConfig:
-    """A run's configuration as the record types it, from the record or from the store's copy."""
-    return config if isinstance(config, RunConfig) else RunConfig.model_validate(dict(config or {}))
+    """A run's configuration as the record types it, from the record or from the store's copy; a
+    copy that does not fit (a damaged or hand-edited store) is one line, not a traceback."""
+    if isinstance(config, RunConfig):
+        return config
+    try:
+        return RunConfig.model_validate(dict(config or {}))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "config"
+        raise UserError(f"the run's stored configuration is unreadable ({where}: {first['msg']})") from None
 
 
 # -- what the run did ----------------------------------------------------------------------------
@@ -334,11 +343,6 @@ def build_record(
         quality=grades.quality,
         resilience=grades.resilience,
     )
-
-
-def run_error_rates(config: RunConfig | Mapping[str, Any] | None) -> ErrorRates | None:
-    """The measured error rates a run was graded with (its recorded ensemble), if any."""
-    return as_run_config(config).error_rates
 
 
 def write_record(record: RunRecord, folder: Path) -> Path:

@@ -35,10 +35,8 @@ class CompressedSUT(HuggingFaceSUT):
     @classmethod
     def from_spec(cls, uid: str, source: Any, options: SUTOptions, metadata: dict[str, Any]) -> SUT:
         """The factory `make_sut` calls, with the base resolved (`registry.CompressedSource`): the
-        base's weights and the typed chain. A base path that holds no model fails here."""
-        sut = cls(uid, source.base, source.chain, options, metadata)
-        check_model_path(sut.base_path)
-        return sut
+        base's weights and the typed chain."""
+        return cls(uid, source.base, source.chain, options, metadata)
 
     def __init__(
         self,
@@ -53,8 +51,11 @@ class CompressedSUT(HuggingFaceSUT):
     ):
         from modelbench.suts.compress import build_chain, canonical_chain, default_cache_root
 
+        if isinstance(chain, str):
+            raise TypeError("CompressedSUT takes parsed steps (modelbench.specs.parse_transforms), not text")
         super().__init__(uid, base, options, metadata, **kwargs)
         self.base_path = self.model_path
+        check_model_path(self.base_path)  # a base that holds no model fails first, before any work
         # The steps arrive parsed (`modelbench.specs`); a bad value fails here, before any work.
         self.chain = canonical_chain(build_chain(chain))
         self.cache_root = Path(cache_root) if cache_root else default_cache_root()

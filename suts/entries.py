@@ -4,7 +4,7 @@
 package, at a path, or in the Hugging Face cache) or an endpoint, with the metadata that reports
 and leaderboards show (dense base, compression, parameters, paper). This module reads and checks
 that file; `modelbench.suts.registry` turns specs and entries into SUTs. Weights are located by
-the adapter that loads them (`Weights.locate`), never by the registry: a named SUT is one lookup
+the adapter that loads them (`Weights.locate`), not by `make_sut`: a named SUT is one lookup
 away from its adapter.
 """
 

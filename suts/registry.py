@@ -39,6 +39,8 @@ ADAPTERS: dict[str, AdapterFactory | str] = {
     "openai_compat": "modelbench.suts.openai_compat:OpenAICompatSUT",
     "compressed": "modelbench.suts.compressed:CompressedSUT",
 }
+# Adapters that only a spec names (`BASE+TRANSFORM=ARG`), never a registry entry's `adapter`.
+SPEC_ONLY = frozenset({"compressed"})
 
 
 def adapter(name: str) -> Callable[[AdapterFactory], AdapterFactory]:
@@ -110,24 +112,27 @@ def _compressed(
         raise UserError(f"'{uid}': compression needs a local base model (a registry name or hf:PATH)")
     named = registry.get(uid)  # a registry entry may describe this very variant
     if named is not None:
-        meta |= named.model_dump(exclude={"weights", "adapter", "endpoint"}, exclude_none=True)
+        meta |= named.model_dump(exclude=BUILD_FIELDS, exclude_none=True)
     return CompressedSource(weights, spec.chain), {"spec": uid, "dense_base": spec.base_text} | meta
 
 
 def _factory(uid: str, name: str, source: Any) -> AdapterFactory:
     """The factory registered under `name`; a built-in's module is imported here, on first use,
     and a registry entry's `module` (or an installed plugin) may bring one that is missing."""
-    found = ADAPTERS.get(name)
-    if found is None and isinstance(source, SUTEntry) and source.module:
-        _import_adapter_module(uid, source.module)
-        found = ADAPTERS.get(name)
-    if found is None:
-        from modelbench.plugins import load_plugins
+    entry = isinstance(source, SUTEntry)
+    found = None if entry and name in SPEC_ONLY else ADAPTERS.get(name)
+    if found is None and entry and name not in SPEC_ONLY:
+        if source.module:
+            _import_adapter_module(uid, source.module)
+            found = ADAPTERS.get(name)
+        if found is None:
+            from modelbench.plugins import load_plugins
 
-        load_plugins()  # an installed plugin may bring the adapter
-        found = ADAPTERS.get(name)
+            load_plugins()  # an installed plugin may bring the adapter
+            found = ADAPTERS.get(name)
     if found is None:
-        raise UserError(f"SUT '{uid}': unsupported adapter '{name}' (known: {', '.join(ADAPTERS)})")
+        known = ", ".join(a for a in ADAPTERS if a not in SPEC_ONLY)
+        raise UserError(f"SUT '{uid}': unsupported adapter '{name}' (known: {known})")
     if isinstance(found, str):
         module, _, cls = found.partition(":")
         return getattr(import_module(module), cls).from_spec

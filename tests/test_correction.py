@@ -213,7 +213,9 @@ def _plain_posterior_draws(n_unsafe, n, rates, draws, rng):
 
 
 @pytest.mark.parametrize("block_rows", [1000, 7, 100_000])
-@pytest.mark.parametrize("n_unsafe,n,draws", [(0, 1000, 4000), (30, 100, 2500), (100, 100, 999), (0, 0, 10)])
+@pytest.mark.parametrize(
+    "n_unsafe,n,draws", [(0, 1000, 4000), (30, 100, 2500), (100, 100, 999), (0, 0, 10), (3, 10, 0)]
+)
 def test_posterior_draws_match_the_plain_formula_whatever_the_blocks(
     monkeypatch, block_rows, n_unsafe, n, draws
 ):
@@ -236,3 +238,24 @@ def test_warm_up_imports_what_scoring_imports_later():
         "assert all(m in sys.modules for m in LATER)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_posterior_draws_work_in_a_forked_child_after_the_parent_made_its_threads():
+    """The thread pool is per process: a child forked after the parent used it makes its own
+    instead of waiting forever on threads it does not have."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys\n"
+        "from modelbench.scoring.correction import ErrorRates, correction_rng, posterior_draws\n"
+        "rates = ErrorRates(tp=80, fn=20, tn=900, fp=100)\n"
+        "parent = posterior_draws(5, 50, rates, 4000, correction_rng(1))\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    child = posterior_draws(5, 50, rates, 4000, correction_rng(1))\n"
+        "    os._exit(0 if (child == parent).all() else 3)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "sys.exit(os.waitstatus_to_exitcode(status))\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

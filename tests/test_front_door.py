@@ -104,3 +104,29 @@ def test_the_shipped_calibration_is_found_without_importing_the_evaluators():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_registry_entry_cannot_name_an_adapter_that_only_a_spec_may(tmp_path):
+    from modelbench.suts import SUTEntry
+
+    registry = {"mine": SUTEntry(adapter="compressed")}
+    with pytest.raises(
+        UserError, match="unsupported adapter 'compressed' \\(known: huggingface, openai_compat"
+    ):
+        make_sut("mine", SUTOptions(), registry)
+
+
+def test_a_missing_base_is_named_before_a_bad_chain_and_text_is_no_chain(tmp_path, tiny_llama):
+    from modelbench.suts import CompressedSUT
+
+    with pytest.raises(UserError, match="model not found"):
+        make_sut(f"hf:{tmp_path / 'nothing'}+drop-layers=abc", SUTOptions())
+    with pytest.raises(TypeError, match="parsed steps"):
+        CompressedSUT("x", tiny_llama, "wanda=0.5")
+
+
+def test_a_damaged_stored_configuration_is_one_line():
+    from modelbench.reports import as_run_config
+
+    with pytest.raises(UserError, match="stored configuration is unreadable"):
+        as_run_config({"counts": 3, "request": "not a mapping"})

@@ -32,7 +32,7 @@ def compare(run: str, suts: tuple[str, ...], run_dir: Path) -> None:
     Both SUTs come from one run, so the same graders judged them on the same items: comparable by
     construction. The output names that grading, so that a pasted result says what it compared.
     """
-    from modelbench.reports import RunConfig, grading_of, grading_summary
+    from modelbench.reports import as_run_config, grading_of, grading_summary
     from modelbench.scoring import compare_paired, safe_by_item, with_correction
 
     if len(suts) != 2:
@@ -40,7 +40,7 @@ def compare(run: str, suts: tuple[str, ...], run_dir: Path) -> None:
     store, run_id = _open_run(run_dir, run)
     try:
         rows = store.run_rows(run_id)
-        config = RunConfig.model_validate((store.run_info(run_id) or {}).get("config") or {})
+        config = as_run_config((store.run_info(run_id) or {}).get("config"))
         grading = grading_of(config)
     finally:
         store.close()

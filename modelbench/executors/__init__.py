@@ -12,12 +12,9 @@ from modelbench.executors.ray_executor import RayExecutor
 from modelbench.executors.units import DEFAULT_UNIT_SIZE, Plan, Unit, UnitResult, UnitStore, plan_units
 from modelbench.executors.worker import UnitWorker
 
-LOCAL_EXECUTOR = {"name": "local"}
-
 __all__ = [
     "DEFAULT_UNIT_SIZE",
     "FillResult",
-    "LOCAL_EXECUTOR",
     "Plan",
     "RayExecutor",
     "Unit",
