@@ -15,7 +15,9 @@
     and report included) against the frozen bare client `benchmarks/bare_client.py` (the openai
     SDK, a semaphore, nothing stored), alternated --whole-runs times on the same prompts and
     server; the median of bare time / modelbench time, and the run's own answering time over the
-    ideal (prompts / concurrency x latency).
+    ideal (prompts / concurrency x latency). (e') in the same alternations, the frozen
+    `benchmarks/bare_aiohttp.py` (a hand-written aiohttp loop, no SDK): the floor the network and
+    the server allow, against which modelbench's whole process shows what the harness costs.
 """
 
 import argparse
@@ -115,7 +117,8 @@ def cached_rerun(url: str) -> tuple[float, float]:
 def whole_processes(url: str, items: list[TestItem], concurrency: int, runs: int) -> dict:
     """(e): bare client and `modelbench run` alternated, each a fresh process on the same prompts."""
     bare_script = Path(__file__).with_name("bare_client.py")
-    bare, ours, answering = [], [], []
+    floor_script = Path(__file__).with_name("bare_aiohttp.py")
+    bare, floor, ours, answering = [], [], [], []
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     with tempfile.TemporaryDirectory() as tmp:
         prompts = Path(tmp) / "prompts.jsonl"
@@ -127,6 +130,12 @@ def whole_processes(url: str, items: list[TestItem], concurrency: int, runs: int
                 check=True, capture_output=True,
             )  # fmt: skip
             bare.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            subprocess.run(
+                [sys.executable, str(floor_script), url, str(prompts), str(concurrency)],
+                check=True, capture_output=True,
+            )  # fmt: skip
+            floor.append(time.perf_counter() - started)
             run_dir = Path(tmp) / f"runs-{i}"
             command = [
                 sys.executable, "-m", "modelbench.cli", "run", "--sut", f"openai-compat:mock@{url}",
@@ -140,7 +149,15 @@ def whole_processes(url: str, items: list[TestItem], concurrency: int, runs: int
             suts = json.loads(record.read_text())["suts"]
             answering.append(max(s["generation_s"] for s in suts.values()))
     ratios = sorted(b / o for b, o in zip(bare, ours, strict=True))
-    return {"bare": bare, "ours": ours, "ratios": ratios, "answering": answering}
+    floor_ratios = sorted(f / o for f, o in zip(floor, ours, strict=True))
+    return {
+        "bare": bare,
+        "floor": floor,
+        "ours": ours,
+        "ratios": ratios,
+        "floor_ratios": floor_ratios,
+        "answering": answering,
+    }
 
 
 RSS_CHILD = r"""
@@ -217,6 +234,13 @@ def main() -> None:
             f"modelbench {min(whole['ours']):.2f}-{max(whole['ours']):.2f} s; answering "
             f"{statistics.median(whole['answering']) / ideal_s:.2f}x the ideal {ideal_s:.2f} s "
             "(target <= 1.3x)",
+        )
+        table.add_row(
+            "(e') bare aiohttp / modelbench, the same alternations",
+            f"{statistics.median(whole['floor_ratios']):.2f}",
+            f"ratios {', '.join(f'{r:.2f}' for r in whole['floor_ratios'])}; bare aiohttp "
+            f"{min(whole['floor']):.2f}-{max(whole['floor']):.2f} s, the floor of a hand-written loop "
+            "(bare_aiohttp.py): modelbench's whole process takes 1 / ratio times as long",
         )
     if args.only_whole:
         Console().print(table)
