@@ -124,18 +124,13 @@ def whole_processes(url: str, items: list[TestItem], concurrency: int, runs: int
         prompts = Path(tmp) / "prompts.jsonl"
         write_items(items, prompts)
         for i in range(runs):
-            started = time.perf_counter()
-            subprocess.run(
-                [sys.executable, str(bare_script), url, str(prompts), str(concurrency)],
-                check=True, capture_output=True,
-            )  # fmt: skip
-            bare.append(time.perf_counter() - started)
-            started = time.perf_counter()
-            subprocess.run(
-                [sys.executable, str(floor_script), url, str(prompts), str(concurrency)],
-                check=True, capture_output=True,
-            )  # fmt: skip
-            floor.append(time.perf_counter() - started)
+            for script, times in ((bare_script, bare), (floor_script, floor)):
+                started = time.perf_counter()
+                subprocess.run(
+                    [sys.executable, str(script), url, str(prompts), str(concurrency)],
+                    check=True, capture_output=True,
+                )  # fmt: skip
+                times.append(time.perf_counter() - started)
             run_dir = Path(tmp) / f"runs-{i}"
             command = [
                 sys.executable, "-m", "modelbench.cli", "run", "--sut", f"openai-compat:mock@{url}",

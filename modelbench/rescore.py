@@ -16,12 +16,9 @@ from typing import Any
 from modelbench.core import is_baseline
 from modelbench.errors import UserError
 from modelbench.hazards import load_standard
-from modelbench.quality import run_quality
 from modelbench.reports import (
     RunCounts,
-    RunGrades,
     RunRecord,
-    RunTiming,
     RunWork,
     SUTSummary,
     as_run_config,
@@ -29,8 +26,9 @@ from modelbench.reports import (
     load_record,
     record_path,
 )
-from modelbench.resilience import run_resilience
-from modelbench.scoring import GradingRules, ItemScore, ScoredItem, score_sut
+from modelbench.run_record import run_timing
+from modelbench.run_scoring import grade
+from modelbench.scoring import GradingRules, ItemScore, ScoredItem
 
 
 def rebuild_record(store: Any, run_id: str) -> RunRecord:
@@ -69,28 +67,25 @@ def rebuild_record(store: Any, run_id: str) -> RunRecord:
     rules = GradingRules(
         rates=config.error_rates, grade_on=config.request.grade_on, min_items=config.request.min_items
     )
-    scores = [score_sut(uid, items, standard, rules, seed=seed) for uid, items in by_sut.items()]
-    grades = RunGrades(
-        scores,
-        # The shipped classifier classifies again; each SUT's quality names its fingerprint, which
-        # differs from the run's `config.answer_quality` when the classifier was refitted since.
-        quality=run_quality(rows, seed=seed) if config.answer_quality else [],
-        resilience=run_resilience(
-            rows,
-            [a.spec for a in config.attacks],
-            standard,
-            rules,
-            config.ensemble,
-            {s.sut_uid: s.overall.grade for s in scores},
-            seed=seed,
-        ),
+    # The shipped classifier classifies again; each SUT's quality names its fingerprint, which
+    # differs from the run's `config.answer_quality` when the classifier was refitted since.
+    grades = grade(
+        by_sut,
+        rows,
+        standard,
+        rules,
+        config.ensemble,
+        [a.spec for a in config.attacks],
+        seed,
+        quality=bool(config.answer_quality),
     )
     # Throughput and SUT metadata were not kept: each SUT has its uid alone.
     work = RunWork(
         RunCounts.model_validate((info.get("summary") or {}).get("counts") or {}),
         {uid: SUTSummary(metadata={"uid": uid}) for uid in by_sut},
     )
-    record = build_record(run_id, config, grades, work, _timing(store, info), reconstructed=True)
+    timing = run_timing(store, run_id, info["started_at"], _seconds_between(info))
+    record = build_record(run_id, config, grades, work, timing, reconstructed=True)
     # Kept where reports look first, beside the summary's counts and grades; the run's status and
     # finish time stay its own.
     store.keep_record(run_id, record.model_dump(mode="json"))
@@ -110,14 +105,6 @@ def _scored_item(row: dict[str, Any]) -> ScoredItem:
             member_verdicts=members,
         )
     return ScoredItem(item_uid=row["item_uid"], hazard=row["hazard"], persona=row["persona"], score=score)
-
-
-def _timing(store: Any, info: dict[str, Any]) -> RunTiming:
-    """The run's first start and its wall time summed over legs (a resumed run has several)."""
-    legs = store.run_timing(info["run_id"])
-    if legs and legs.get("wall_s"):
-        return RunTiming.model_validate(legs)
-    return RunTiming(started_at=info["started_at"], wall_s=_seconds_between(info))
 
 
 def _seconds_between(info: dict[str, Any]) -> float | None:

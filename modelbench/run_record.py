@@ -105,12 +105,19 @@ def run_work(prepared: PreparedRun, outcome: RunOutcome) -> RunWork:
     return RunWork(counts, suts, outcome.errors)
 
 
-def run_timing(store: Store, run_id: str, started_at: str, wall_s: float) -> RunTiming:
+def run_timing(store: Store, run_id: str, started_at: str, wall_s: float | None) -> RunTiming:
     """A resumed run keeps its first start and sums the wall time of every leg; a store without
-    legs gives this leg's."""
-    legs = store.run_timing(run_id) or {"started_at": started_at, "wall_s": wall_s, "legs": []}
+    legs (a run from before they were kept) gives `started_at` and `wall_s`."""
+    legs = store.run_timing(run_id)
+    if not legs or not legs.get("wall_s"):
+        legs = {"started_at": started_at, "wall_s": wall_s, "legs": []}
+    wall = legs["wall_s"]
     return RunTiming.model_validate(
-        {"started_at": legs["started_at"], "wall_s": round(legs["wall_s"], 3), "legs": legs["legs"]}
+        {
+            "started_at": legs["started_at"],
+            "wall_s": None if wall is None else round(wall, 3),
+            "legs": legs["legs"],
+        }
     )
 
 
